@@ -1,0 +1,1 @@
+"""Chip emulators (installed as ``workbench.hardware``); they import only the core."""

@@ -1,0 +1,119 @@
+"""The ``workbench`` command: run folders, evaluation, and one-line errors for bad input."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+RUN_FILES = {
+    "spec.json",
+    "config.json",
+    "history.csv",
+    "metrics.json",
+    "weights.safetensors",
+    "recording.nc",
+}
+
+
+def workbench(*args, cwd=None):
+    return subprocess.run(
+        [sys.executable, "-m", "workbench.cli", *args],
+        capture_output=True,
+        text=True,
+        cwd=cwd,
+        timeout=600,
+    )
+
+
+@pytest.fixture(scope="module")
+def digits_run(tmp_path_factory):
+    out = tmp_path_factory.mktemp("runs") / "digits"
+    done = workbench(
+        "train",
+        "--dataset",
+        "digits",
+        "--epochs",
+        "2",
+        "--seed",
+        "1",
+        "--hidden",
+        "40",
+        "--out",
+        str(out),
+        "--quiet",
+    )
+    assert done.returncode == 0, done.stderr
+    return out, json.loads(done.stdout.strip().splitlines()[-1])
+
+
+def test_train_writes_a_complete_run_folder(digits_run):
+    out, summary = digits_run
+    assert {p.name for p in out.iterdir()} == RUN_FILES
+    metrics = json.loads((out / "metrics.json").read_text())
+    assert {"test_accuracy", "val_accuracy", "train_seconds", "epochs"} <= set(metrics)
+    assert metrics["epochs"] == 2 and summary["test_accuracy"] == metrics["test_accuracy"]
+    config = json.loads((out / "config.json").read_text())
+    assert config["seed"] == 1 and config["hidden"] == [40] and "spec_hash" in config
+    assert not [p for p in out.parent.iterdir() if p.name.endswith(".part")]
+
+
+def test_evaluate_gives_the_stored_metrics_to_the_last_digit(digits_run):
+    out, _ = digits_run
+    done = workbench("evaluate", str(out))
+    assert done.returncode == 0, done.stderr
+    again = json.loads(done.stdout)
+    stored = json.loads((out / "metrics.json").read_text())
+    assert again.keys() == stored.keys()
+    assert again["test_accuracy"] == stored["test_accuracy"]
+    assert again["val_accuracy"] == stored["val_accuracy"]
+
+
+def test_evaluate_on_another_dataset_names_the_mismatch(digits_run):
+    out, _ = digits_run
+    done = workbench("evaluate", str(out), "--dataset", "yinyang")
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and "Traceback" not in done.stderr
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--dataset", "mnist"], "argument --dataset: invalid choice: 'mnist'"),
+        (
+            ["--dataset", "digits", "--epochs", "0"],
+            "argument --epochs: '0' must be an integer >= 1",
+        ),
+        (["--dataset", "digits", "--hidden", "10,-3"], "'-3' must be an integer >= 1"),
+        (["--dataset", "digits", "--lr", "nan"], "'nan' must be a finite number > 0"),
+        (["--dataset", "digits", "--backend", "gpu"], "argument --backend: invalid choice"),
+        (
+            ["--dataset", "digits", "--dt", "6"],
+            "populations[0].params.tau_syn: 5.0 ms must be > dt (6 ms)",
+        ),
+        (["--dataset", "digits", "--n-steps", "5"], "t_late"),
+    ],
+)
+def test_bad_arguments_get_one_line_and_exit_code_2(tmp_path, args, message):
+    out = tmp_path / "run"
+    done = workbench("train", *args, "--out", str(out), "--quiet")
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith("error: ") and message in lines[0], lines
+    assert "Traceback" not in done.stderr
+    assert not out.exists() and os.listdir(tmp_path) == []
+
+
+def test_an_existing_run_folder_is_not_overwritten(digits_run):
+    out, _ = digits_run
+    before = (out / "weights.safetensors").read_bytes()
+    done = workbench("train", "--dataset", "digits", "--out", str(out), "--quiet")
+    assert done.returncode == 2 and "exists and is not empty" in done.stderr
+    assert (out / "weights.safetensors").read_bytes() == before
+
+
+def test_algorithm_and_backend_choices_come_from_the_registries():
+    done = workbench("train", "--help")
+    assert "surrogate" in done.stdout and "float" in done.stdout

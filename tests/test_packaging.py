@@ -1,0 +1,94 @@
+"""The project's set-up files agree with each other, and the layers import downwards only."""
+
+import re
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import yaml
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _name(requirement: str) -> str:
+    return re.split(r"[<>=!~ \[]", requirement.strip(), maxsplit=1)[0].lower().replace("_", "-")
+
+
+def _pyproject():
+    return tomllib.loads((ROOT / "pyproject.toml").read_text())
+
+
+def test_environment_yml_lists_the_same_packages_and_bounds_as_pyproject():
+    project = _pyproject()["project"]
+    wanted = {
+        _name(r): r.replace(" ", "")
+        for r in project["dependencies"] + project["optional-dependencies"]["test"]
+    }
+    env = yaml.safe_load((ROOT / "environment.yml").read_text())
+    listed = {}
+    for entry in env["dependencies"]:
+        items = entry["pip"] if isinstance(entry, dict) else [entry]
+        for item in items:
+            if item.startswith("-e") or _name(item) in ("python", "pip"):
+                continue
+            listed[_name(item)] = item.replace(" ", "")
+    assert set(listed) == set(wanted)
+    for name, requirement in wanted.items():
+        if name == "torch":  # pyproject gives a floor; the environment pins the CPU build
+            assert listed[name] == "torch==2.13.0"
+        else:
+            assert listed[name] == requirement, name
+
+
+def test_constraints_pin_the_cpu_build_of_torch():
+    lines = (ROOT / "constraints.txt").read_text().splitlines()
+    assert "torch==2.13.0" in [line.strip() for line in lines]
+
+
+def test_hardware_and_widgets_install_as_subpackages():
+    setuptools = _pyproject()["tool"]["setuptools"]
+    assert setuptools["package-dir"]["workbench.hardware"] == "hardware"
+    assert setuptools["package-dir"]["workbench.widgets"] == "widgets"
+    import workbench.hardware
+    import workbench.widgets
+
+    assert Path(workbench.hardware.__file__).parent == ROOT / "hardware"
+    assert Path(workbench.widgets.__file__).parent == ROOT / "widgets"
+
+
+def test_the_core_imports_no_ui_library():
+    done = subprocess.run(
+        [str(Path(sys.executable).parent / "lint-imports")],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "The compute core imports no UI library KEPT" in done.stdout
+
+
+def test_importing_the_core_loads_no_ui_module():
+    code = (
+        "import sys, workbench, workbench.experiment, workbench.cli; "
+        "ui = {'panel', 'holoviews', 'bokeh', 'ipywidgets', 'param'} & set(sys.modules); "
+        "print(sorted(ui))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_emulators_import_only_the_core():
+    import ast
+
+    forbidden = {"panel", "holoviews", "bokeh", "ipywidgets", "hvplot", "param"}
+    for path in (ROOT / "hardware").rglob("*.py"):
+        for node in ast.walk(ast.parse(path.read_text())):
+            names = []
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [node.module]
+            for name in names:
+                assert name.split(".")[0] not in forbidden, f"{path.name} imports {name}"
+                assert not name.startswith("workbench.widgets"), f"{path.name} imports {name}"

@@ -1,0 +1,1 @@
+"""User interface components (installed as ``workbench.widgets``)."""

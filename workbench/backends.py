@@ -1,0 +1,304 @@
+"""Backends turn a :class:`~workbench.spec.NetworkSpec` into a ``torch.nn.Module``.
+
+The forward contract is the same for every backend: input spikes ``[time, batch, inputs]``
+in, a :class:`RunResult` out, holding the output population's trace (spikes for a spiking
+population, the membrane for a leaky-integrator readout) and the recordings asked for.  The
+float simulator lives here; chip emulators register themselves under their own names through
+the ``workbench.backends`` entry point group, so ``build(spec, backend="xylo")`` needs no
+change to the core.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Iterable
+from importlib.metadata import entry_points
+from typing import NamedTuple
+
+import torch
+from torch import nn
+
+from workbench.fused import lif_scan
+from workbench.neurons import STEPS, Surrogate, initial_state, lif_parameters
+from workbench.spec import INPUT, NetworkSpec, Projection
+
+RECORDED = ("v", "i", "spikes")  # what a recording holds per spiking population
+
+
+class RunResult(NamedTuple):
+    """What a backend's forward pass returns.
+
+    ``output``: ``[time, batch, neurons]`` of the output population.  ``recordings``:
+    ``{population: {"v": ..., "i": ..., "spikes": ...}}`` for the populations asked for, each
+    ``[time, batch, neurons]`` (a leaky integrator has no ``spikes``).
+    """
+
+    output: torch.Tensor
+    recordings: dict[str, dict[str, torch.Tensor]]
+
+
+# --------------------------------------------------------------------------------- registry
+_BACKENDS: dict[str, Callable[..., nn.Module]] = {}
+
+
+def register_backend(name: str, builder: Callable[..., nn.Module]) -> None:
+    """Make ``build(spec, backend=name)`` call ``builder(spec, **options)``."""
+    _BACKENDS[name] = builder
+
+
+def _load_plugins() -> None:
+    for ep in entry_points(group="workbench.backends"):
+        if ep.name not in _BACKENDS:
+            register_backend(ep.name, ep.load())
+
+
+def available_backends() -> list[str]:
+    """Names of every registered backend (the float simulator first)."""
+    _load_plugins()
+    return ["float", *sorted(n for n in _BACKENDS if n != "float")]
+
+
+def build(spec: NetworkSpec, backend: str = "float", **options) -> nn.Module:
+    """Build ``spec`` on ``backend``; ``options`` go to that backend (e.g. ``seed``)."""
+    _load_plugins()
+    if backend not in _BACKENDS:
+        raise ValueError(f"backend: {backend!r} is not known; choose one of {available_backends()}")
+    return _BACKENDS[backend](spec, **options)
+
+
+# --------------------------------------------------------------------------------- float
+def projection_key(proj: Projection) -> str:
+    """The parameter name of a projection's weights (``source__target``)."""
+    return f"{proj.source}__{proj.target}"
+
+
+class FloatNetwork(nn.Module):
+    """The float simulator: exact-propagator dynamics in ``dtype`` with surrogate gradients.
+
+    Weights are parameters named by :func:`projection_key`, each ``[target, source]``, so a
+    state dict moves unchanged to any other backend built from the same spec.
+    """
+
+    backend_name = "float"
+
+    def __init__(
+        self,
+        spec: NetworkSpec,
+        surrogate: Surrogate | None = None,
+        seed: int = 0,
+        dtype: torch.dtype = torch.float32,
+    ):
+        super().__init__()
+        self.spec = spec.validate()
+        self.surrogate = surrogate or Surrogate()
+        self.dtype = dtype
+        self.order = spec.order()
+        generator = torch.Generator().manual_seed(seed)
+        self.weights = nn.ParameterDict()
+        for proj in spec.projections:
+            shape = (spec.size_of(proj.target), spec.size_of(proj.source))
+            if proj.weights is not None:
+                w = torch.tensor(proj.weights, dtype=dtype)
+            else:
+                std = proj.weight_std if proj.weight_std is not None else 1 / math.sqrt(shape[1])
+                w = proj.weight_mean + std * torch.randn(shape, generator=generator, dtype=dtype)
+            self.weights[projection_key(proj)] = nn.Parameter(w)
+        self._delays = {
+            projection_key(p): torch.tensor(p.delay, dtype=torch.long)
+            for p in spec.projections
+            if isinstance(p.delay, list)
+        }
+        self.fused = True  # use the fused LIF/LI time loop where it applies
+        self.neuron_params = {
+            pop.name: lif_parameters(pop.model, pop.params, spec.dt) for pop in spec.populations
+        }
+        position = {name: k for k, name in enumerate(self.order)}
+        # Layer by layer (whole time axis per population, one matrix product per projection)
+        # works unless a recurrent projection comes from a population computed later.
+        self.layerwise = all(
+            p.source == INPUT or p.source == p.target or position[p.source] < position[p.target]
+            for p in spec.projections
+        )
+
+    # ------------------------------------------------------------------------- helpers
+    def weight(self, proj: Projection) -> torch.Tensor:
+        return self.weights[projection_key(proj)]
+
+    def _check_input(self, x: torch.Tensor) -> None:
+        if x.dim() != 3 or x.shape[2] != self.spec.input_size:
+            raise ValueError(
+                f"input: shape {tuple(x.shape)} must be [time, batch, {self.spec.input_size}]"
+            )
+
+    def forward(self, x: torch.Tensor, record: bool | Iterable[str] = ()) -> RunResult:
+        """Simulate ``x`` (``[time, batch, inputs]``); ``record`` names populations (or True)."""
+        self._check_input(x)
+        x = x.to(self.dtype)
+        if isinstance(record, str):
+            record = [record]
+        wanted = set(self.order) if record is True else set(record or ())
+        unknown = wanted - set(self.order)
+        if unknown:
+            raise ValueError(f"record: {sorted(unknown)} are not populations of {self.order}")
+        run = self._layerwise if self.layerwise else self._stepwise
+        traces = run(x, wanted | {self.spec.output_name})
+        out_pop = self.spec.population(self.spec.output_name)
+        output = traces[out_pop.name]["spikes" if out_pop.spiking else "v"]
+        recordings = {name: traces[name] for name in self.order if name in wanted}
+        return RunResult(output, recordings)
+
+    def _feedforward_current(self, proj: Projection, source: torch.Tensor) -> torch.Tensor:
+        """``W s[t - delay]`` for the whole time axis at once; ``source`` is ``[T, B, n]``."""
+        w = self.weight(proj)
+        key = projection_key(proj)
+        if key in self._delays:
+            delays = self._delays[key]
+            total = 0
+            for d in delays.unique().tolist():
+                total = total + _shift(source, d) @ (w * (delays == d)).T
+            return total
+        return _shift(source, int(proj.delay)) @ w.T
+
+    def _layerwise(self, x: torch.Tensor, keep: set[str]) -> dict[str, dict]:
+        spikes = {INPUT: x}
+        traces = {}
+        for name in self.order:
+            pop = self.spec.population(name)
+            external, recurrent = 0, []
+            for proj in self.spec.incoming(name):
+                if proj.source == name:
+                    recurrent.append(proj)
+                else:
+                    delay_extra = 1 if proj.recurrent else 0
+                    current = self._feedforward_current(proj, spikes[proj.source])
+                    external = external + _shift(current, delay_extra)
+            if not torch.is_tensor(external):
+                external = x.new_zeros(x.shape[0], x.shape[1], pop.size)
+            trace = self._run_population(name, external, recurrent, record=name in keep)
+            spikes[name] = trace.get("spikes")
+            traces[name] = trace
+        return traces
+
+    def _run_population(self, name, external, recurrent, record) -> dict[str, torch.Tensor]:
+        """Step population ``name`` through time; ``external`` is its input ``[T, B, n]``."""
+        pop = self.spec.population(name)
+        p = self.neuron_params[name]
+        if self.fused and _fusable(pop, p, recurrent):
+            w_rec = self.weight(recurrent[0]) if recurrent else None
+            output, v, i = lif_scan(external, w_rec, p, pop.spiking, self.surrogate)
+            return {"spikes": output, "v": v, "i": i} if pop.spiking else {"v": v, "i": i}
+        step = STEPS[pop.model]
+        spike_fn = self.surrogate if pop.spiking else None
+        n_steps, batch = external.shape[:2]
+        state = initial_state((batch, pop.size), p, external.dtype, external.device)
+        history = (
+            []
+            if not recurrent
+            else [external.new_zeros(batch, pop.size)]
+            * (1 + max(proj.max_delay for proj in recurrent))
+        )
+        vs, cs, zs = [], [], []
+        for t in range(n_steps):
+            current = external[t]
+            for proj in recurrent:
+                current = current + self._delayed_recurrent(proj, history)
+            state, out = step(state, current, p, spike_fn)
+            if recurrent:
+                history = [out, *history[:-1]]
+            zs.append(out)
+            if record:
+                vs.append(state.v)
+                cs.append(state.i)
+        if not pop.spiking:
+            return (
+                {"v": torch.stack(zs), "i": torch.stack(cs)} if record else {"v": torch.stack(zs)}
+            )
+        trace = {"spikes": torch.stack(zs)}
+        if record:
+            trace.update(v=torch.stack(vs), i=torch.stack(cs))
+        return trace
+
+    def _delayed_recurrent(self, proj: Projection, history: list[torch.Tensor]) -> torch.Tensor:
+        """Input through a recurrent projection: spikes of ``1 + delay`` steps ago."""
+        w = self.weight(proj)
+        key = projection_key(proj)
+        if key in self._delays:
+            delays = self._delays[key]
+            total = 0
+            for d in delays.unique().tolist():
+                total = total + history[d] @ (w * (delays == d)).T
+            return total
+        return history[int(proj.delay)] @ w.T
+
+    def _stepwise(self, x: torch.Tensor, keep: set[str]) -> dict[str, dict]:
+        """General path: all populations advance together, one time step at a time."""
+        n_steps, batch = x.shape[:2]
+        spec = self.spec
+        depth = 2 + max((p.max_delay for p in spec.projections), default=0)
+        # history[name][k]: spikes of population ``name`` k steps before the current step
+        # (k = 0 is the current step, filled as the populations of this step are computed).
+        history = {n: [x.new_zeros(batch, spec.size_of(n))] * depth for n in [INPUT, *self.order]}
+        states = {}
+        for name in self.order:
+            p = self.neuron_params[name]
+            states[name] = initial_state((batch, spec.size_of(name)), p, x.dtype, x.device)
+        records = {name: {"v": [], "i": [], "spikes": []} for name in self.order}
+        for t in range(n_steps):
+            for name in history:
+                history[name] = [x.new_zeros(batch, spec.size_of(name)), *history[name][:-1]]
+            history[INPUT][0] = x[t]
+            for name in self.order:
+                pop = spec.population(name)
+                current = 0
+                for proj in spec.incoming(name):
+                    past = history[proj.source][1 if proj.recurrent else 0 :]
+                    current = current + self._delayed_recurrent(proj, past)
+                state, out = STEPS[pop.model](
+                    states[name],
+                    current,
+                    self.neuron_params[name],
+                    self.surrogate if pop.spiking else None,
+                )
+                states[name] = state
+                if pop.spiking:
+                    history[name][0] = out
+                rec = records[name]
+                rec["spikes"].append(out)
+                if name in keep:
+                    rec["v"].append(state.v)
+                    rec["i"].append(state.i)
+        traces = {}
+        for name in self.order:
+            pop = spec.population(name)
+            rec = records[name]
+            if not pop.spiking:
+                trace = {"v": torch.stack(rec["spikes"])}
+                if name in keep:
+                    trace["i"] = torch.stack(rec["i"])
+            else:
+                trace = {"spikes": torch.stack(rec["spikes"])}
+                if name in keep:
+                    trace.update(v=torch.stack(rec["v"]), i=torch.stack(rec["i"]))
+            traces[name] = trace
+        return traces
+
+
+def _fusable(pop, p, recurrent: list[Projection]) -> bool:
+    """Whether :func:`~workbench.fused.lif_scan` runs this population (else: the step loop)."""
+    return (
+        pop.model in ("lif", "li")
+        and p.refractory_steps == 0
+        and (not recurrent or (len(recurrent) == 1 and recurrent[0].delay == 0))
+    )
+
+
+def _shift(x: torch.Tensor, steps: int) -> torch.Tensor:
+    """Delay a time-major tensor by ``steps`` (zeros enter at the start)."""
+    if steps == 0:
+        return x
+    if steps >= x.shape[0]:
+        return torch.zeros_like(x)
+    return torch.cat([x.new_zeros(steps, *x.shape[1:]), x[:-steps]])
+
+
+register_backend("float", FloatNetwork)

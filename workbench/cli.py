@@ -1,0 +1,179 @@
+"""The ``workbench`` command: train a network into a run folder, evaluate a run folder.
+
+    workbench train --dataset yinyang --seed 0 --out runs/yy0
+    workbench evaluate runs/yy0
+
+Choices for ``--algorithm`` and ``--backend`` are whatever is registered, so new algorithms and
+chip emulators appear here without a change to this file.  Bad input gets one line on stderr
+that names the field and the allowed range, and exit code 2; no run folder is left behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+
+from workbench import experiment
+from workbench.algorithms import ALGORITHMS
+from workbench.backends import available_backends
+from workbench.data import ENCODERS
+from workbench.neurons import MODELS, SURROGATES
+from workbench.spec import SpecError
+from workbench.training import BatchEnd, EpochEnd, RunEnd, RunStart
+
+
+class _Parser(argparse.ArgumentParser):
+    def error(self, message: str):  # one line, exit code 2, no usage dump
+        self.exit(2, f"error: {message}\n")
+
+
+def _positive_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} must be an integer >= 1") from None
+    if value < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} must be an integer >= 1")
+    return value
+
+
+def _nonnegative_int(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} must be an integer >= 0") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"{text!r} must be an integer >= 0")
+    return value
+
+
+def _hidden(text: str) -> list[int]:
+    return [_positive_int(part) for part in text.split(",")]
+
+
+def _positive_float(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"{text!r} must be a number > 0") from None
+    if not value > 0 or value == float("inf"):
+        raise argparse.ArgumentTypeError(f"{text!r} must be a finite number > 0")
+    return value
+
+
+def make_parser() -> argparse.ArgumentParser:
+    parser = _Parser(prog="workbench", description=__doc__.split("\n\n")[0])
+    commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
+
+    train = commands.add_parser("train", help="train a network and write a run folder")
+    train.add_argument("--dataset", required=True, choices=sorted(experiment.DATASET_REFERENCES))
+    train.add_argument("--algorithm", default="surrogate", choices=sorted(ALGORITHMS))
+    train.add_argument("--backend", default="float", choices=available_backends())
+    train.add_argument("--seed", type=_nonnegative_int, default=0)
+    train.add_argument("--out", required=True, help="run folder to create (must not exist)")
+    train.add_argument("--hidden", type=_hidden, help="hidden sizes, e.g. 120 or 200,100")
+    train.add_argument("--neuron", choices=sorted(m for m in MODELS if MODELS[m].spiking))
+    train.add_argument("--encoder", choices=sorted(ENCODERS))
+    train.add_argument("--epochs", type=_positive_int)
+    train.add_argument("--batch-size", type=_positive_int)
+    train.add_argument("--lr", type=_positive_float)
+    train.add_argument("--surrogate", choices=SURROGATES)
+    train.add_argument("--surrogate-scale", type=_positive_float)
+    train.add_argument("--n-steps", type=_positive_int)
+    train.add_argument("--dt", type=_positive_float, help="time step in ms")
+    train.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    evaluate = commands.add_parser("evaluate", help="re-compute a run folder's metrics")
+    evaluate.add_argument("run_dir")
+    evaluate.add_argument("--dataset", choices=sorted(experiment.DATASET_REFERENCES))
+    return parser
+
+
+def config_from_args(args) -> experiment.RunConfig:
+    config = experiment.reference_config(args.dataset, args.algorithm, args.backend, args.seed)
+    if args.hidden:
+        config.hidden = args.hidden
+    if args.neuron:
+        config.neuron = args.neuron
+    if args.encoder and args.encoder != config.encoder.get("name"):
+        config.encoder = {"name": args.encoder}
+    if args.n_steps:
+        config.n_steps = args.n_steps
+    if args.dt:
+        config.dt = args.dt
+    for name in ("epochs", "batch_size", "lr", "surrogate", "surrogate_scale"):
+        value = getattr(args, name)
+        if value is not None:
+            config.training[name] = value
+    return config
+
+
+class ProgressBar:
+    """A tqdm progress bar over all batches of a run (a training callback)."""
+
+    def __init__(self, stream=sys.stderr):
+        self.stream = stream
+        self.bar = None
+
+    def __call__(self, event) -> None:
+        from tqdm import tqdm
+
+        if isinstance(event, RunStart):
+            self.bar = tqdm(
+                total=event.epochs * event.batches_per_epoch,
+                file=self.stream,
+                unit="batch",
+                desc=event.algorithm,
+                dynamic_ncols=True,
+            )
+        elif isinstance(event, BatchEnd) and self.bar is not None:
+            self.bar.update(1)
+            self.bar.set_postfix(epoch=event.epoch, loss=f"{event.loss:.3f}", refresh=False)
+        elif isinstance(event, EpochEnd) and self.bar is not None:
+            m = event.metrics
+            self.bar.write(
+                f"epoch {m['epoch']:3d}  train_loss {m['train_loss']:.4f}  "
+                f"train_acc {m['train_accuracy']:.4f}  val_acc {m['val_accuracy']:.4f}",
+                file=self.stream,
+            )
+        elif isinstance(event, RunEnd) and self.bar is not None:
+            self.bar.close()
+
+
+def cmd_train(args) -> int:
+    config = config_from_args(args)
+    out = experiment.check_out_dir(args.out)
+    experiment.prepare(config)  # every setting is checked before any work is done
+    callbacks = [] if args.quiet else [ProgressBar()]
+    run = experiment.train(config, callbacks=callbacks)
+    experiment.save_run(run, out)
+    summary = {
+        k: run.metrics[k] for k in ("test_accuracy", "val_accuracy", "train_seconds", "epochs")
+    }
+    print(json.dumps({"run": str(out), **summary}))
+    return 0
+
+
+def cmd_evaluate(args) -> int:
+    metrics = experiment.evaluate_run(args.run_dir, args.dataset)
+    print(json.dumps(metrics))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        if args.command == "train":
+            return cmd_train(args)
+        return cmd_evaluate(args)
+    except (SpecError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("interrupted; no run folder was written", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,398 @@
+"""Runs: a configuration in, a trained network, its history and metrics out; run folders on disk.
+
+A :class:`RunConfig` names the dataset, algorithm, backend and seed plus the network, encoder
+and training settings.  :func:`reference_config` gives each dataset's reference configuration
+(overridden by the algorithm's and then the backend's own references), so a run needs only a
+dataset and a seed.  :func:`train` runs it; :func:`save_run` writes a run folder atomically;
+:func:`load_run` and :func:`evaluate_run` bring it back.
+
+A run folder holds ``spec.json``, ``config.json``, ``history.csv``, ``metrics.json``,
+``weights.safetensors`` and ``recording.nc`` (a few test samples, every population).
+"""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import json
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from workbench import __version__
+from workbench.algorithms import ALGORITHMS, get_algorithm
+from workbench.backends import build
+from workbench.data import Dataset, load_dataset, make_encoder, make_loaders
+from workbench.recording import save_netcdf, to_dataset
+from workbench.spec import INPUT, NetworkSpec, Population, Problem, Projection, SpecError
+from workbench.training import History, evaluate
+
+RUN_FILES = (
+    "spec.json",
+    "config.json",
+    "history.csv",
+    "metrics.json",
+    "weights.safetensors",
+    "recording.nc",
+)
+
+
+@dataclass
+class TrainingData:
+    """What an algorithm trains on: a dataset, the encoder that turns features into spikes, and
+    the seed of the shuffling."""
+
+    dataset: Dataset
+    encoder: object
+    seed: int = 0
+
+
+@dataclass
+class RunConfig:
+    """Everything that defines a run.  ``training`` holds the algorithm's hyperparameters."""
+
+    dataset: str = "yinyang"
+    algorithm: str = "surrogate"
+    backend: str = "float"
+    seed: int = 0
+    hidden: list[int] = field(default_factory=lambda: [120])
+    neuron: str = "lif"
+    neuron_params: dict = field(default_factory=dict)
+    readout: str = "li"
+    readout_params: dict = field(default_factory=dict)
+    # initial weight distribution per projection, e.g. {"input->hidden": {"weight_std": 2.0}}
+    weight_init: dict = field(default_factory=dict)
+    dt: float = 1.0
+    n_steps: int = 100
+    encoder: dict = field(default_factory=lambda: {"name": "latency"})
+    training: dict = field(default_factory=dict)
+    backend_options: dict = field(default_factory=dict)
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict) -> RunConfig:
+        allowed = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(data) - allowed
+        if unknown:
+            raise SpecError(
+                [
+                    Problem(k, f"is not a run setting; allowed: {sorted(allowed)}")
+                    for k in sorted(unknown)
+                ]
+            )
+        return cls(**data)
+
+
+# Each dataset's reference configuration (the defaults of ``workbench train --dataset NAME``).
+DATASET_REFERENCES: dict[str, dict] = {
+    # Yin-Yang, 5-120-3: latency code of [x, y, 1-x, 1-y] in 1-30 ms plus a bias spike at 0 ms;
+    # dt = 0.5 ms resolves the coordinates to ~1/60 (at dt = 1 ms, rounding costs ~1.5 points).
+    "yinyang": {
+        "hidden": [120],
+        "neuron_params": {"tau_mem": 20.0, "tau_syn": 5.0},
+        "readout_params": {"tau_mem": 20.0, "tau_syn": 5.0},
+        "weight_init": {
+            "input->hidden": {"weight_std": 2.0},
+            "hidden->output": {"weight_std": 1.0},
+        },
+        "dt": 0.5,
+        "n_steps": 100,
+        "encoder": {"name": "latency", "t_early": 1.0, "t_late": 30.0, "bias_time": 0.0},
+        "training": {"epochs": 60, "lr": 0.01, "batch_size": 32},
+    },
+    # scikit-learn digits, 64-100-10: bright pixels spike early, blank pixels stay silent.
+    "digits": {
+        "hidden": [100],
+        "neuron_params": {"tau_mem": 20.0, "tau_syn": 5.0},
+        "readout_params": {"tau_mem": 20.0, "tau_syn": 5.0},
+        "weight_init": {"hidden->output": {"weight_std": 1.0}},
+        "dt": 1.0,
+        "n_steps": 40,
+        "encoder": {
+            "name": "latency",
+            "t_early": 1.0,
+            "t_late": 20.0,
+            "invert": True,
+            "silent_below": 0.01,
+        },
+        "training": {"epochs": 30, "lr": 0.005, "batch_size": 32},
+    },
+}
+
+
+def _merge(base: dict, override: dict) -> dict:
+    out = copy.deepcopy(base)
+    for key, value in override.items():
+        if isinstance(value, dict) and isinstance(out.get(key), dict):
+            out[key] = _merge(out[key], value)
+        else:
+            out[key] = copy.deepcopy(value)
+    return out
+
+
+BACKEND_REFERENCES: dict[str, dict[str, dict]] = {}  # backend -> dataset -> overrides
+
+
+def reference_config(
+    dataset: str, algorithm: str = "surrogate", backend: str = "float", seed: int = 0
+) -> RunConfig:
+    """The reference configuration of ``algorithm`` on ``backend`` for ``dataset``."""
+    if dataset not in DATASET_REFERENCES:
+        raise SpecError(
+            [
+                Problem(
+                    "dataset",
+                    f"{dataset!r} is not known; choose one of {sorted(DATASET_REFERENCES)}",
+                )
+            ]
+        )
+    settings = _merge(
+        DATASET_REFERENCES[dataset], get_algorithm(algorithm).references.get(dataset, {})
+    )
+    settings = _merge(settings, BACKEND_REFERENCES.get(backend, {}).get(dataset, {}))
+    return RunConfig(dataset=dataset, algorithm=algorithm, backend=backend, seed=seed, **settings)
+
+
+# ------------------------------------------------------------------------------------ pieces
+
+
+def make_run_encoder(config: RunConfig):
+    params = {k: v for k, v in config.encoder.items() if k != "name"}
+    if config.encoder.get("name") == "rate":
+        params.setdefault("seed", config.seed)
+    return make_encoder(
+        config.encoder.get("name", "latency"), n_steps=config.n_steps, dt=config.dt, **params
+    )
+
+
+def build_spec(config: RunConfig, dataset: Dataset, encoder) -> NetworkSpec:
+    """The layered network of ``config``: input -> hidden... -> readout."""
+    hidden = list(config.hidden)
+    names = ["hidden"] if len(hidden) == 1 else [f"hidden{k + 1}" for k in range(len(hidden))]
+    pops = [
+        Population(n, s, config.neuron, dict(config.neuron_params)) for n, s in zip(names, hidden)
+    ]
+    pops.append(
+        Population("output", dataset.n_classes, config.readout, dict(config.readout_params))
+    )
+    chain = [INPUT, *names, "output"]
+    projs = [
+        Projection(a, b, **config.weight_init.get(f"{a}->{b}", {}))
+        for a, b in zip(chain[:-1], chain[1:])
+    ]
+    spec = NetworkSpec(
+        encoder.n_channels(dataset.n_features),
+        pops,
+        projs,
+        dt=config.dt,
+        n_steps=config.n_steps,
+        name=f"{config.dataset}-"
+        + "-".join(str(s) for s in [dataset.n_features, *hidden, dataset.n_classes]),
+    )
+    return spec.validate()
+
+
+def training_config(config: RunConfig):
+    """The algorithm's hyperparameter dataclass filled from ``config.training``."""
+    algorithm = get_algorithm(config.algorithm)
+    cls = algorithm.config_class
+    allowed = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(config.training) - allowed)
+    if unknown:
+        raise SpecError(
+            [
+                Problem(
+                    f"training.{k}",
+                    f"is not a setting of {config.algorithm!r}; allowed: {sorted(allowed)}",
+                )
+                for k in unknown
+            ]
+        )
+    out = cls(**config.training)
+    problems = out.problems() if hasattr(out, "problems") else []
+    if problems:
+        raise SpecError([Problem(f"training.{p.path}", p.message) for p in problems])
+    return out
+
+
+@dataclass
+class Run:
+    """A trained (or loaded) run: its config, spec, network, history and metrics."""
+
+    config: RunConfig
+    spec: NetworkSpec
+    network: torch.nn.Module
+    history: History
+    metrics: dict
+    data: TrainingData | None = None
+
+
+def prepare(config: RunConfig):
+    """Check ``config`` and build its data, spec, network and hyperparameters (no training)."""
+    if config.algorithm not in ALGORITHMS:
+        get_algorithm(config.algorithm)  # raises with the choices
+    dataset = load_dataset(config.dataset)
+    encoder = make_run_encoder(config)
+    spec = build_spec(config, dataset, encoder)
+    hyper = training_config(config)
+    network = build(spec, config.backend, seed=config.seed, **config.backend_options)
+    return TrainingData(dataset, encoder, config.seed), spec, network, hyper
+
+
+def train(config: RunConfig, callbacks=(), stop=None) -> Run:
+    """Train ``config`` from scratch (seeded) and measure it on the validation and test splits."""
+    torch.manual_seed(config.seed)
+    data, spec, network, hyper = prepare(config)
+    started = time.perf_counter()
+    history = get_algorithm(config.algorithm).fit(network, data, hyper, callbacks, stop)
+    seconds = time.perf_counter() - started
+    metrics = measure(network, data, hyper.readout)
+    metrics.update(
+        train_seconds=seconds,
+        epochs=len(history),
+        best_epoch=history.best_epoch,
+        stopped=history.stopped,
+    )
+    return Run(config, spec, network, history, metrics, data)
+
+
+def measure(network, data: TrainingData, readout: str) -> dict:
+    """Validation and test metrics of ``network`` (deterministic for a seeded encoder)."""
+    loaders = make_loaders(data.dataset, 256, data.seed)
+    out = {}
+    for split in ("validation", "test"):
+        if hasattr(data.encoder, "reset"):
+            data.encoder.reset()
+        result = evaluate(network, loaders[split], data.encoder, readout)
+        prefix = "val" if split == "validation" else "test"
+        out[f"{prefix}_accuracy"] = result["accuracy"]
+        out[f"{prefix}_loss"] = result["loss"]
+        if split == "test":
+            out["test_spikes_per_sample"] = result["spikes_per_sample"]
+            n = data.dataset.n_classes
+            confusion = torch.zeros(n, n, dtype=torch.long)
+            confusion.index_put_(
+                (result["labels"], result["predictions"]),
+                torch.ones_like(result["labels"]),
+                accumulate=True,
+            )
+            out["test_confusion"] = confusion.tolist()
+    return out
+
+
+# ------------------------------------------------------------------------------------ folders
+
+
+def check_out_dir(out: str | os.PathLike) -> Path:
+    """Refuse a run folder that exists and is not empty (before any work is done)."""
+    out = Path(out)
+    if out.exists() and (not out.is_dir() or any(out.iterdir())):
+        raise SpecError(
+            [Problem("out", f"{str(out)!r} exists and is not empty; choose a new folder")]
+        )
+    return out
+
+
+def save_run(run: Run, out: str | os.PathLike, n_recorded: int = 4) -> Path:
+    """Write ``run`` to the folder ``out`` atomically: all files go to a temporary folder
+    beside it, which is renamed into place only when complete."""
+    out = check_out_dir(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
+    try:
+        (tmp / "spec.json").write_text(run.spec.to_json())
+        manifest = {"workbench_version": __version__, "spec_hash": run.spec.digest()}
+        (tmp / "config.json").write_text(json.dumps({**run.config.to_dict(), **manifest}, indent=2))
+        run.history.to_csv(tmp / "history.csv")
+        (tmp / "metrics.json").write_text(json.dumps(run.metrics, indent=2))
+        save_file(
+            {k: v.detach().contiguous() for k, v in run.network.state_dict().items()},
+            tmp / "weights.safetensors",
+        )
+        if run.data is not None:
+            save_netcdf(record_samples(run.network, run.data, n_recorded), tmp / "recording.nc")
+        if out.exists():
+            out.rmdir()
+        os.replace(tmp, out)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return out
+
+
+def record_samples(network, data: TrainingData, n: int):
+    """A recording of every population for the first ``n`` test samples."""
+    features = torch.as_tensor(data.dataset.test.features[:n], dtype=torch.float32)
+    if hasattr(data.encoder, "reset"):
+        data.encoder.reset()
+    with torch.no_grad():
+        result = network(data.encoder(features), record=True)
+    return to_dataset(
+        result.recordings,
+        network.spec,
+        network.backend_name,
+        sample_index=list(range(n)),
+        attrs={"labels": data.dataset.test.labels[:n].tolist()},
+    )
+
+
+def load_run(path: str | os.PathLike, dataset: str | None = None) -> Run:
+    """Re-build a run from its folder (weights loaded without running any code from it)."""
+    path = Path(path)
+    missing = [f for f in RUN_FILES if not (path / f).exists()]
+    if missing:
+        raise SpecError(
+            [
+                Problem(
+                    "run",
+                    f"{str(path)!r} is not a complete run folder (missing {', '.join(missing)})",
+                )
+            ]
+        )
+    raw = json.loads((path / "config.json").read_text())
+    config = RunConfig.from_dict(
+        {k: v for k, v in raw.items() if k not in ("workbench_version", "spec_hash")}
+    )
+    if dataset is not None and dataset != config.dataset:
+        # Another dataset is encoded its own reference way, at the network's dt and length.
+        config.dataset = dataset
+        config.encoder = reference_config(dataset).encoder
+    spec = NetworkSpec.from_json((path / "spec.json").read_text())
+    network = build(spec, config.backend, seed=config.seed, **config.backend_options)
+    network.load_state_dict(load_file(path / "weights.safetensors"))
+    data = TrainingData(load_dataset(config.dataset), make_run_encoder(config), config.seed)
+    metrics = json.loads((path / "metrics.json").read_text())
+    import pandas as pd
+
+    history = History(rows=pd.read_csv(path / "history.csv").to_dict("records"))
+    return Run(config, spec, network, history, metrics, data)
+
+
+def evaluate_run(path: str | os.PathLike, dataset: str | None = None) -> dict:
+    """Re-compute a run folder's metrics (on ``dataset``, default the run's own)."""
+    run = load_run(path, dataset)
+    n_inputs = run.data.encoder.n_channels(run.data.dataset.n_features)
+    if n_inputs != run.spec.input_size or run.data.dataset.n_classes != run.spec.size_of(
+        run.spec.output_name
+    ):
+        raise SpecError(
+            [
+                Problem(
+                    "dataset",
+                    f"{run.config.dataset!r} gives {n_inputs} inputs and "
+                    f"{run.data.dataset.n_classes} classes; the network "
+                    f"takes {run.spec.input_size} and has "
+                    f"{run.spec.size_of(run.spec.output_name)} outputs",
+                )
+            ]
+        )
+    metrics = measure(run.network, run.data, training_config(run.config).readout)
+    return {k: metrics.get(k, run.metrics.get(k)) for k in run.metrics}

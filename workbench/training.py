@@ -1,0 +1,165 @@
+"""What every training algorithm shares: events, the history table, readout losses, evaluation.
+
+Algorithms report through events (:class:`BatchEnd`, :class:`EpochEnd`, :class:`SampleRecorded`,
+:class:`RunStart`, :class:`RunEnd`) sent to any number of callbacks; a progress bar, a live
+plot and ``compare()`` are all just callbacks.  A :class:`StopSignal` stops a run between
+batches, from any thread.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import torch
+import torch.nn.functional as F
+
+# ------------------------------------------------------------------------------------ events
+
+
+@dataclass(frozen=True)
+class RunStart:
+    algorithm: str
+    epochs: int
+    batches_per_epoch: int
+    config: dict
+
+
+@dataclass(frozen=True)
+class BatchEnd:
+    epoch: int  # 1-based
+    batch: int  # 1-based within the epoch
+    batches_per_epoch: int
+    loss: float
+    accuracy: float
+
+
+@dataclass(frozen=True)
+class EpochEnd:
+    epoch: int
+    metrics: dict  # the History row of this epoch
+
+
+@dataclass(frozen=True)
+class SampleRecorded:
+    """A recording of one training sample (an ``xarray.Dataset``), sent every N batches."""
+
+    epoch: int
+    batch: int
+    recording: Any
+
+
+@dataclass(frozen=True)
+class RunEnd:
+    history: History
+    stopped: bool  # True when a StopSignal ended the run early
+
+
+Callback = Callable[[Any], None]
+
+
+class StopSignal:
+    """Ask a running ``fit`` to stop after the current batch (thread-safe)."""
+
+    def __init__(self):
+        self._event = threading.Event()
+
+    def set(self) -> None:
+        self._event.set()
+
+    def is_set(self) -> bool:
+        return self._event.is_set()
+
+
+def emit(callbacks: Iterable[Callback], event) -> None:
+    for callback in callbacks:
+        callback(event)
+
+
+# ------------------------------------------------------------------------------------ history
+
+
+@dataclass
+class History:
+    """The record of a run: one row per epoch (a tidy table), plus final test metrics."""
+
+    rows: list[dict] = field(default_factory=list)
+    best_epoch: int | None = None
+    stopped: bool = False
+
+    def append(self, row: dict) -> None:
+        self.rows.append(dict(row))
+
+    @property
+    def table(self) -> pd.DataFrame:
+        return pd.DataFrame(self.rows)
+
+    def to_csv(self, path) -> None:
+        self.table.to_csv(path, index=False)
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+
+# ------------------------------------------------------------------------------------ losses
+
+READOUTS = ("max_membrane", "spike_count", "first_spike")
+
+
+def first_spike_times(spikes: torch.Tensor, dt: float) -> torch.Tensor:
+    """Differentiable first-spike time per neuron (ms), ``spikes`` ``[T, B, n]``.
+
+    ``t_first = dt * sum_t prod_{s <= t} (1 - z_s)`` counts the steps before the first spike
+    (``T * dt`` when there is none); the surrogate gradient of each ``z`` flows through it.
+    """
+    not_yet = torch.cumprod(1.0 - spikes, dim=0)
+    return dt * (1.0 + not_yet.sum(dim=0))
+
+
+def readout_scores(output: torch.Tensor, readout: str, dt: float, tau: float = 5.0):
+    """Class scores ``[B, classes]`` (higher is more likely) from an output trace."""
+    if readout == "max_membrane":
+        return output.max(dim=0).values
+    if readout == "spike_count":
+        return output.sum(dim=0)
+    if readout == "first_spike":
+        return -first_spike_times(output, dt) / tau
+    raise ValueError(f"readout: {readout!r} is not known; choose one of {list(READOUTS)}")
+
+
+def readout_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
+    """Cross-entropy on the class scores (for first_spike: the softmax of negative times, as in
+    Göltz et al. 2021, so the right neuron is pushed to fire first)."""
+    return F.cross_entropy(scores, labels)
+
+
+# ------------------------------------------------------------------------------------ evaluation
+
+
+@torch.no_grad()
+def evaluate(network, loader, encoder, readout: str) -> dict:
+    """Loss, accuracy, predictions and spikes per sample of ``network`` over ``loader``."""
+    network.eval()
+    losses, correct, total, spikes = 0.0, 0, 0, 0.0
+    predictions, labels_all = [], []
+    for features, labels in loader:
+        result = network(encoder(features), record=True)
+        scores = readout_scores(result.output, readout, network.spec.dt)
+        losses += readout_loss(scores, labels).item() * len(labels)
+        pred = scores.argmax(dim=1)
+        correct += (pred == labels).sum().item()
+        total += len(labels)
+        spikes += sum(r["spikes"].sum().item() for r in result.recordings.values() if "spikes" in r)
+        predictions.append(pred)
+        labels_all.append(labels)
+    network.train()
+    return {
+        "loss": losses / total,
+        "accuracy": correct / total,
+        "spikes_per_sample": spikes / total,
+        "predictions": torch.cat(predictions),
+        "labels": torch.cat(labels_all),
+    }
