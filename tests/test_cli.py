@@ -93,7 +93,8 @@ def test_evaluate_on_another_dataset_names_the_mismatch(digits_run):
             ["--dataset", "digits", "--dt", "6"],
             "populations[0].params.tau_syn: 5.0 ms must be > dt (6 ms)",
         ),
-        (["--dataset", "digits", "--n-steps", "5"], "t_late"),
+        (["--dataset", "yinyang", "--n-steps", "5"], "t_late"),
+        (["--dataset", "digits", "--dt", "2"], "max_rate_hz"),
     ],
 )
 def test_bad_arguments_get_one_line_and_exit_code_2(tmp_path, args, message):

@@ -108,21 +108,19 @@ DATASET_REFERENCES: dict[str, dict] = {
         "encoder": {"name": "latency", "t_early": 1.0, "t_late": 30.0, "bias_time": 0.0},
         "training": {"epochs": 60, "lr": 0.01, "batch_size": 32},
     },
-    # scikit-learn digits, 64-100-10: bright pixels spike early, blank pixels stay silent.
+    # scikit-learn digits, 64-100-10: rate code (1000 Hz for a full pixel, so the spike count
+    # over 20 steps carries the grey level; a latency code lost ~2 points to saturated pixels).
     "digits": {
         "hidden": [100],
         "neuron_params": {"tau_mem": 20.0, "tau_syn": 5.0},
         "readout_params": {"tau_mem": 20.0, "tau_syn": 5.0},
-        "weight_init": {"hidden->output": {"weight_std": 1.0}},
-        "dt": 1.0,
-        "n_steps": 40,
-        "encoder": {
-            "name": "latency",
-            "t_early": 1.0,
-            "t_late": 20.0,
-            "invert": True,
-            "silent_below": 0.01,
+        "weight_init": {
+            "input->hidden": {"weight_std": 0.5},
+            "hidden->output": {"weight_std": 1.0},
         },
+        "dt": 1.0,
+        "n_steps": 20,
+        "encoder": {"name": "rate", "max_rate_hz": 1000.0},
         "training": {"epochs": 30, "lr": 0.005, "batch_size": 32},
     },
 }
