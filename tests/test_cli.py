@@ -90,7 +90,7 @@ def test_evaluate_on_another_dataset_names_the_mismatch(digits_run):
         (["--dataset", "digits", "--lr", "nan"], "'nan' must be a finite number > 0"),
         (["--dataset", "digits", "--backend", "gpu"], "argument --backend: invalid choice"),
         (
-            ["--dataset", "digits", "--dt", "6"],
+            ["--dataset", "yinyang", "--dt", "6"],
             "populations[0].params.tau_syn: 5.0 ms must be > dt (6 ms)",
         ),
         (["--dataset", "yinyang", "--n-steps", "5"], "t_late"),
@@ -118,3 +118,55 @@ def test_an_existing_run_folder_is_not_overwritten(digits_run):
 def test_algorithm_and_backend_choices_come_from_the_registries():
     done = workbench("train", "--help")
     assert "surrogate" in done.stdout and "float" in done.stdout
+
+
+def test_switching_the_neuron_model_keeps_only_its_own_parameters(tmp_path):
+    out = tmp_path / "if-run"
+    done = workbench(
+        "train",
+        "--dataset",
+        "digits",
+        "--neuron",
+        "if",
+        "--epochs",
+        "1",
+        "--hidden",
+        "20",
+        "--out",
+        str(out),
+        "--quiet",
+    )
+    assert done.returncode == 0, done.stderr
+    spec = json.loads((out / "spec.json").read_text())
+    assert spec["populations"][0]["model"] == "if"
+    assert "tau_mem" not in spec["populations"][0]["params"]
+
+
+def test_a_run_folder_whose_spec_was_edited_is_refused_in_one_line(digits_run, tmp_path):
+    import shutil
+
+    copy = tmp_path / "edited"
+    shutil.copytree(digits_run[0], copy)
+    spec = json.loads((copy / "spec.json").read_text())
+    spec["populations"][0]["size"] += 1
+    (copy / "spec.json").write_text(json.dumps(spec))
+    done = workbench("evaluate", str(copy))
+    assert done.returncode == 2 and "Traceback" not in done.stderr
+    assert "spec_hash differs" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+
+
+def test_an_unwritable_out_folder_is_refused_before_training(tmp_path):
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    done = workbench("train", "--dataset", "digits", "--out", str(blocker / "run"), "--quiet")
+    assert done.returncode == 2 and "is not a writable folder" in done.stderr
+
+
+def test_run_folders_are_readable_by_others(digits_run):
+    assert digits_run[0].stat().st_mode & 0o055 == 0o055 & ~_umask()
+
+
+def _umask() -> int:
+    mask = os.umask(0)
+    os.umask(mask)
+    return mask

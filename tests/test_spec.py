@@ -207,11 +207,19 @@ def test_duplicate_population_names_are_refused():
     assert "'hidden'" in message and "unique" in message
 
 
-@pytest.mark.parametrize("name", [INPUT, "", None])
-def test_reserved_or_empty_population_name_is_refused(name):
+def test_the_input_name_is_reserved():
+    spec = small_spec()
+    spec.populations.append(Population(INPUT, 2))
+    assert "reserved for the input population" in message_at(spec, "populations[2].name")
+
+
+@pytest.mark.parametrize("name", ["", None, "h.1", "a__b", "1st", "with space"])
+def test_population_names_must_be_identifiers_without_double_underscores(name):
+    # Weights are stored as "source__target": a "__" or "." in a name could make two
+    # projections share one parameter, or be no valid parameter name at all.
     spec = small_spec()
     spec.populations.append(Population(name, 2))
-    assert "non-empty string other than 'input'" in message_at(spec, "populations[2].name")
+    assert "letters, digits and single underscores" in message_at(spec, "populations[2].name")
 
 
 def test_spec_without_populations_is_refused():

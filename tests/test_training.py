@@ -132,3 +132,21 @@ def test_yinyang_learns_in_a_few_epochs():
     config.training["epochs"] = 3
     run = train(config)
     assert run.metrics["test_accuracy"] >= 0.85, run.metrics
+
+
+def test_a_readout_loss_that_does_not_fit_the_output_population_is_refused():
+    from workbench.experiment import prepare
+
+    config = reference_config("digits")
+    config.training["readout"] = "spike_count"  # the reference readout is a leaky integrator
+    with pytest.raises(SpecError, match=r"training.readout: 'spike_count' needs a spiking"):
+        prepare(config)
+
+
+def test_validation_accuracy_in_the_history_matches_the_final_metrics_for_a_random_code():
+    config = reference_config("digits", seed=0)
+    config.hidden = [20]
+    config.training.update(epochs=2)
+    run = train(config)
+    best = run.history.rows[run.history.best_epoch - 1]
+    assert best["val_accuracy"] == run.metrics["val_accuracy"]

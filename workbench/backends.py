@@ -89,10 +89,10 @@ class FloatNetwork(nn.Module):
         dtype: torch.dtype = torch.float32,
     ):
         super().__init__()
-        self.spec = spec.validate()
+        self.spec = spec
         self.surrogate = surrogate or Surrogate()
         self.dtype = dtype
-        self.order = spec.order()
+        self.order = spec.order()  # validates the spec
         generator = torch.Generator().manual_seed(seed)
         self.weights = nn.ParameterDict()
         for proj in spec.projections:
@@ -147,17 +147,21 @@ class FloatNetwork(nn.Module):
         recordings = {name: traces[name] for name in self.order if name in wanted}
         return RunResult(output, recordings)
 
+    def _delayed_input(self, proj: Projection, delayed) -> torch.Tensor:
+        """``sum_d W_d s(d)``: the input through ``proj``, where ``delayed(d)`` gives the source
+        spikes ``d`` steps late and ``W_d`` holds the synapses of delay ``d``."""
+        w = self.weight(proj)
+        delays = self._delays.get(projection_key(proj))
+        if delays is None:
+            return delayed(int(proj.delay)) @ w.T
+        total = 0
+        for d in delays.unique().tolist():
+            total = total + delayed(d) @ (w * (delays == d)).T
+        return total
+
     def _feedforward_current(self, proj: Projection, source: torch.Tensor) -> torch.Tensor:
         """``W s[t - delay]`` for the whole time axis at once; ``source`` is ``[T, B, n]``."""
-        w = self.weight(proj)
-        key = projection_key(proj)
-        if key in self._delays:
-            delays = self._delays[key]
-            total = 0
-            for d in delays.unique().tolist():
-                total = total + _shift(source, d) @ (w * (delays == d)).T
-            return total
-        return _shift(source, int(proj.delay)) @ w.T
+        return self._delayed_input(proj, lambda d: _shift(source, d))
 
     def _layerwise(self, x: torch.Tensor, keep: set[str]) -> dict[str, dict]:
         spikes = {INPUT: x}
@@ -219,16 +223,8 @@ class FloatNetwork(nn.Module):
         return trace
 
     def _delayed_recurrent(self, proj: Projection, history: list[torch.Tensor]) -> torch.Tensor:
-        """Input through a recurrent projection: spikes of ``1 + delay`` steps ago."""
-        w = self.weight(proj)
-        key = projection_key(proj)
-        if key in self._delays:
-            delays = self._delays[key]
-            total = 0
-            for d in delays.unique().tolist():
-                total = total + history[d] @ (w * (delays == d)).T
-            return total
-        return history[int(proj.delay)] @ w.T
+        """Input through a projection from a spike history (``history[k]``: k steps ago)."""
+        return self._delayed_input(proj, history.__getitem__)
 
     def _stepwise(self, x: torch.Tensor, keep: set[str]) -> dict[str, dict]:
         """General path: all populations advance together, one time step at a time."""

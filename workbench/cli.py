@@ -17,7 +17,6 @@ import sys
 from workbench import experiment
 from workbench.algorithms import ALGORITHMS
 from workbench.backends import available_backends
-from workbench.data import ENCODERS
 from workbench.neurons import MODELS, SURROGATES
 from workbench.spec import SpecError
 from workbench.training import BatchEnd, EpochEnd, RunEnd, RunStart
@@ -74,7 +73,7 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", required=True, help="run folder to create (must not exist)")
     train.add_argument("--hidden", type=_hidden, help="hidden sizes, e.g. 120 or 200,100")
     train.add_argument("--neuron", choices=sorted(m for m in MODELS if MODELS[m].spiking))
-    train.add_argument("--encoder", choices=sorted(ENCODERS))
+    train.add_argument("--encoder", choices=experiment.STATIC_ENCODERS)
     train.add_argument("--epochs", type=_positive_int)
     train.add_argument("--batch-size", type=_positive_int)
     train.add_argument("--lr", type=_positive_float)
@@ -94,8 +93,11 @@ def config_from_args(args) -> experiment.RunConfig:
     config = experiment.reference_config(args.dataset, args.algorithm, args.backend, args.seed)
     if args.hidden:
         config.hidden = args.hidden
-    if args.neuron:
+    if args.neuron and args.neuron != config.neuron:
+        # Keep the reference parameters the new model shares (e.g. tau_mem); drop the rest.
         config.neuron = args.neuron
+        allowed = MODELS[args.neuron].params
+        config.neuron_params = {k: v for k, v in config.neuron_params.items() if k in allowed}
     if args.encoder and args.encoder != config.encoder.get("name"):
         config.encoder = {"name": args.encoder}
     if args.n_steps:
@@ -144,9 +146,8 @@ class ProgressBar:
 def cmd_train(args) -> int:
     config = config_from_args(args)
     out = experiment.check_out_dir(args.out)
-    experiment.prepare(config)  # every setting is checked before any work is done
     callbacks = [] if args.quiet else [ProgressBar()]
-    run = experiment.train(config, callbacks=callbacks)
+    run = experiment.train(config, callbacks=callbacks)  # checks every setting before work
     experiment.save_run(run, out)
     summary = {
         k: run.metrics[k] for k in ("test_accuracy", "val_accuracy", "train_seconds", "epochs")
@@ -169,6 +170,9 @@ def main(argv: list[str] | None = None) -> int:
         return cmd_evaluate(args)
     except (SpecError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
+        return 2
+    except OSError as exc:
+        print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
         print("interrupted; no run folder was written", file=sys.stderr)

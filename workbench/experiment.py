@@ -26,12 +26,12 @@ import torch
 from safetensors.torch import load_file, save_file
 
 from workbench import __version__
-from workbench.algorithms import ALGORITHMS, get_algorithm
+from workbench.algorithms import get_algorithm
 from workbench.backends import build
 from workbench.data import Dataset, load_dataset, make_encoder, make_loaders
 from workbench.recording import save_netcdf, to_dataset
-from workbench.spec import INPUT, NetworkSpec, Population, Problem, Projection, SpecError
-from workbench.training import History, evaluate
+from workbench.spec import NetworkSpec, Problem, SpecError, feedforward
+from workbench.training import EVAL_BATCH_SIZE, History, evaluate
 
 RUN_FILES = (
     "spec.json",
@@ -126,6 +126,22 @@ DATASET_REFERENCES: dict[str, dict] = {
 }
 
 
+# Settings an encoder picked by name alone starts from (for static features in [0, 1]), given
+# the run's duration; the dataset references above override them.  The delta encoder needs
+# time series, so static datasets do not offer it.
+def encoder_defaults(name: str, n_steps: int, dt: float) -> dict:
+    duration = (n_steps - 1) * dt
+    return {
+        "latency": {"t_early": 0.0, "t_late": 0.6 * duration, "bias_time": 0.0},
+        "rate": {"max_rate_hz": min(200.0, 1000.0 / dt)},
+        "ternary": {"thresholds": [0.25, 0.5, 0.75]},
+        "log_scale": {"n_levels": 4},
+    }.get(name, {})
+
+
+STATIC_ENCODERS = ("latency", "rate", "ternary", "log_scale")
+
+
 def _merge(base: dict, override: dict) -> dict:
     out = copy.deepcopy(base)
     for key, value in override.items():
@@ -162,40 +178,37 @@ def reference_config(
 # ------------------------------------------------------------------------------------ pieces
 
 
+def resolve_encoder(config: RunConfig) -> dict:
+    """``config.encoder`` with the defaults of its encoder filled in (as stored in a run)."""
+    name = config.encoder.get("name", "latency")
+    defaults = encoder_defaults(name, config.n_steps, config.dt) if config.n_steps >= 1 else {}
+    return {"name": name, **defaults, **config.encoder}
+
+
 def make_run_encoder(config: RunConfig):
+    """The encoder of a run whose ``config.encoder`` is resolved (see :func:`prepare`)."""
     params = {k: v for k, v in config.encoder.items() if k != "name"}
-    if config.encoder.get("name") == "rate":
+    if isinstance(params.get("thresholds"), list):
+        params["thresholds"] = tuple(params["thresholds"])
+    if config.encoder["name"] == "rate":
         params.setdefault("seed", config.seed)
-    return make_encoder(
-        config.encoder.get("name", "latency"), n_steps=config.n_steps, dt=config.dt, **params
-    )
+    return make_encoder(config.encoder["name"], n_steps=config.n_steps, dt=config.dt, **params)
 
 
 def build_spec(config: RunConfig, dataset: Dataset, encoder) -> NetworkSpec:
     """The layered network of ``config``: input -> hidden... -> readout."""
-    hidden = list(config.hidden)
-    names = ["hidden"] if len(hidden) == 1 else [f"hidden{k + 1}" for k in range(len(hidden))]
-    pops = [
-        Population(n, s, config.neuron, dict(config.neuron_params)) for n, s in zip(names, hidden)
-    ]
-    pops.append(
-        Population("output", dataset.n_classes, config.readout, dict(config.readout_params))
-    )
-    chain = [INPUT, *names, "output"]
-    projs = [
-        Projection(a, b, **config.weight_init.get(f"{a}->{b}", {}))
-        for a, b in zip(chain[:-1], chain[1:])
-    ]
-    spec = NetworkSpec(
-        encoder.n_channels(dataset.n_features),
-        pops,
-        projs,
+    sizes = [encoder.n_channels(dataset.n_features), *config.hidden, dataset.n_classes]
+    return feedforward(
+        sizes,
+        config.neuron,
+        config.readout,
+        config.neuron_params,
+        config.readout_params,
         dt=config.dt,
         n_steps=config.n_steps,
-        name=f"{config.dataset}-"
-        + "-".join(str(s) for s in [dataset.n_features, *hidden, dataset.n_classes]),
+        weight_init=config.weight_init,
+        name=f"{config.dataset}-" + "-".join(str(s) for s in [dataset.n_features, *sizes[1:]]),
     )
-    return spec.validate()
 
 
 def training_config(config: RunConfig):
@@ -235,12 +248,24 @@ class Run:
 
 def prepare(config: RunConfig):
     """Check ``config`` and build its data, spec, network and hyperparameters (no training)."""
-    if config.algorithm not in ALGORITHMS:
-        get_algorithm(config.algorithm)  # raises with the choices
+    hyper = training_config(config)
+    config.training = dataclasses.asdict(hyper)  # the run folder records every setting
     dataset = load_dataset(config.dataset)
+    config.encoder = resolve_encoder(config)
     encoder = make_run_encoder(config)
     spec = build_spec(config, dataset, encoder)
-    hyper = training_config(config)
+    output_spiking = spec.population(spec.output_name).spiking
+    if (hyper.readout == "max_membrane") == output_spiking:
+        wanted = "a spiking output population" if not output_spiking else "an 'li' readout"
+        raise SpecError(
+            [
+                Problem(
+                    "training.readout",
+                    f"{hyper.readout!r} needs {wanted}; the "
+                    f"output population is {config.readout!r}",
+                )
+            ]
+        )
     network = build(spec, config.backend, seed=config.seed, **config.backend_options)
     return TrainingData(dataset, encoder, config.seed), spec, network, hyper
 
@@ -264,11 +289,9 @@ def train(config: RunConfig, callbacks=(), stop=None) -> Run:
 
 def measure(network, data: TrainingData, readout: str) -> dict:
     """Validation and test metrics of ``network`` (deterministic for a seeded encoder)."""
-    loaders = make_loaders(data.dataset, 256, data.seed)
+    loaders = make_loaders(data.dataset, EVAL_BATCH_SIZE, data.seed)
     out = {}
     for split in ("validation", "test"):
-        if hasattr(data.encoder, "reset"):
-            data.encoder.reset()
         result = evaluate(network, loaders[split], data.encoder, readout)
         prefix = "val" if split == "validation" else "test"
         out[f"{prefix}_accuracy"] = result["accuracy"]
@@ -296,6 +319,18 @@ def check_out_dir(out: str | os.PathLike) -> Path:
         raise SpecError(
             [Problem("out", f"{str(out)!r} exists and is not empty; choose a new folder")]
         )
+    ancestor = out.absolute().parent
+    while not ancestor.exists():
+        ancestor = ancestor.parent
+    if not ancestor.is_dir() or not os.access(ancestor, os.W_OK | os.X_OK):
+        raise SpecError(
+            [
+                Problem(
+                    "out",
+                    f"{str(out)!r} cannot be created: {str(ancestor)!r} is not a writable folder",
+                )
+            ]
+        )
     return out
 
 
@@ -317,6 +352,9 @@ def save_run(run: Run, out: str | os.PathLike, n_recorded: int = 4) -> Path:
         )
         if run.data is not None:
             save_netcdf(record_samples(run.network, run.data, n_recorded), tmp / "recording.nc")
+        umask = os.umask(0)
+        os.umask(umask)
+        tmp.chmod(0o777 & ~umask)  # mkdtemp makes the folder private; a run folder is not
         if out.exists():
             out.rmdir()
         os.replace(tmp, out)
@@ -329,10 +367,11 @@ def save_run(run: Run, out: str | os.PathLike, n_recorded: int = 4) -> Path:
 def record_samples(network, data: TrainingData, n: int):
     """A recording of every population for the first ``n`` test samples."""
     features = torch.as_tensor(data.dataset.test.features[:n], dtype=torch.float32)
-    if hasattr(data.encoder, "reset"):
-        data.encoder.reset()
+    encoder = copy.deepcopy(data.encoder)
+    if hasattr(encoder, "reset"):
+        encoder.reset()
     with torch.no_grad():
-        result = network(data.encoder(features), record=True)
+        result = network(encoder(features), record=True)
     return to_dataset(
         result.recordings,
         network.spec,
@@ -363,9 +402,26 @@ def load_run(path: str | os.PathLike, dataset: str | None = None) -> Run:
         # Another dataset is encoded its own reference way, at the network's dt and length.
         config.dataset = dataset
         config.encoder = reference_config(dataset).encoder
+        config.encoder = resolve_encoder(config)
     spec = NetworkSpec.from_json((path / "spec.json").read_text())
+    if raw.get("spec_hash") not in (None, spec.digest()):
+        raise SpecError(
+            [
+                Problem(
+                    "run",
+                    f"{str(path)!r}: spec.json does not match the spec the "
+                    "run was trained with (spec_hash differs)",
+                )
+            ]
+        )
     network = build(spec, config.backend, seed=config.seed, **config.backend_options)
-    network.load_state_dict(load_file(path / "weights.safetensors"))
+    try:
+        network.load_state_dict(load_file(path / "weights.safetensors"))
+    except (RuntimeError, OSError) as exc:
+        first = str(exc).strip().splitlines()[0]
+        raise SpecError(
+            [Problem("run", f"{str(path)!r}: weights.safetensors does not fit spec.json ({first})")]
+        ) from None
     data = TrainingData(load_dataset(config.dataset), make_run_encoder(config), config.seed)
     metrics = json.loads((path / "metrics.json").read_text())
     import pandas as pd

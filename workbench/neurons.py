@@ -220,6 +220,7 @@ class LIFParameters(NamedTuple):
     reset_subtract: bool = False
     refractory_steps: int = 0
     adapt_decay: float | torch.Tensor = 0.0  # exp(-dt/tau_adapt), ALIF only
+    adapt_gain: float | torch.Tensor = 0.0  # propagator from the AHP current to V, ALIF only
     adapt_strength: float | torch.Tensor = 0.0  # ALIF only
 
 
@@ -271,6 +272,7 @@ def lif_parameters(model: str, params: dict, dt: float) -> LIFParameters:
     if model == "alif":
         out = out._replace(
             adapt_decay=math.exp(-dt / params["tau_adapt"]),
+            adapt_gain=propagators(dt, params["tau_mem"], params["tau_adapt"])[2],
             adapt_strength=params["adapt_strength"],
         )
     return out
@@ -288,23 +290,14 @@ def lif_step(
     """One step of a current-based LIF (or ALIF) neuron; returns ``(state, spikes)``.
 
     ``spike_fn`` maps ``v - threshold`` to spikes (a :class:`Surrogate`); the default is the
-    plain Heaviside step.
+    plain Heaviside step.  The ALIF's AHP current ``a`` enters the membrane like an inhibitory
+    synaptic current with time constant ``tau_adapt`` (its own exact propagator).
     """
     v = p.v_leak + p.beta * (state.v - p.v_leak) + p.current_gain * state.i
     if p.adapt_strength:
-        v = v - (1.0 - p.beta) * state.adaptation
+        v = v - p.adapt_gain * state.adaptation
     i = p.alpha * state.i + input_current
-    refractory = state.refractory
-    if p.refractory_steps:
-        clamped = refractory > 0
-        v = torch.where(clamped, torch.as_tensor(p.v_reset, dtype=v.dtype), v)
-    z = spike_fn(v - p.threshold) if spike_fn is not None else (v >= p.threshold).to(v.dtype)
-    if p.refractory_steps:
-        z = torch.where(clamped, torch.zeros_like(z), z)
-        refractory = torch.where(
-            z > 0, torch.full_like(refractory, p.refractory_steps), (refractory - 1).clamp(min=0)
-        )
-    v = _reset(v, z, p)
+    v, z, refractory = _fire(v, state.refractory, p, spike_fn)
     adaptation = state.adaptation
     if p.adapt_strength:
         adaptation = p.adapt_decay * adaptation + p.adapt_strength * z
@@ -314,9 +307,16 @@ def lif_step(
 def if_step(
     state: LIFState, input_current: torch.Tensor, p: LIFParameters, spike_fn=None
 ) -> tuple[LIFState, torch.Tensor]:
-    """One step of a non-leaky integrate-and-fire neuron: ``V <- V + input``."""
-    v = state.v + input_current
-    refractory = state.refractory
+    """One step of a non-leaky integrate-and-fire neuron: ``V <- V + input``.
+
+    The state's ``i`` holds this step's input (IF has no synaptic filter).
+    """
+    v, z, refractory = _fire(state.v + input_current, state.refractory, p, spike_fn)
+    return LIFState(v, input_current, refractory, state.adaptation), z
+
+
+def _fire(v, refractory, p: LIFParameters, spike_fn):
+    """Refractory clamp, threshold crossing and reset: ``(v, spikes, refractory)``."""
     if p.refractory_steps:
         clamped = refractory > 0
         v = torch.where(clamped, torch.as_tensor(p.v_reset, dtype=v.dtype), v)
@@ -326,8 +326,7 @@ def if_step(
         refractory = torch.where(
             z > 0, torch.full_like(refractory, p.refractory_steps), (refractory - 1).clamp(min=0)
         )
-    v = _reset(v, z, p)
-    return LIFState(v, state.i, refractory, state.adaptation), z
+    return _reset(v, z, p), z, refractory
 
 
 def li_step(

@@ -14,12 +14,14 @@ from __future__ import annotations
 import hashlib
 import json
 import math
+import re
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
 from workbench.neurons import MODELS
 
 INPUT = "input"  # the reserved name of the input population
+_NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")  # also a valid parameter name in torch
 
 
 @dataclass(frozen=True)
@@ -51,8 +53,8 @@ class Population:
     params: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self):
-        model = MODELS.get(self.model)
-        if model is not None:
+        model = MODELS.get(self.model) if isinstance(self.model, str) else None
+        if model is not None and isinstance(self.params, dict):
             self.params = {**model.defaults(), **self.params}
 
     @property
@@ -148,11 +150,17 @@ class NetworkSpec:
         """Build and validate a spec from plain data (as written by :meth:`to_dict`)."""
         problems: list[Problem] = []
         _unknown_keys(data, cls, "", problems)
+        lists = {}
+        for key in ("populations", "projections"):
+            lists[key] = data.get(key) or []
+            if not isinstance(lists[key], list):
+                problems.append(Problem(key, "must be a list"))
+                lists[key] = []
         pops, projs = [], []
-        for k, pop in enumerate(data.get("populations") or []):
+        for k, pop in enumerate(lists["populations"]):
             if _unknown_keys(pop, Population, f"populations[{k}].", problems):
                 pops.append(Population(**pop))
-        for k, proj in enumerate(data.get("projections") or []):
+        for k, proj in enumerate(lists["projections"]):
             if _unknown_keys(proj, Projection, f"projections[{k}].", problems):
                 projs.append(Projection(**proj))
         if problems:
@@ -255,17 +263,32 @@ def _problems(spec: NetworkSpec) -> list[Problem]:
     seen: set[str] = set()
     for k, pop in enumerate(spec.populations):
         path = f"populations[{k}]"
-        if not isinstance(pop.name, str) or not pop.name or pop.name == INPUT:
-            add(f"{path}.name", f"{pop.name!r} must be a non-empty string other than {INPUT!r}")
+        if not isinstance(pop.name, str) or not _NAME.fullmatch(pop.name) or "__" in pop.name:
+            add(
+                f"{path}.name",
+                f"{pop.name!r} must be letters, digits and single underscores, "
+                "starting with a letter",
+            )
+        elif pop.name == INPUT:
+            add(f"{path}.name", f"{INPUT!r} is reserved for the input population")
         elif pop.name in seen:
             add(f"{path}.name", f"{pop.name!r} is used by another population; names are unique")
         seen.add(pop.name)
         if not (_is_int(pop.size) and pop.size >= 1):
             add(f"{path}.size", f"{pop.size!r} must be an integer >= 1")
-        model = MODELS.get(pop.model)
+        model = MODELS.get(pop.model) if isinstance(pop.model, str) else None
         if model is None:
             add(f"{path}.model", f"{pop.model!r} is not known; choose one of {sorted(MODELS)}")
             continue
+        if not isinstance(pop.params, dict):
+            add(f"{path}.params", "must be an object of parameter names and values")
+            continue
+        for key in model.params:
+            if key not in pop.params:
+                add(
+                    f"{path}.params.{key}",
+                    f"is missing; {pop.model!r} needs it (default {model.params[key].default!r})",
+                )
         for key, value in pop.params.items():
             p = model.params.get(key)
             ppath = f"{path}.params.{key}"
@@ -310,17 +333,24 @@ def _problems(spec: NetworkSpec) -> list[Problem]:
         if (proj.source, proj.target) in pairs:
             add(path, f"{proj.name} is declared twice; merge the two projections")
         pairs.add((proj.source, proj.target))
+        if not isinstance(proj.recurrent, bool):
+            add(f"{path}.recurrent", f"{proj.recurrent!r} must be true or false")
         if proj.source == proj.target and not proj.recurrent:
             add(
                 f"{path}.recurrent",
                 f"{proj.name} connects a population to itself; set recurrent=True",
             )
-        source_model = MODELS.get(
-            next((p.model for p in spec.populations if p.name == proj.source), None)
+        source_model = next(
+            (
+                MODELS.get(p.model)
+                for p in spec.populations
+                if p.name == proj.source and isinstance(p.model, str)
+            ),
+            None,
         )
         if source_model is not None and not source_model.spiking:
             add(f"{path}.source", f"{proj.source!r} is a non-spiking readout; it cannot project")
-        if proj.source == INPUT and proj.recurrent:
+        if proj.source == INPUT and proj.recurrent is True:
             add(f"{path}.recurrent", "a projection from the input cannot be recurrent")
         if not (_is_number(proj.weight_mean) and math.isfinite(proj.weight_mean)):
             add(f"{path}.weight_mean", f"{proj.weight_mean!r} must be a finite number")
@@ -437,16 +467,31 @@ def feedforward(
     dt: float = 1.0,
     n_steps: int = 100,
     name: str = "network",
+    weight_init: dict[str, dict] | None = None,
 ) -> NetworkSpec:
     """A layered spec ``sizes[0] -> sizes[1] -> ... -> sizes[-1]``: the common case in one call.
 
     Hidden populations are named ``hidden`` (or ``hidden1``, ``hidden2``, ...) and the last
-    one ``output``.
+    one ``output``.  ``weight_init`` maps projection names (``"input->hidden"``) to
+    ``weight_mean``/``weight_std``.
     """
     hidden = sizes[1:-1]
     names = ["hidden"] if len(hidden) == 1 else [f"hidden{k + 1}" for k in range(len(hidden))]
     pops = [Population(n, s, model, dict(params or {})) for n, s in zip(names, hidden)]
     pops.append(Population("output", sizes[-1], output_model, dict(output_params or {})))
     chain = [INPUT, *names, "output"]
-    projs = [Projection(a, b) for a, b in zip(chain[:-1], chain[1:])]
+    links = [f"{a}->{b}" for a, b in zip(chain[:-1], chain[1:])]
+    weight_init = weight_init or {}
+    unknown = sorted(set(weight_init) - set(links))
+    if unknown:
+        raise SpecError(
+            [
+                Problem(f"weight_init.{k}", f"is not a projection; choose from {links}")
+                for k in unknown
+            ]
+        )
+    projs = [
+        Projection(a, b, **weight_init.get(link, {}))
+        for a, b, link in zip(chain[:-1], chain[1:], links)
+    ]
     return NetworkSpec(sizes[0], pops, projs, dt=dt, n_steps=n_steps, name=name).validate()

@@ -8,6 +8,7 @@ batches, from any thread.
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -112,8 +113,9 @@ READOUTS = ("max_membrane", "spike_count", "first_spike")
 def first_spike_times(spikes: torch.Tensor, dt: float) -> torch.Tensor:
     """Differentiable first-spike time per neuron (ms), ``spikes`` ``[T, B, n]``.
 
-    ``t_first = dt * sum_t prod_{s <= t} (1 - z_s)`` counts the steps before the first spike
-    (``T * dt`` when there is none); the surrogate gradient of each ``z`` flows through it.
+    ``t_first = dt * (1 + sum_t prod_{s <= t} (1 - z_s))`` is the end of the step of the first
+    spike (``(T + 1) * dt`` when there is none); the surrogate gradient of each ``z`` flows
+    through it.
     """
     not_yet = torch.cumprod(1.0 - spikes, dim=0)
     return dt * (1.0 + not_yet.sum(dim=0))
@@ -139,9 +141,21 @@ def readout_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
 # ------------------------------------------------------------------------------------ evaluation
 
 
+EVAL_BATCH_SIZE = 256  # one batch size for every evaluation: a random code then gives the same
+# spikes to the same sample during training's validation and in the final metrics
+
+
 @torch.no_grad()
 def evaluate(network, loader, encoder, readout: str) -> dict:
-    """Loss, accuracy, predictions and spikes per sample of ``network`` over ``loader``."""
+    """Loss, accuracy, predictions and spikes per sample of ``network`` over ``loader``.
+
+    A random encoder is evaluated through a copy restarted from its seed, so the result does
+    not depend on what the encoder produced before (and training's stream is untouched).
+    """
+    encoder = copy.deepcopy(encoder)
+    if hasattr(encoder, "reset"):
+        encoder.reset()
+    was_training = network.training
     network.eval()
     losses, correct, total, spikes = 0.0, 0, 0, 0.0
     predictions, labels_all = [], []
@@ -155,7 +169,7 @@ def evaluate(network, loader, encoder, readout: str) -> dict:
         spikes += sum(r["spikes"].sum().item() for r in result.recordings.values() if "spikes" in r)
         predictions.append(pred)
         labels_all.append(labels)
-    network.train()
+    network.train(was_training)
     return {
         "loss": losses / total,
         "accuracy": correct / total,

@@ -21,6 +21,7 @@ from workbench.neurons import SURROGATES, Surrogate
 from workbench.recording import to_dataset
 from workbench.spec import Problem, SpecError
 from workbench.training import (
+    EVAL_BATCH_SIZE,
     READOUTS,
     BatchEnd,
     EpochEnd,
@@ -91,6 +92,7 @@ def fit(network, data, config: SurrogateConfig | None = None, callbacks=(), stop
         raise SpecError(problems)
     network.surrogate = Surrogate(config.surrogate, config.surrogate_scale)
     loaders = make_loaders(data.dataset, config.batch_size, data.seed)
+    validation = make_loaders(data.dataset, EVAL_BATCH_SIZE, data.seed)["validation"]
     optimiser = torch.optim.Adam(
         network.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
@@ -140,7 +142,7 @@ def fit(network, data, config: SurrogateConfig | None = None, callbacks=(), stop
                 )
             if stop is not None and stop.is_set():
                 break
-        val = evaluate(network, loaders["validation"], data.encoder, config.readout)
+        val = evaluate(network, validation, data.encoder, config.readout)
         row = {
             "epoch": epoch,
             "train_loss": total_loss / max(total, 1),
