@@ -47,9 +47,18 @@ def register_backend(name: str, builder: Callable[..., nn.Module]) -> None:
 
 
 def _load_plugins() -> None:
+    """Register the entry points of the ``workbench.backends`` group (imported on first use)."""
     for ep in entry_points(group="workbench.backends"):
         if ep.name not in _BACKENDS:
-            register_backend(ep.name, ep.load())
+            register_backend(ep.name, _lazy(ep))
+
+
+def _lazy(ep) -> Callable[..., nn.Module]:
+    def builder(spec, **options):
+        return ep.load()(spec, **options)
+
+    builder.entry_point = ep
+    return builder
 
 
 def available_backends() -> list[str]:
@@ -80,6 +89,7 @@ class FloatNetwork(nn.Module):
     """
 
     backend_name = "float"
+    speedup = 1.0  # how much faster than biological time the backend runs (chips override)
 
     def __init__(
         self,

@@ -377,6 +377,7 @@ def record_samples(network, data: TrainingData, n: int):
         network.spec,
         network.backend_name,
         sample_index=list(range(n)),
+        speedup=network.speedup,
         attrs={"labels": data.dataset.test.labels[:n].tolist()},
     )
 

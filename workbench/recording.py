@@ -25,9 +25,11 @@ def to_dataset(
     backend: str,
     sample_index=None,
     attrs: dict | None = None,
+    speedup: float = 1.0,
 ) -> xr.Dataset:
     """Turn a backend's recordings (``{population: {"v", "i", "spikes": [T, B, n]}}``) into a
-    Dataset; ``sample_index`` labels the batch entries (default ``0 .. B-1``)."""
+    Dataset; ``sample_index`` labels the batch entries (default ``0 .. B-1``).  An accelerated
+    chip (``speedup`` times faster than biology) gets a ``hardware_time`` coordinate too."""
     if not recordings:
         raise ValueError("recordings: nothing was recorded; pass record=[...] to the forward pass")
     blocks = {"v": [], "i": [], "spikes": []}
@@ -53,6 +55,11 @@ def to_dataset(
             "sample": sample,
             "population": ("neuron", np.array(populations)),
             "unit": ("neuron", np.array(units)),
+            "hardware_time": (
+                "time",
+                time / speedup,
+                {"units": "ms", "long_name": f"time on the chip ({speedup:g}x)"},
+            ),
         },
         attrs={
             "spec": spec.to_json(indent=None),

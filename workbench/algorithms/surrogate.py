@@ -136,7 +136,11 @@ def fit(network, data, config: SurrogateConfig | None = None, callbacks=(), stop
                         epoch,
                         batch,
                         to_dataset(
-                            one, network.spec, network.backend_name, attrs={"label": int(labels[0])}
+                            one,
+                            network.spec,
+                            network.backend_name,
+                            attrs={"label": int(labels[0])},
+                            speedup=network.speedup,
                         ),
                     ),
                 )

@@ -1,0 +1,183 @@
+"""What every chip emulator shares: a profile of sourced figures, checks, resources, deployment.
+
+An emulator is a profile plus three operations (DESIGN.md, idea 4):
+
+- ``check(spec, profile)`` returns every :class:`Violation` of the chip's limits (``build``
+  refuses with all of them, so nothing runs);
+- the forward pass applies the chip's number formats, mismatch and noise, with
+  straight-through gradients so training on the emulator works;
+- ``resources(spec, profile)`` reports what the network uses against the chip's capacity.
+
+Emulated networks subclass :class:`EmulatedNetwork` (itself a
+:class:`~workbench.backends.FloatNetwork`), so weights keep the float simulator's names and
+shapes and move between backends with ``load_state_dict``; :func:`deploy` does that and reports
+what changed.  Profiles are frozen dataclasses whose fields carry their unit, their source and
+whether they are an assumption (``dataclasses.replace(profile, name=value)`` changes one).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass, field
+from typing import Any
+
+import pandas as pd
+import torch
+
+from workbench.backends import FloatNetwork, projection_key
+from workbench.spec import NetworkSpec, Problem, SpecError
+
+
+def figure(value, unit: str = "", source: str = "", assumption: bool = False):
+    """A profile field: its default ``value`` with unit, source and whether it is assumed."""
+    metadata = {"unit": unit, "source": source, "assumption": assumption}
+    if isinstance(value, (list, dict, set)):
+        return field(default_factory=lambda: value, metadata=metadata)
+    return field(default=value, metadata=metadata)
+
+
+@dataclass(frozen=True)
+class HardwareProfile:
+    """A chip's figures.  Subclasses add fields made with :func:`figure`."""
+
+    name: str = "chip"
+    speedup: float = figure(1.0, "x biological time", "emulated in biological time")
+
+    def figures(self) -> pd.DataFrame:
+        """Every figure with its value, unit, source and whether it is an assumption."""
+        rows = []
+        for f in dataclasses.fields(self):
+            if f.name == "name":
+                continue
+            rows.append(
+                {
+                    "figure": f.name,
+                    "value": getattr(self, f.name),
+                    "unit": f.metadata.get("unit", ""),
+                    "source": f.metadata.get("source", ""),
+                    "assumption": f.metadata.get("assumption", False),
+                }
+            )
+        return pd.DataFrame(rows)
+
+
+@dataclass(frozen=True)
+class Violation:
+    """One way a spec exceeds a chip: which field, which limit, the value and what is allowed."""
+
+    path: str
+    limit: str
+    value: Any
+    allowed: Any
+    chip: str
+
+    def __str__(self) -> str:
+        return f"{self.path}: {self.limit} is {self.value}; {self.chip} allows {self.allowed}"
+
+
+def refuse(violations: list[Violation]) -> None:
+    """Raise a :class:`SpecError` naming every violation (nothing is built or run)."""
+    if violations:
+        raise SpecError(
+            [
+                Problem(v.path, f"{v.limit} is {v.value}; {v.chip} allows {v.allowed}")
+                for v in violations
+            ]
+        )
+
+
+class EmulatedNetwork(FloatNetwork):
+    """Base of every emulated chip: the float network's weights and forward contract, with the
+    chip's checks at build time.  Subclasses set ``profile_class`` and ``backend_name``,
+    implement ``check`` and ``resources``, and override ``weight`` (number formats, noise)
+    and/or ``_run_population`` / ``forward`` (the chip's dynamics)."""
+
+    profile_class = HardwareProfile
+    backend_name = "chip"
+
+    def __init__(
+        self, spec: NetworkSpec, profile: HardwareProfile | None = None, seed: int = 0, **options
+    ):
+        spec.validate()
+        self.profile = profile if profile is not None else self.profile_class()
+        refuse(self.check(spec, self.profile))
+        super().__init__(spec, seed=seed, **options)
+
+    @classmethod
+    def check(cls, spec: NetworkSpec, profile: HardwareProfile | None = None) -> list[Violation]:
+        return []
+
+    @classmethod
+    def resources(cls, spec: NetworkSpec, profile: HardwareProfile | None = None) -> pd.DataFrame:
+        """Rows ``resource, used, capacity, fraction`` of ``spec`` on the chip."""
+        return resource_table([])
+
+    def float_weight(self, proj) -> torch.Tensor:
+        """The stored (trainable, float) weight of ``proj``, before the chip's formats."""
+        return self.weights[projection_key(proj)]
+
+    def deployment_report(self) -> pd.DataFrame:
+        """Per projection: how the chip's weights differ from the stored float weights."""
+        rows = []
+        with torch.no_grad():
+            for proj in self.spec.projections:
+                w = self.float_weight(proj)
+                on_chip = self.weight(proj)
+                scale = w.abs().max().clamp(min=1e-12)
+                rows.append(
+                    {
+                        "projection": proj.name,
+                        "synapses": w.numel(),
+                        "rms_error": (on_chip - w).pow(2).mean().sqrt().item(),
+                        "relative_rms_error": ((on_chip - w).pow(2).mean().sqrt() / scale).item(),
+                        "clipped": int(self.clipped(proj).sum().item()),
+                    }
+                )
+        return pd.DataFrame(rows)
+
+    def clipped(self, proj) -> torch.Tensor:
+        """Which synapses of ``proj`` lie outside the chip's weight range (bool, weight shape)."""
+        return torch.zeros_like(self.float_weight(proj), dtype=torch.bool)
+
+
+def resource_table(rows: list[tuple[str, float, float]]) -> pd.DataFrame:
+    """``[(resource, used, capacity), ...]`` as a table with the fraction used."""
+    table = pd.DataFrame(rows, columns=["resource", "used", "capacity"])
+    table["fraction"] = table["used"] / table["capacity"]
+    return table
+
+
+def straight_through(value: torch.Tensor, observed: torch.Tensor) -> torch.Tensor:
+    """``observed`` in the forward pass, the gradient of ``value`` in the backward pass."""
+    return value + (observed - value).detach()
+
+
+@dataclass
+class Deployment:
+    """A float network mapped onto a chip: the emulated network and what changed."""
+
+    network: EmulatedNetwork
+    weights: pd.DataFrame  # deployment_report(): quantisation error and clipping per projection
+    resources: pd.DataFrame
+    accuracy_before: float | None = None
+    accuracy_after: float | None = None
+
+
+def deploy(
+    float_network: FloatNetwork, backend: str, data=None, readout: str = "max_membrane", **options
+) -> Deployment:
+    """Map ``float_network``'s trained weights onto ``backend`` without retraining.
+
+    With ``data`` (a :class:`~workbench.experiment.TrainingData`), the test accuracy before
+    (float) and after (on the chip) is measured too.
+    """
+    from workbench.backends import build
+    from workbench.experiment import measure
+
+    chip = build(float_network.spec, backend, **options)
+    chip.load_state_dict(float_network.state_dict())
+    out = Deployment(chip, chip.deployment_report(), chip.resources(chip.spec, chip.profile))
+    if data is not None:
+        out.accuracy_before = measure(float_network, data, readout)["test_accuracy"]
+        out.accuracy_after = measure(chip, data, readout)["test_accuracy"]
+    return out
