@@ -99,6 +99,8 @@ class EmulatedNetwork(FloatNetwork):
         self, spec: NetworkSpec, profile: HardwareProfile | None = None, seed: int = 0, **options
     ):
         spec.validate()
+        if isinstance(profile, dict):  # changes to the default figures, as stored in a run
+            profile = dataclasses.replace(self.profile_class(), **profile)
         self.profile = profile if profile is not None else self.profile_class()
         refuse(self.check(spec, self.profile))
         super().__init__(spec, seed=seed, **options)
@@ -168,14 +170,18 @@ def deploy(
 ) -> Deployment:
     """Map ``float_network``'s trained weights onto ``backend`` without retraining.
 
-    With ``data`` (a :class:`~workbench.experiment.TrainingData`), the test accuracy before
-    (float) and after (on the chip) is measured too.
+    With ``data`` (a :class:`~workbench.experiment.TrainingData`), a chip that has a
+    ``calibrate(spikes)`` step is calibrated on training samples first, and the test accuracy
+    before (float) and after (on the chip) is measured.
     """
     from workbench.backends import build
     from workbench.experiment import measure
 
     chip = build(float_network.spec, backend, **options)
     chip.load_state_dict(float_network.state_dict())
+    if data is not None and hasattr(chip, "calibrate"):
+        features = torch.as_tensor(data.dataset.train.features[:256], dtype=torch.float32)
+        chip.calibrate(data.encoder(features))
     out = Deployment(chip, chip.deployment_report(), chip.resources(chip.spec, chip.profile))
     if data is not None:
         out.accuracy_before = measure(float_network, data, readout)["test_accuracy"]

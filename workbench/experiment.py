@@ -152,7 +152,10 @@ def _merge(base: dict, override: dict) -> dict:
     return out
 
 
-BACKEND_REFERENCES: dict[str, dict[str, dict]] = {}  # backend -> dataset -> overrides
+# backend -> dataset -> overrides of the dataset's reference.  BrainScaleS-2 on Yin-Yang is the
+# hardware-in-the-loop set-up: the float reference network and training (5-120-3 fits the
+# chip: 240 synapse rows per output neuron of 256), run on the emulated chip.
+BACKEND_REFERENCES: dict[str, dict[str, dict]] = {"brainscales2": {"yinyang": {}}}
 
 
 def reference_config(

@@ -18,9 +18,9 @@ from workbench.neurons import LIFParameters, surrogate_derivative
 
 class _LIFScan(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, external, w_rec, p: LIFParameters, spiking: bool, kind: str, scale: float):
+    def forward(ctx, external, w_rec, p: LIFParameters, spiking, kind, scale, noise):
         n_steps, batch, n = external.shape
-        v = torch.full((batch, n), float(p.v_leak), dtype=external.dtype, device=external.device)
+        v = torch.zeros((batch, n), dtype=external.dtype, device=external.device) + p.v_leak
         i = torch.zeros_like(v)
         z = torch.zeros_like(v)
         zs = torch.empty_like(external)
@@ -30,6 +30,8 @@ class _LIFScan(torch.autograd.Function):
         leak = (1.0 - p.beta) * p.v_leak
         for t in range(n_steps):
             v = p.beta * v + p.current_gain * i + leak
+            if noise is not None:
+                v = v + noise[t]
             i = p.alpha * i + external[t]
             if w_rec is not None:
                 i = i + z @ w_rec.T
@@ -81,15 +83,18 @@ class _LIFScan(torch.autograd.Function):
             adj_input_next = d_i
             adj_v = p.beta * d_pre
             adj_i = p.current_gain * d_pre + p.alpha * d_i
-        return grad_external, grad_w, None, None, None, None
+        return grad_external, grad_w, None, None, None, None, None
 
 
-def lif_scan(external, w_rec, p: LIFParameters, spiking: bool, surrogate):
+def lif_scan(external, w_rec, p: LIFParameters, spiking: bool, surrogate, noise=None):
     """Run a LIF (``spiking``) or LI population over time.
 
     ``external``: input current ``[T, B, n]``; ``w_rec``: ``[n, n]`` weights of a recurrent
-    projection onto itself (spikes of the previous step), or None.  Returns
-    ``(output, v, i)``, each ``[T, B, n]``; ``output`` is the spikes (LIF) or ``v`` (LI).
+    projection onto itself (spikes of the previous step), or None; ``noise``: an optional
+    ``[T, B, n]`` added to the membrane each step (temporal noise of an analog chip; it shifts
+    the state but carries no gradient).  The parameters in ``p`` may be numbers or per-neuron
+    tensors ``[n]`` (fixed-pattern mismatch).  Returns ``(output, v, i)``, each
+    ``[T, B, n]``; ``output`` is the spikes (LIF) or ``v`` (LI).
     """
     kind, scale = (surrogate.kind, surrogate.scale) if spiking else ("superspike", 1.0)
-    return _LIFScan.apply(external, w_rec, p, spiking, kind, scale)
+    return _LIFScan.apply(external, w_rec, p, spiking, kind, scale, noise)

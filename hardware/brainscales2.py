@@ -1,0 +1,315 @@
+"""BrainScaleS-2: an analog, accelerated neuromorphic chip, emulated for hardware-in-the-loop work.
+
+The emulator runs the network the way the chip would: 6-bit signed weights (the sign chosen by
+routing an input to an excitatory or an inhibitory synapse row), neuron parameters that differ
+from neuron to neuron (fixed-pattern mismatch left after calibration, drawn once per emulated
+chip from ``chip_seed``), temporal noise on every membrane, and membrane traces observed like
+the chip's 8-bit column-parallel ADC (CADC) at its sampling period.  Time runs 1000 times
+faster than biology; specs and recordings stay in biological milliseconds and recordings carry
+the hardware time beside it.
+
+Hardware-in-the-loop training, as hxtorch.snn does it (Spilger et al. 2023): the forward pass
+returns what the chip produced (spikes, ADC-observed membranes); the backward pass uses the
+surrogate gradient of the float model at the chip's membrane, and the observation is passed
+forward by a straight-through function (observation forward, gradient to the simulated value).
+So ``fit()`` trains on the emulated chip unchanged.
+
+``saturation`` (option) models the transfer non-linearity of the analog neuron: the synaptic
+input circuit saturates, so the current reaching the membrane is ``I_sat tanh(I / I_sat)``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+from workbench.fused import lif_scan
+from workbench.neurons import LIFParameters, propagators
+from workbench.spec import INPUT, NetworkSpec
+
+from .base import (
+    EmulatedNetwork,
+    HardwareProfile,
+    Violation,
+    figure,
+    resource_table,
+    straight_through,
+)
+
+PEHLE = "Pehle et al. 2022, Front. Neurosci. 16:795876 (BrainScaleS-2 system)"
+HXTORCH = "Spilger et al. 2023, NICE '23 (hxtorch.snn: signed synapses use an exc. and inh. row)"
+CALIX = "calix calibration ranges of the LIF neuron (issue 4; Billaudelle et al. 2022)"
+ASSUMED = "assumption: residual after calibration is not published; set it to study its effect"
+
+
+@dataclass(frozen=True)
+class BrainScaleS2Profile(HardwareProfile):
+    name: str = "BrainScaleS-2"
+    speedup: float = figure(1000.0, "x biological time", PEHLE)
+    neurons: int = figure(512, "neurons", PEHLE)
+    synapse_rows: int = figure(256, "rows per synapse array (fan-in per neuron)", PEHLE)
+    rows_per_signed_input: int = figure(2, "rows", HXTORCH)
+    weight_max: int = figure(63, "6-bit magnitude, signed by row type", PEHLE)
+    tau_mem_range_us: tuple = figure((0.5, 60.0), "us (hardware time)", CALIX)
+    tau_syn_range_us: tuple = figure((0.3, 30.0), "us (hardware time)", CALIX)
+    adc_bits: int = figure(8, "bits (CADC)", PEHLE)
+    adc_range: tuple = figure((-2.0, 4.0), "model units (threshold 1, leak 0)", ASSUMED, True)
+    adc_period_us: float = figure(1.0, "us between CADC samples", ASSUMED, True)
+    mismatch_tau_mem: float = figure(0.02, "relative sigma per neuron", ASSUMED, True)
+    mismatch_tau_syn: float = figure(0.02, "relative sigma per neuron", ASSUMED, True)
+    mismatch_leak: float = figure(0.02, "sigma, model units", ASSUMED, True)
+    mismatch_threshold: float = figure(0.02, "relative sigma per neuron", ASSUMED, True)
+    mismatch_synaptic_gain: float = figure(0.05, "relative sigma per neuron", ASSUMED, True)
+    membrane_noise: float = figure(
+        0.01, "stationary sigma of the membrane, model units (~2 mV of ~200 mV)", ASSUMED, True
+    )
+
+    def scaled(self, factor: float) -> BrainScaleS2Profile:
+        """The same chip with every mismatch magnitude multiplied by ``factor``."""
+        from dataclasses import replace
+
+        names = [n for n in self.__dataclass_fields__ if n.startswith("mismatch_")]
+        return replace(self, **{n: getattr(self, n) * factor for n in names})
+
+
+class BrainScaleS2(EmulatedNetwork):
+    """The emulated chip (``build(spec, "brainscales2", chip_seed=..., ...)``)."""
+
+    profile_class = BrainScaleS2Profile
+    backend_name = "brainscales2"
+    MODELS = ("lif", "li")
+
+    def __init__(
+        self,
+        spec: NetworkSpec,
+        profile: BrainScaleS2Profile | None = None,
+        seed: int = 0,
+        chip_seed: int = 0,
+        noise_seed: int | None = None,
+        saturation: float | None = None,
+        **options,
+    ):
+        super().__init__(spec, profile, seed=seed, **options)
+        if saturation is not None and not (math.isfinite(saturation) and saturation > 0):
+            raise ValueError(f"saturation: {saturation!r} must be a finite number > 0, or None")
+        self.chip_seed, self.saturation = chip_seed, saturation
+        self.noise_seed = seed + 1 if noise_seed is None else noise_seed
+        self._noise = torch.Generator().manual_seed(self.noise_seed)
+        self.readout_gain = 1.0
+        self._draw_chip()
+
+    @property
+    def speedup(self) -> float:
+        return self.profile.speedup
+
+    # ------------------------------------------------------------------------ the chip
+    def _draw_chip(self) -> None:
+        """Draw every neuron's mismatch once for this chip (``chip_seed``)."""
+        generator = torch.Generator().manual_seed(self.chip_seed)
+        prof, dt = self.profile, self.spec.dt
+
+        def spread(n, sigma):
+            return 1.0 + sigma * torch.randn(n, generator=generator, dtype=torch.float64)
+
+        self.synaptic_gain = {}
+        for pop in self.spec.populations:
+            n, params = pop.size, pop.params
+            tau_mem = params["tau_mem"] * spread(n, prof.mismatch_tau_mem).clamp(min=0.1)
+            tau_syn = params["tau_syn"] * spread(n, prof.mismatch_tau_syn).clamp(min=0.1)
+            consts = [propagators(dt, m, s) for m, s in zip(tau_mem.tolist(), tau_syn.tolist())]
+            alpha, beta, gain = (torch.tensor(c, dtype=self.dtype) for c in zip(*consts))
+            leak = params["v_leak"] + prof.mismatch_leak * torch.randn(n, generator=generator)
+            p = LIFParameters(alpha=alpha, beta=beta, current_gain=gain, v_leak=leak.to(self.dtype))
+            if pop.spiking:
+                threshold = params["threshold"] * spread(n, prof.mismatch_threshold)
+                p = p._replace(
+                    threshold=threshold.to(self.dtype),
+                    v_reset=params["v_reset"],
+                    reset_subtract=params["reset"] == "subtract",
+                )
+            self.neuron_params[pop.name] = p
+            self.synaptic_gain[pop.name] = spread(n, prof.mismatch_synaptic_gain).to(self.dtype)
+
+    def weight(self, proj) -> torch.Tensor:
+        """6-bit signed weights (one scale per projection: the calibrated synaptic gain) times
+        each target neuron's synaptic-gain mismatch; straight-through to the float weight.
+        Into a readout, the weights are scaled by ``readout_gain`` (see :meth:`calibrate`)."""
+        w = self.float_weight(proj)
+        scale = w.detach().abs().max().clamp(min=1e-12) / self.profile.weight_max
+        digital = torch.round(w / scale).clamp(-self.profile.weight_max, self.profile.weight_max)
+        quantised = straight_through(w, digital * scale)
+        gain = self.synaptic_gain[proj.target][:, None]
+        if not self.spec.population(proj.target).spiking:
+            gain = gain * self.readout_gain
+        return quantised * gain
+
+    @torch.no_grad()
+    def calibrate(self, spikes: torch.Tensor, fill: float = 0.8) -> float:
+        """Set ``readout_gain`` so the readout membranes of ``spikes`` (``[T, B, inputs]``) span
+        ``fill`` of the ADC range.  A leaky-integrator readout is linear in its input and the
+        class is the largest membrane, so this changes no decision; it only keeps the
+        observations out of the ADC's clipping, as one would tune the readout's synaptic gain
+        on the chip."""
+        self.readout_gain = 1.0
+        was_training = self.training
+        self.eval()
+        v = self.forward(spikes, record=True).recordings
+        self.train(was_training)
+        low, high = self.profile.adc_range
+        peak = max(
+            (
+                r["v"].abs().max().item()
+                for name, r in v.items()
+                if not self.spec.population(name).spiking
+            ),
+            default=0.0,
+        )
+        self.readout_gain = fill * min(-low, high) / peak if peak > 0 else 1.0
+        return self.readout_gain
+
+    def observe(self, v: torch.Tensor) -> torch.Tensor:
+        """What the CADC reports of membrane traces ``v [T, B, n]``: samples every
+        ``adc_period_us`` (held until the next one), digitised to ``adc_bits`` over
+        ``adc_range``; straight-through to ``v`` inside that range (no gradient where the ADC
+        clips)."""
+        prof = self.profile
+        low, high = prof.adc_range
+        levels = 2**prof.adc_bits - 1
+        period = max(1, round(prof.adc_period_us / (self.spec.dt * 1000.0 / prof.speedup)))
+        held = v.detach()[::period].repeat_interleave(period, dim=0)[: v.shape[0]]
+        codes = torch.round((held - low) / (high - low) * levels).clamp(0, levels)
+        # The gradient passes where the ADC can see the membrane, not where it clips.
+        return straight_through(v.clamp(low, high), low + codes * (high - low) / levels)
+
+    def _run_population(self, name, external, recurrent, record):
+        pop = self.spec.population(name)
+        p = self.neuron_params[name]
+        if self.saturation is not None:
+            external = self.saturation * torch.tanh(external / self.saturation)
+        if self.training:
+            generator = self._noise
+        else:  # evaluation is repeatable: the same noise for the same batch position
+            generator = torch.Generator().manual_seed(self.noise_seed)
+        # Temporal noise as an Ornstein-Uhlenbeck process of the leaky membrane: the per-step
+        # kick sigma * sqrt(1 - beta^2) gives the stationary spread ``membrane_noise``.
+        kick = self.profile.membrane_noise * torch.sqrt(1 - torch.as_tensor(p.beta) ** 2)
+        noise = kick * torch.randn(external.shape, generator=generator, dtype=external.dtype)
+        w_rec = self.weight(recurrent[0]) if recurrent else None
+        output, v, i = lif_scan(external, w_rec, p, pop.spiking, self.surrogate, noise)
+        observed = self.observe(v)
+        if pop.spiking:
+            return {"spikes": output, "v": observed, "i": i}
+        return {"v": observed, "i": i}
+
+    # ------------------------------------------------------------------------ limits
+    @classmethod
+    def check(cls, spec: NetworkSpec, profile: BrainScaleS2Profile | None = None):
+        prof = profile or cls.profile_class()
+        out: list[Violation] = []
+        total = sum(p.size for p in spec.populations)
+        if total > prof.neurons:
+            out.append(
+                Violation("populations", "neurons", total, f"at most {prof.neurons}", prof.name)
+            )
+        to_hw = 1000.0 / prof.speedup  # biological ms -> hardware us
+        for k, pop in enumerate(spec.populations):
+            path = f"populations[{k}]"
+            if pop.model not in cls.MODELS:
+                out.append(
+                    Violation(
+                        f"{path}.model",
+                        "neuron model",
+                        repr(pop.model),
+                        f"one of {list(cls.MODELS)}",
+                        prof.name,
+                    )
+                )
+                continue
+            for key, (low, high) in (
+                ("tau_mem", prof.tau_mem_range_us),
+                ("tau_syn", prof.tau_syn_range_us),
+            ):
+                hw = pop.params[key] * to_hw
+                if not low <= hw <= high:
+                    out.append(
+                        Violation(
+                            f"{path}.params.{key}",
+                            f"{key} on the chip",
+                            f"{hw:g} us",
+                            f"{low:g}-{high:g} us",
+                            prof.name,
+                        )
+                    )
+            if pop.params.get("refractory_steps", 0):
+                out.append(
+                    Violation(
+                        f"{path}.params.refractory_steps",
+                        "refractory period",
+                        pop.params["refractory_steps"],
+                        "0 in this emulator (not emulated yet)",
+                        prof.name,
+                    )
+                )
+            rows = sum(spec.size_of(p.source) for p in spec.incoming(pop.name))
+            rows *= prof.rows_per_signed_input
+            if rows > prof.synapse_rows:
+                out.append(
+                    Violation(
+                        f"{path}.size",
+                        f"synapse rows per '{pop.name}' neuron "
+                        f"({prof.rows_per_signed_input} per signed input)",
+                        rows,
+                        f"at most {prof.synapse_rows}",
+                        prof.name,
+                    )
+                )
+        for k, proj in enumerate(spec.projections):
+            if proj.max_delay:
+                out.append(
+                    Violation(
+                        f"projections[{k}].delay",
+                        "synaptic delay",
+                        f"{proj.max_delay} steps",
+                        "0 (no delays)",
+                        prof.name,
+                    )
+                )
+            if proj.recurrent and proj.source != proj.target:
+                out.append(
+                    Violation(
+                        f"projections[{k}].recurrent",
+                        "recurrence between populations",
+                        proj.name,
+                        "recurrence within a population",
+                        prof.name,
+                    )
+                )
+        return out
+
+    @classmethod
+    def resources(cls, spec: NetworkSpec, profile: BrainScaleS2Profile | None = None):
+        prof = profile or cls.profile_class()
+        neurons = sum(p.size for p in spec.populations)
+        rows = max(
+            (
+                sum(spec.size_of(p.source) for p in spec.incoming(pop.name))
+                * prof.rows_per_signed_input
+                for pop in spec.populations
+            ),
+            default=0,
+        )
+        synapses = sum(
+            spec.size_of(p.source) * spec.size_of(p.target) * prof.rows_per_signed_input
+            for p in spec.projections
+        )
+        inputs = spec.input_size if any(p.source == INPUT for p in spec.projections) else 0
+        return resource_table(
+            [
+                ("neurons", neurons, prof.neurons),
+                ("synapse rows per neuron (max)", rows, prof.synapse_rows),
+                ("synapses (exc. + inh.)", synapses, prof.neurons * prof.synapse_rows),
+                ("input channels", inputs, prof.synapse_rows // prof.rows_per_signed_input),
+            ]
+        )
