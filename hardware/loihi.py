@@ -1,0 +1,982 @@
+"""Intel Loihi (first generation) emulator: bit-accurate fixed-point CUBA LIF, synaptic delays,
+a trace-based on-chip learning engine, capacity checks and a resource report.
+
+The chip's arithmetic, step by step (Lava's bit-accurate LIF ``PyLifModelBitAcc`` in
+``lava/proc/lif/models.py`` and Lava's ``PyDenseModelBitAcc`` in ``lava/proc/dense/models.py``;
+the figures' sources are in :class:`LoihiProfile`).  Every state is an integer:
+
+    a[t]  = sum over projections of  shift(sum_j w_ij s_j[t - 1 - d_ij], weight_exponent) << 6
+    u[t]  = wrap24( decay(u[t-1], decay_u) + a[t] )
+    v[t]  = clip24( decay(v[t-1], decay_v) + u[t] + (bias_mantissa << bias_exponent) )
+    spike = v[t] > threshold_mantissa << 6;   then v[t] = 0 (and refractory steps, if any)
+
+- ``decay(x, d) = sign(x) * ((|x| * (4096 - d)) >> 12)``: rounded toward zero; ``d`` is the
+  effective 12-bit decay in 0..4096 (Lava's 12-bit ``du``/``dv`` registers plus the one-bit
+  ``ds_offset``/``dm_offset``, which is how 4096 is reached).
+- ``shift(x, e)`` is ``x << e`` for ``e >= 0`` and the arithmetic (flooring) ``x >> -e``
+  otherwise, applied to the projection's accumulated sum as Lava's Dense model does.
+- Weights are stored as Lava stores them: 8-bit precision in mixed-sign mode, i.e. even
+  integers in [-256, 254] (``truncate_weights`` drops the least significant bit), so a synapse
+  adds ``w * 2**(6 + weight_exponent)`` to ``u``.
+- ``u`` wraps around in two's complement (a 24-bit register); ``v`` saturates at
+  ``+-(2**23 - 1)``.  Lava's Python model wraps ``u`` once and lets exactly ``2**23`` through;
+  this emulator wraps modulo ``2**24`` (an assumption about the register, marked in the profile).
+- Spikes are delivered one step after they are emitted (Lava's Dense sends at step ``t`` what
+  it accumulated at ``t - 1``), plus the synapse's delay ``d`` of 0..62 steps.  A recurrent
+  projection adds one more step (the spec's meaning of ``recurrent``), so its programmed delay
+  is ``delay + 1``.
+
+Mapping a float network (:meth:`Loihi.chip_config`).  The float simulator integrates
+``V <- beta V + p I``, ``I <- alpha I + W s`` with input of step ``t`` reaching ``V`` at
+``t + 1`` -- the same timing as the chip above, with ``u = S p I`` and ``v = S (V - v_reset)``
+for a per-population scale ``S`` (chip units per float unit):
+
+- ``decay_u = round(4096 (1 - alpha))``, ``decay_v = round(4096 (1 - beta))``;
+- LIF: ``threshold_mantissa`` (default 8192, so the threshold sits at ``2**19`` and ``v`` has
+  16x headroom), ``S = threshold_mantissa * 64 / (threshold - v_reset)``;
+  LI readout: ``S = 2**23 / readout_range`` (default 64 float units before saturation);
+- each projection's weight exponent is the smallest that fits ``max |S p w|`` into the 8-bit
+  mantissa; ``v_leak`` becomes a bias ``S (1 - beta)(v_leak - v_reset)`` and the initial ``v``.
+
+Outputs and recordings are float tensors in float units (``v / S + v_reset``, ``u / (S p)``);
+:meth:`Loihi.run_chip` gives the raw integers.  In training mode with gradients enabled the
+forward pass is hardware-in-the-loop style: each population's float dynamics are run on the
+chip's observed input spikes with straight-through quantised weights, and every observation
+(spikes, ``v``, ``u``) is the chip's value in the forward pass and the float model's in the
+backward pass, so ``loss.backward()`` reaches the float weights (quantisation-aware training).
+
+On-chip learning (:class:`LearningRule`, :meth:`Loihi.learn`): integer pre/post traces and a
+sum-of-products rule such as ``"2^-2*x1*y0 - 2^-2*y1*x0"`` (pair STDP) applied every
+``learning_epoch`` steps with the chip's weight format.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass, field, replace
+
+import pandas as pd
+import torch
+
+from workbench.backends import RunResult, _shift, projection_key
+from workbench.neurons import propagators
+from workbench.spec import INPUT, NetworkSpec, Projection
+
+from .base import (
+    EmulatedNetwork,
+    HardwareProfile,
+    Violation,
+    figure,
+    resource_table,
+    straight_through,
+)
+
+LAVA_LIF = "Lava lava/proc/lif/models.py, PyLifModelBitAcc / AbstractPyLifModelFixed"
+LAVA_DENSE = "Lava lava/proc/dense/models.py PyDenseModelBitAcc; lava/utils/weightutils.py"
+LAVA_LEARNING = "Lava lava/magma/core/learning/constants.py and model/py/connection.py"
+DAVIES = (
+    "Davies et al. 2018, 'Loihi: a neuromorphic manycore processor with on-chip learning', "
+    "IEEE Micro 38(1)"
+)
+NENGO_LOIHI = (
+    "NengoLoihi nengo_loihi/block.py "
+    "(MAX_COMPARTMENTS, MAX_IN_AXONS, MAX_OUT_AXONS, MAX_SYNAPSE_BITS)"
+)
+BRIAN2LOIHI = "Michaelis et al. 2022, Brian2Loihi, Front. Neuroinform. 16:1015624"
+
+
+@dataclass(frozen=True)
+class LoihiProfile(HardwareProfile):
+    """Loihi 1's figures, each with its source; ``assumption=True`` marks what is not published
+    in a form this emulator could check."""
+
+    name: str = "Loihi"
+    cores: int = figure(128, "neuromorphic cores per chip", DAVIES)
+    compartments_per_core: int = figure(1024, "compartments", f"{DAVIES}; {NENGO_LOIHI}")
+    fan_in_axons_per_core: int = figure(4096, "input axons per core", NENGO_LOIHI)
+    fan_out_axons_per_core: int = figure(4096, "output axons per core", NENGO_LOIHI)
+    synapse_memory_bits_per_core: int = figure(
+        1_048_576,
+        "bits (128 KiB)",
+        f"{NENGO_LOIHI}; {DAVIES}: 16 MB synaptic memory over 128 cores",
+    )
+    synapse_block: int = figure(
+        64,
+        "synapses per synapse-memory block (10 header bits, 64-bit words)",
+        "NengoLoihi SynapseConfig.bits_per_axon, dense format",
+        assumption=True,
+    )
+    state_bits: int = figure(24, "bits, signed (u and v)", f"{LAVA_LIF} (uv_bitwidth 24)")
+    decay_bits: int = figure(
+        12,
+        "bits; effective decay_u, decay_v in 0..4096 (1-bit offset registers)",
+        f"{LAVA_LIF} (decay_shift 12, ds_offset/dm_offset); {BRIAN2LOIHI}",
+    )
+    weight_bits: int = figure(
+        8,
+        "bits of precision, mixed sign: stored even in [-256, 254]",
+        f"{LAVA_DENSE} (clip_weights num_bits 8, truncate_weights num_weight_bits 8)",
+    )
+    weight_shift: int = figure(6, "bits (synaptic input << 6)", f"{LAVA_LIF} (act_shift 6)")
+    weight_exponent_min: int = figure(
+        -8, "", "NxSDK wgtExp as a 4-bit signed field (NengoLoihi uses -7..0)", assumption=True
+    )
+    weight_exponent_max: int = figure(
+        7, "", "NxSDK wgtExp as a 4-bit signed field (NengoLoihi uses -7..0)", assumption=True
+    )
+    threshold_mantissa_bits: int = figure(
+        17, "bits, unsigned", f"{LAVA_LIF} (vth precision 17); NengoLoihi VTH_MAN_MAX"
+    )
+    threshold_shift: int = figure(6, "bits (vth = mantissa << 6)", f"{LAVA_LIF} (vth_shift 6)")
+    bias_mantissa_bits: int = figure(13, "bits, signed", f"{LAVA_LIF} (bias_mant precision 13)")
+    bias_exponent_max: int = figure(7, "(3-bit exponent)", f"{LAVA_LIF} (bias_exp precision 3)")
+    max_delay: int = figure(62, "steps per synapse", f"{DAVIES} (programmable synaptic delays)")
+    pipeline_latency: int = figure(
+        1, "step from a spike to its target's u", f"{LAVA_DENSE} (a_out buffered one step)"
+    )
+    max_refractory_steps: int = figure(
+        63,
+        "steps after a spike",
+        f"{BRIAN2LOIHI} (refractory 1...64, counting the spike step); "
+        "not in Lava's bit-accurate LIF",
+        assumption=True,
+    )
+    u_wraps_modulo: bool = figure(
+        True,
+        "u wraps modulo 2**24 (Lava's Python model wraps once)",
+        LAVA_LIF,
+        assumption=True,
+    )
+    trace_bits: int = figure(7, "bits (x1, x2, y1, y2)", f"{LAVA_LEARNING} (W_TRACE 7)")
+    learning_mantissa_bits: int = figure(
+        4, "bits of a rule term's scale mantissa", f"{LAVA_LEARNING} (W_S_MANT 4)"
+    )
+    deterministic_rounding: bool = figure(
+        True,
+        "trace decay rounds down and weight updates round to nearest (the chip rounds "
+        "stochastically)",
+        f"{DAVIES}; {BRIAN2LOIHI} (traces differ slightly from the chip by stochastic rounding)",
+        assumption=True,
+    )
+
+    @property
+    def state_max(self) -> int:
+        return 2 ** (self.state_bits - 1)
+
+    @property
+    def weight_grid(self) -> int:
+        """Step between representable stored weights (2 for 8-bit mixed-sign weights)."""
+        return 2 ** (9 - self.weight_bits)
+
+
+# ------------------------------------------------------------------------------ configuration
+@dataclass
+class CompartmentConfig:
+    """One population's compartments on the chip (integers), plus how they map to float."""
+
+    decay_u: int
+    decay_v: int
+    threshold_mantissa: int | None  # None: a non-spiking compartment (LI readout)
+    bias_mantissa: int = 0
+    bias_exponent: int = 0
+    refractory_steps: int = 0
+    v_init: int = 0
+    scale: float = 1.0  # chip units of v per float unit
+    origin: float = 0.0  # the float value of v = 0 on the chip (v_reset, or v_leak for LI)
+    current_gain: float = 1.0  # the float propagator p from I to V (u = scale * p * I)
+
+    @property
+    def bias(self) -> int:
+        return self.bias_mantissa << self.bias_exponent
+
+
+@dataclass
+class SynapseConfig:
+    """One projection on the chip: stored weights, weight exponent, programmed delays."""
+
+    weights: torch.Tensor  # long [target, source], as stored (even, -256..254)
+    weight_exponent: int
+    delays: torch.Tensor  # long [target, source], programmed delay (recurrent: spec delay + 1)
+
+
+@dataclass
+class ChipConfig:
+    compartments: dict[str, CompartmentConfig]
+    synapses: dict[str, SynapseConfig]  # keyed by projection_key (``source__target``)
+
+
+@dataclass
+class ChipRun:
+    """The integer result of a run: ``[time, batch, neurons]`` long tensors per population."""
+
+    spikes: dict[str, torch.Tensor]
+    u: dict[str, torch.Tensor]
+    v: dict[str, torch.Tensor]
+    weights: dict[str, torch.Tensor] = field(default_factory=dict)  # after learning
+
+
+# ------------------------------------------------------------------------------ learning rule
+TRACES = ("x1", "x2", "y1", "y2")
+FACTORS = ("x0", "y0", "w", *TRACES)
+_TERM = re.compile(r"[+-]?[^+-]+")
+
+
+@dataclass(frozen=True)
+class Term:
+    """``mantissa * 2**exponent * product(factors)``; factors from x0, y0, x1, x2, y1, y2, w."""
+
+    mantissa: int
+    exponent: int
+    factors: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class LearningRule:
+    """A Loihi sum-of-products weight rule with its traces.
+
+    ``dw`` is a string such as ``"2^-2*x1*y0 - 2^-2*y1*x0"`` (pair STDP) or a sequence of
+    :class:`Term`.  ``x0``/``y0`` are 1 when the pre/post neuron spiked during the epoch;
+    ``x1``, ``x2`` (pre) and ``y1``, ``y2`` (post) are 7-bit traces that decay every step by
+    ``x * (4096 - decay) >> 12`` and then jump by their impulse on a spike (saturating at 127).
+    Every ``learning_epoch`` steps ``w <- w + dw`` is rounded to the weight format (nearest
+    representable value) and clipped to the chip's weight range.  Pre traces follow the
+    source's emitted spikes (the synapse's delay does not enter the rule).
+    """
+
+    dw: str | tuple[Term, ...]
+    x1_impulse: int = 0
+    x1_decay: int = 0
+    x2_impulse: int = 0
+    x2_decay: int = 0
+    y1_impulse: int = 0
+    y1_decay: int = 0
+    y2_impulse: int = 0
+    y2_decay: int = 0
+    learning_epoch: int = 1
+
+    def __post_init__(self):
+        terms = parse_rule(self.dw) if isinstance(self.dw, str) else tuple(self.dw)
+        object.__setattr__(self, "terms", terms)
+        problems = []
+        for name in TRACES:
+            impulse, decay = getattr(self, f"{name}_impulse"), getattr(self, f"{name}_decay")
+            if not (isinstance(impulse, int) and 0 <= impulse <= 127):
+                problems.append(f"{name}_impulse: {impulse!r} must be an integer from 0 to 127")
+            if not (isinstance(decay, int) and 0 <= decay <= 4096):
+                problems.append(f"{name}_decay: {decay!r} must be an integer from 0 to 4096")
+        if not (isinstance(self.learning_epoch, int) and self.learning_epoch >= 1):
+            problems.append(f"learning_epoch: {self.learning_epoch!r} must be an integer >= 1")
+        for term in terms:
+            if abs(term.mantissa) > 15:
+                problems.append(
+                    f"dw: mantissa {term.mantissa} of a term exceeds the 4-bit magnitude 15"
+                )
+            bad = [f for f in term.factors if f not in FACTORS]
+            if bad:
+                problems.append(f"dw: unknown factor(s) {bad}; allowed: {list(FACTORS)}")
+        if problems:
+            raise ValueError("; ".join(problems))
+
+    @staticmethod
+    def trace_decay(tau_steps: float) -> int:
+        """The 12-bit decay of a trace with time constant ``tau_steps``."""
+        return round(4096 * (1 - math.exp(-1 / tau_steps)))
+
+
+def parse_rule(text: str) -> tuple[Term, ...]:
+    """Parse ``"2^-2*x1*y0 - 3*2^-4*y1*x0"`` into :class:`Term` s (integers, ``2^k`` and the
+    factors x0, y0, x1, x2, y1, y2, w, joined by ``*``)."""
+    compact = text.replace(" ", "")
+    # Keep the sign of an exponent ("2^-2") inside its term.
+    protected = compact.replace("^-", "^~").replace("^+", "^")
+    if not protected or not re.fullmatch(r"([+-]?[^+-]+)+", protected):
+        raise ValueError(f"dw: {text!r} is not a sum of products")
+    terms = []
+    for raw in _TERM.findall(protected):
+        sign = -1 if raw.startswith("-") else 1
+        body = raw.lstrip("+-")
+        mantissa, exponent, factors = sign, 0, []
+        for part in body.split("*"):
+            if re.fullmatch(r"2\^~?\d+", part):
+                exponent += int(part[2:].replace("~", "-"))
+            elif re.fullmatch(r"\d+", part):
+                mantissa *= int(part)
+            elif part in FACTORS:
+                factors.append(part)
+            else:
+                raise ValueError(
+                    f"dw: {part!r} in {text!r} is not an integer, a power 2^k or one of "
+                    f"{list(FACTORS)}"
+                )
+        terms.append(Term(mantissa, exponent, tuple(factors)))
+    return tuple(terms)
+
+
+# ------------------------------------------------------------------------------ integer core
+def _decay(x: torch.Tensor, decay: int) -> torch.Tensor:
+    """``sign(x) * ((|x| * (4096 - decay)) >> 12)``: the chip's decay, rounded toward zero."""
+    return torch.sign(x) * ((x.abs() * (4096 - decay)) >> 12)
+
+
+def _wrap(x: torch.Tensor, bits: int) -> torch.Tensor:
+    half = 2 ** (bits - 1)
+    return torch.remainder(x + half, 2 * half) - half
+
+
+def _exp_shift(x: torch.Tensor, exponent: int) -> torch.Tensor:
+    return x << exponent if exponent >= 0 else x >> -exponent
+
+
+def _accumulate(spikes: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+    """``spikes @ weights.T`` exactly (float64 products of small integers are exact)."""
+    return (spikes.double() @ weights.double().T).long()
+
+
+def _compartment_step(comp, u, v, refractory, activation, profile: LoihiProfile):
+    """One step of the chip's CUBA compartments: ``(u, v, refractory, spikes or None)``."""
+    state_max = profile.state_max
+    new_u = _decay(u, comp.decay_u) + (activation << profile.weight_shift)
+    if profile.u_wraps_modulo:
+        new_u = _wrap(new_u, profile.state_bits)
+    else:  # Lava's Python model: one wrap, 2**23 itself passes
+        new_u = torch.where(new_u > state_max, new_u - 2 * state_max, new_u)
+        new_u = torch.where(new_u <= -state_max, new_u + 2 * state_max, new_u)
+    new_v = (_decay(v, comp.decay_v) + new_u + comp.bias).clamp(-(state_max - 1), state_max - 1)
+    if comp.threshold_mantissa is None:
+        return new_u, new_v, refractory, None
+    held = refractory > 0
+    new_v = torch.where(held, torch.zeros_like(new_v), new_v)
+    fired = (new_v > comp.threshold_mantissa << profile.threshold_shift) & ~held
+    new_v = torch.where(fired, torch.zeros_like(new_v), new_v)
+    refractory = torch.where(
+        fired, torch.full_like(new_v, comp.refractory_steps), (refractory - 1).clamp(min=0)
+    )
+    return new_u, new_v, refractory, fired.long()
+
+
+def simulate(
+    spec: NetworkSpec,
+    config: ChipConfig,
+    x: torch.Tensor,
+    learning: dict[str, LearningRule] | None = None,
+    profile: LoihiProfile | None = None,
+) -> ChipRun:
+    """Run ``spec`` on the emulated chip with integer ``config``; ``x`` is ``[T, B, inputs]``
+    of 0/1.  ``learning`` maps projection keys to rules (batch size 1).
+
+    Every spike reaches its target at least one step later, so populations can be run one
+    after another over the whole time axis (input from earlier populations precomputed with
+    one matrix product) unless a projection comes from a population computed later or a rule
+    changes the weights during the run; then all populations advance together, step by step.
+    """
+    profile = profile or LoihiProfile()
+    if ((x != 0) & (x != 1)).any():
+        raise ValueError("input: Loihi spikes are binary; the input must hold only 0 and 1")
+    learning = {k: r for k, r in (learning or {}).items() if r is not None}
+    if learning and x.shape[1] != 1:
+        raise ValueError(f"learning: runs one sample at a time; batch size is {x.shape[1]}")
+    n_steps, batch = x.shape[:2]
+    device = x.device
+    order = spec.order()
+    spikes = {INPUT: x.to(torch.long)}
+    for name in order:
+        shape = (n_steps, batch, spec.size_of(name))
+        spikes[name] = torch.zeros(shape, dtype=torch.long, device=device)
+    rec_u = {n: torch.zeros_like(spikes[n]) for n in order}
+    rec_v = {n: torch.zeros_like(spikes[n]) for n in order}
+    weights = {k: s.weights.clone().long().to(device) for k, s in config.synapses.items()}
+    delays = {k: s.delays.to(device) for k, s in config.synapses.items()}
+    position = {name: k for k, name in enumerate(order)}
+    layerwise = not learning and all(
+        p.source == INPUT or p.source == p.target or position[p.source] < position[p.target]
+        for p in spec.projections
+    )
+
+    def masked(key: str):
+        return [(d, weights[key] * (delays[key] == d)) for d in delays[key].unique().tolist()]
+
+    def arriving(proj, key, t, groups) -> torch.Tensor:
+        """The projection's accumulated, exponent-shifted input at step ``t``."""
+        acc = 0
+        for d, w in groups:
+            if t - 1 - d >= 0:
+                acc = acc + _accumulate(spikes[proj.source][t - 1 - d], w)
+        if not torch.is_tensor(acc):
+            return torch.zeros(batch, spec.size_of(proj.target), dtype=torch.long, device=device)
+        return _exp_shift(acc, config.synapses[key].weight_exponent)
+
+    def initial(name):
+        n = spec.size_of(name)
+        u = torch.zeros(batch, n, dtype=torch.long, device=device)
+        return u, torch.full_like(u, config.compartments[name].v_init), torch.zeros_like(u)
+
+    if layerwise:
+        for name in order:
+            comp = config.compartments[name]
+            external = torch.zeros_like(spikes[name])
+            own = []
+            for proj in spec.incoming(name):
+                key = projection_key(proj)
+                if proj.source == name:
+                    own.append((proj, key, masked(key)))
+                    continue
+                source = spikes[proj.source]
+                acc = torch.zeros_like(external)
+                for d, w in masked(key):
+                    lag = 1 + d
+                    if lag < n_steps:
+                        acc[lag:] += _accumulate(source[: n_steps - lag], w)
+                external += _exp_shift(acc, config.synapses[key].weight_exponent)
+            u, v, refractory = initial(name)
+            for t in range(n_steps):
+                activation = external[t]
+                for proj, key, groups in own:
+                    activation = activation + arriving(proj, key, t, groups)
+                u, v, refractory, fired = _compartment_step(
+                    comp, u, v, refractory, activation, profile
+                )
+                if fired is not None:
+                    spikes[name][t] = fired
+                rec_u[name][t], rec_v[name][t] = u, v
+    else:
+        state = {name: initial(name) for name in order}
+        engines = {k: _LearningEngine(rule, spec, k, profile) for k, rule in learning.items()}
+        groups = {k: masked(k) for k in weights}
+        for t in range(n_steps):
+            for name in order:
+                activation = 0
+                for proj in spec.incoming(name):
+                    key = projection_key(proj)
+                    activation = activation + arriving(proj, key, t, groups[key])
+                if not torch.is_tensor(activation):
+                    activation = torch.zeros_like(state[name][0])
+                u, v, refractory, fired = _compartment_step(
+                    config.compartments[name], *state[name], activation, profile
+                )
+                state[name] = (u, v, refractory)
+                if fired is not None:
+                    spikes[name][t] = fired
+                rec_u[name][t], rec_v[name][t] = u, v
+            for key, engine in engines.items():
+                weights[key] = engine.step(t, spikes, weights[key])
+                groups[key] = masked(key)
+    spiking = {n: spikes[n] for n in order if config.compartments[n].threshold_mantissa is not None}
+    return ChipRun(spiking, rec_u, rec_v, weights)
+
+
+class _LearningEngine:
+    """Traces and the sum-of-products update of one plastic projection (batch size 1)."""
+
+    def __init__(self, rule: LearningRule, spec: NetworkSpec, key: str, profile: LoihiProfile):
+        self.rule, self.profile = rule, profile
+        proj = next(p for p in spec.projections if projection_key(p) == key)
+        self.source, self.target = proj.source, proj.target
+        n_pre, n_post = spec.size_of(proj.source), spec.size_of(proj.target)
+        self.traces = {
+            name: torch.zeros(n_pre if name[0] == "x" else n_post, dtype=torch.long)
+            for name in TRACES
+        }
+        self.x0 = torch.zeros(n_pre, dtype=torch.long)
+        self.y0 = torch.zeros(n_post, dtype=torch.long)
+
+    def step(self, t: int, spikes: dict, weights: torch.Tensor) -> torch.Tensor:
+        rule, top = self.rule, 2**self.profile.trace_bits - 1
+        pre, post = spikes[self.source][t, 0], spikes[self.target][t, 0]
+        for name, trace in self.traces.items():
+            s = pre if name[0] == "x" else post
+            decayed = (trace * (4096 - getattr(rule, f"{name}_decay"))) >> 12
+            self.traces[name] = (decayed + getattr(rule, f"{name}_impulse") * s).clamp(max=top)
+        self.x0 = self.x0 | pre
+        self.y0 = self.y0 | post
+        if (t + 1) % rule.learning_epoch:
+            return weights
+        values = {
+            "x0": self.x0[None, :],
+            "y0": self.y0[:, None],
+            "x1": self.traces["x1"][None, :],
+            "x2": self.traces["x2"][None, :],
+            "y1": self.traces["y1"][:, None],
+            "y2": self.traces["y2"][:, None],
+            "w": weights,
+        }
+        new = apply_rule(rule.terms, values, weights, self.profile)
+        self.x0 = torch.zeros_like(self.x0)
+        self.y0 = torch.zeros_like(self.y0)
+        return new
+
+
+def apply_rule(terms, values: dict, weights: torch.Tensor, profile: LoihiProfile) -> torch.Tensor:
+    """``w + sum(terms)`` rounded to the nearest stored weight (ties up) and clipped."""
+    low = min([0, *(term.exponent for term in terms)])
+    total = weights << -low
+    for term in terms:
+        product = torch.full_like(weights, term.mantissa)
+        for f in term.factors:
+            product = product * values[f]
+        total = total + (product << (term.exponent - low))
+    grid = profile.weight_grid << -low
+    rounded = torch.div(total + grid // 2, grid, rounding_mode="floor") * profile.weight_grid
+    return rounded.clamp(-256, 256 - profile.weight_grid)
+
+
+# ------------------------------------------------------------------------------ the backend
+SUPPORTED_MODELS = ("lif", "li")
+
+
+class Loihi(EmulatedNetwork):
+    """A spec on an emulated Loihi chip.  Options: ``threshold_mantissa`` (LIF threshold, in
+    units of 64; default 8192), ``readout_range`` (float units an LI readout spans before its
+    24-bit membrane saturates; default 64)."""
+
+    profile_class = LoihiProfile
+    backend_name = "loihi"
+
+    def __init__(
+        self,
+        spec: NetworkSpec,
+        profile: LoihiProfile | None = None,
+        seed: int = 0,
+        threshold_mantissa: int = 8192,
+        readout_range: float = 64.0,
+        **options,
+    ):
+        super().__init__(spec, profile, seed=seed, **options)
+        if not (isinstance(threshold_mantissa, int) and 1 <= threshold_mantissa < 2**17):
+            raise ValueError(
+                f"threshold_mantissa: {threshold_mantissa!r} must be an integer from 1 to "
+                f"{2**17 - 1} (17 bits)"
+            )
+        if not (readout_range > 0 and math.isfinite(readout_range)):
+            raise ValueError(f"readout_range: {readout_range!r} must be a finite number > 0")
+        self.threshold_mantissa = threshold_mantissa
+        self.readout_range = {
+            p.name: float(readout_range) for p in spec.populations if not p.spiking
+        }
+        self._map_compartments()
+
+    # ------------------------------------------------------------------ checks and resources
+    @classmethod
+    def check(cls, spec: NetworkSpec, profile: LoihiProfile | None = None) -> list[Violation]:
+        """Every way ``spec`` exceeds the chip (ranges judged for the default mapping)."""
+        profile = profile or LoihiProfile()
+        chip = profile.name
+        out: list[Violation] = []
+        add = lambda *a: out.append(Violation(*a, chip))  # noqa: E731
+        for k, pop in enumerate(spec.populations):
+            path = f"populations[{k}]"
+            if pop.model not in SUPPORTED_MODELS:
+                add(f"{path}.model", "neuron model", repr(pop.model), "'lif' or 'li' (CUBA LIF)")
+                continue
+            p = pop.params
+            alpha, beta, gain = propagators(spec.dt, p["tau_mem"], p["tau_syn"])
+            for key, value in (("tau_syn", alpha), ("tau_mem", beta)):
+                decay = round(4096 * (1 - value))
+                if decay < 1:
+                    add(
+                        f"{path}.params.{key}",
+                        f"12-bit decay of {key}={p[key]:g} ms at dt={spec.dt:g} ms",
+                        decay,
+                        "1 to 4096 (tau up to about 8191 steps)",
+                    )
+            if not pop.spiking:
+                continue
+            if p["reset"] != "zero":
+                add(f"{path}.params.reset", "reset mode", repr(p["reset"]), "'zero' (v -> 0)")
+            if p["refractory_steps"] > profile.max_refractory_steps:
+                add(
+                    f"{path}.params.refractory_steps",
+                    "refractory period",
+                    p["refractory_steps"],
+                    f"at most {profile.max_refractory_steps} steps",
+                )
+            span = p["threshold"] - p["v_reset"]
+            if span <= 0:
+                add(f"{path}.params.threshold", "threshold - v_reset", span, "a value > 0")
+                continue
+            scale = 8192 * 64 / span
+            bias = abs(scale * (1 - beta) * (p["v_leak"] - p["v_reset"]))
+            bias_max = (2 ** (profile.bias_mantissa_bits - 1) - 1) << profile.bias_exponent_max
+            if bias > bias_max:
+                add(
+                    f"{path}.params.v_leak",
+                    "bias (v_leak - v_reset in chip units)",
+                    round(bias),
+                    f"at most {bias_max} (13-bit mantissa << 7)",
+                )
+        for k, proj in enumerate(spec.projections):
+            target = spec.population(proj.target)
+            if proj.weights is not None and target.model in SUPPORTED_MODELS:
+                largest = max((abs(w) for row in proj.weights for w in row), default=0.0)
+                limit = _weight_limit(spec, target, profile)
+                if largest > limit:
+                    add(
+                        f"projections[{k}].weights",
+                        "largest |weight| (8-bit mantissa at the largest weight exponent)",
+                        f"{largest:g}",
+                        f"at most {limit:.4g} onto {proj.target!r} (given its threshold and taus)",
+                    )
+            programmed = proj.max_delay + (1 if proj.recurrent else 0)
+            if programmed > profile.max_delay:
+                extra = " (delay + 1 for a recurrent projection)" if proj.recurrent else ""
+                add(
+                    f"projections[{k}].delay",
+                    f"synaptic delay{extra}",
+                    f"{programmed} steps",
+                    f"at most {profile.max_delay} steps",
+                )
+        placement = _placement(spec, profile)
+        for k, pop in enumerate(spec.populations):
+            info = placement[pop.name]
+            path = f"populations[{k}]"
+            if info["fan_in"] > profile.fan_in_axons_per_core:
+                add(
+                    f"{path}.size",
+                    f"fan-in of {pop.name!r} (input axons per core)",
+                    info["fan_in"],
+                    f"at most {profile.fan_in_axons_per_core}",
+                )
+            if info["cores"] is None:
+                add(
+                    f"{path}.size",
+                    f"synapse memory for one compartment of {pop.name!r}",
+                    f"{info['bits_one']} bits",
+                    f"at most {profile.synapse_memory_bits_per_core} bits per core",
+                )
+            if info["fan_out"] > profile.fan_out_axons_per_core:
+                add(
+                    f"{path}.size",
+                    f"fan-out of {pop.name!r} (output axons per core)",
+                    info["fan_out"],
+                    f"at most {profile.fan_out_axons_per_core}",
+                )
+        cores = sum(i["cores"] or 0 for i in placement.values())
+        if cores > profile.cores:
+            sizes = ", ".join(f"{n} {spec.size_of(n)}" for n in placement)
+            add(
+                "populations",
+                f"cores needed ({sizes} neurons; {profile.compartments_per_core} "
+                "compartments per core)",
+                cores,
+                f"at most {profile.cores} cores",
+            )
+        return out
+
+    @classmethod
+    def resources(cls, spec: NetworkSpec, profile: LoihiProfile | None = None) -> pd.DataFrame:
+        profile = profile or LoihiProfile()
+        placement = _placement(spec, profile)
+        neurons = sum(p.size for p in spec.populations)
+        synapses = sum(spec.size_of(p.source) * spec.size_of(p.target) for p in spec.projections)
+        cores = sum(i["cores"] or 0 for i in placement.values())
+        bits = sum((i["cores"] or 0) * i["bits_per_core"] for i in placement.values())
+        fan_in = max((i["fan_in"] for i in placement.values()), default=0)
+        fan_out = max((i["fan_out"] for i in placement.values()), default=0)
+        delay = max((p.max_delay + (1 if p.recurrent else 0) for p in spec.projections), default=0)
+        return resource_table(
+            [
+                ("cores", cores, profile.cores),
+                ("compartments", neurons, profile.cores * profile.compartments_per_core),
+                (
+                    "synapses",
+                    synapses,
+                    profile.cores * profile.synapse_memory_bits_per_core // profile.weight_bits,
+                ),
+                (
+                    "synapse memory (bits)",
+                    bits,
+                    profile.cores * profile.synapse_memory_bits_per_core,
+                ),
+                ("max fan-in axons per core", fan_in, profile.fan_in_axons_per_core),
+                ("max fan-out axons per core", fan_out, profile.fan_out_axons_per_core),
+                ("max synaptic delay (steps)", delay, profile.max_delay),
+            ]
+        )
+
+    # ------------------------------------------------------------------ float -> chip mapping
+    def _map_compartments(self) -> None:
+        """Integer compartment settings per population (they depend on the spec only)."""
+        self.compartments: dict[str, CompartmentConfig] = {}
+        edge = self.profile.state_max - 1
+        for pop in self.spec.populations:
+            p = pop.params
+            alpha, beta, gain = propagators(self.spec.dt, p["tau_mem"], p["tau_syn"])
+            decay_u, decay_v = round(4096 * (1 - alpha)), round(4096 * (1 - beta))
+            if pop.spiking:
+                origin = p["v_reset"]
+                scale = self.threshold_mantissa * 64 / (p["threshold"] - origin)
+                bias_mantissa, bias_exponent = _bias(
+                    scale * (1 - beta) * (p["v_leak"] - origin), self.profile
+                )
+                comp = CompartmentConfig(
+                    decay_u,
+                    decay_v,
+                    self.threshold_mantissa,
+                    bias_mantissa,
+                    bias_exponent,
+                    int(p["refractory_steps"]),
+                    max(-edge, min(edge, round(scale * (p["v_leak"] - origin)))),
+                    scale,
+                    origin,
+                    gain,
+                )
+            else:
+                scale = 2 ** (self.profile.state_bits - 1) / self.readout_range[pop.name]
+                comp = CompartmentConfig(
+                    decay_u, decay_v, None, scale=scale, origin=p["v_leak"], current_gain=gain
+                )
+            self.compartments[pop.name] = comp
+            # The float shadow (gradients) uses the chip's quantised decays.
+            self.neuron_params[pop.name] = self.neuron_params[pop.name]._replace(
+                alpha=1 - decay_u / 4096, beta=1 - decay_v / 4096
+            )
+
+    def _quantize(self, proj: Projection, w: torch.Tensor) -> tuple[torch.Tensor, int, float]:
+        """``(stored weights, weight exponent, chip units per float weight unit)``."""
+        comp = self.compartments[proj.target]
+        factor = comp.scale * comp.current_gain  # chip u per float weight unit
+        prof = self.profile
+        top = 2 ** (prof.weight_bits - 1) - 1  # mantissa range -(top + 1)..top
+        grid = prof.weight_grid
+        largest = float(w.detach().abs().max()) * factor
+        exponent = prof.weight_exponent_max
+        for e in range(prof.weight_exponent_min, prof.weight_exponent_max + 1):
+            if largest / (grid * 2 ** (prof.weight_shift + e)) <= top + 0.5:
+                exponent = e
+                break
+        unit = grid * 2.0 ** (prof.weight_shift + exponent) / factor  # float weight per mantissa
+        mantissa = torch.round(w.detach().double() / unit).clamp(-(top + 1), top)
+        return (mantissa * grid).long(), exponent, factor
+
+    def weight(self, proj: Projection) -> torch.Tensor:
+        """The chip's weight in float units, with a straight-through gradient to the float."""
+        w = self.float_weight(proj)
+        stored, exponent, factor = self._quantize(proj, w)
+        on_chip = stored.double() * 2.0 ** (self.profile.weight_shift + exponent) / factor
+        return straight_through(w, on_chip.to(w.dtype))
+
+    def clipped(self, proj: Projection) -> torch.Tensor:
+        w = self.float_weight(proj).detach()
+        stored, exponent, factor = self._quantize(proj, w)
+        top = 2 ** (self.profile.weight_bits - 1) - 1
+        unit = self.profile.weight_grid * 2.0 ** (self.profile.weight_shift + exponent) / factor
+        return (w.double() / unit).abs() > top + 0.5
+
+    def chip_config(self) -> ChipConfig:
+        """The integer configuration the current float weights map to."""
+        synapses = {}
+        for proj in self.spec.projections:
+            key = projection_key(proj)
+            stored, exponent, _ = self._quantize(proj, self.float_weight(proj))
+            delays = torch.as_tensor(proj.delay, dtype=torch.long).expand(stored.shape)
+            delays = delays + (1 if proj.recurrent else 0)
+            synapses[key] = SynapseConfig(stored, exponent, delays.clone())
+        return ChipConfig(dict(self.compartments), synapses)
+
+    def load_chip_weights(self, weights: dict[str, torch.Tensor], config: ChipConfig) -> None:
+        """Write stored chip weights (e.g. after learning) back into the float parameters."""
+        with torch.no_grad():
+            for proj in self.spec.projections:
+                key = projection_key(proj)
+                if key not in weights:
+                    continue
+                comp = self.compartments[proj.target]
+                exponent = config.synapses[key].weight_exponent
+                unit = 2.0 ** (self.profile.weight_shift + exponent) / (
+                    comp.scale * comp.current_gain
+                )
+                self.weights[key].copy_((weights[key].double() * unit).to(self.weights[key]))
+
+    def calibrate(self, spikes: torch.Tensor) -> None:
+        """Fit each LI readout's range to 4x the largest membrane the float model reaches on
+        ``spikes`` (so the 24-bit membrane neither saturates nor wastes resolution)."""
+        if not self.readout_range:
+            return
+        with torch.no_grad():
+            result = super().forward(spikes.to(self.dtype), record=list(self.readout_range))
+        for name in self.readout_range:
+            origin = self.compartments[name].origin
+            peak = float((result.recordings[name]["v"] - origin).abs().max())
+            self.readout_range[name] = max(4.0 * peak, 1e-3)
+        self._map_compartments()
+
+    # ------------------------------------------------------------------ running
+    def run_chip(
+        self,
+        x: torch.Tensor,
+        config: ChipConfig | None = None,
+        learning: dict[str, LearningRule] | None = None,
+    ) -> ChipRun:
+        """The chip's integer run of ``x`` (``[T, B, inputs]``); ``learning`` maps projection
+        names (``"input->hidden"``) or keys to rules."""
+        self._check_input(x)
+        config = config or self.chip_config()
+        rules = {}
+        for name, rule in (learning or {}).items():
+            proj = next(
+                (p for p in self.spec.projections if name in (p.name, projection_key(p))), None
+            )
+            if proj is None:
+                names = [p.name for p in self.spec.projections]
+                raise ValueError(f"learning: {name!r} is not a projection; choose from {names}")
+            rules[projection_key(proj)] = rule
+        return simulate(self.spec, config, x.detach(), rules, self.profile)
+
+    def learn(
+        self, x: torch.Tensor, learning: dict[str, LearningRule], write_back: bool = True
+    ) -> ChipRun:
+        """Run the samples of ``x`` one after another with on-chip learning (weights carry over
+        from sample to sample, neuron states and traces restart); with ``write_back`` the
+        learned weights become the float weights.  Returns the last sample's run."""
+        config = self.chip_config()
+        run = None
+        for b in range(x.shape[1]):
+            run = self.run_chip(x[:, b : b + 1], config, learning)
+            config = ChipConfig(
+                config.compartments,
+                {k: replace(s, weights=run.weights[k].clone()) for k, s in config.synapses.items()},
+            )
+        if write_back and run is not None:
+            self.load_chip_weights(run.weights, config)
+        return run
+
+    def forward(self, x: torch.Tensor, record=()) -> RunResult:
+        self._check_input(x)
+        if isinstance(record, str):
+            record = [record]
+        wanted = set(self.order) if record is True else set(record or ())
+        unknown = wanted - set(self.order)
+        if unknown:
+            raise ValueError(f"record: {sorted(unknown)} are not populations of {self.order}")
+        config = self.chip_config()
+        run = simulate(self.spec, config, x.detach(), None, self.profile)
+        traces = {}
+        for name in self.order:
+            comp = config.compartments[name]
+            trace = {
+                "v": run.v[name].to(self.dtype) / comp.scale + comp.origin,
+                "i": run.u[name].to(self.dtype) / (comp.scale * comp.current_gain),
+            }
+            if name in run.spikes:
+                trace["spikes"] = run.spikes[name].to(self.dtype)
+            traces[name] = trace
+        needs_grad = (
+            self.training
+            and torch.is_grad_enabled()
+            and any(w.requires_grad for w in self.weights.values())
+        )
+        if needs_grad:
+            traces = self._attach_gradients(x.to(self.dtype), traces)
+        out_pop = self.spec.population(self.spec.output_name)
+        output = traces[out_pop.name]["spikes" if out_pop.spiking else "v"]
+        recordings = {n: traces[n] for n in self.order if n in wanted}
+        return RunResult(output, recordings)
+
+    def _attach_gradients(self, x: torch.Tensor, chip: dict) -> dict:
+        """Chip observations forward, the float model's gradients backward (per population,
+        driven by the chip's observed spikes; recurrent inputs enter as observed spikes)."""
+        observed = {INPUT: x}
+        out = {}
+        for name in self.order:
+            external = 0
+            for proj in self.spec.incoming(name):
+                source = observed.get(proj.source)
+                if source is None or proj.source == name:
+                    source = chip[proj.source]["spikes"]
+                current = self._feedforward_current(proj, source)
+                external = external + _shift(current, 1 if proj.recurrent else 0)
+            if not torch.is_tensor(external):
+                external = x.new_zeros(x.shape[0], x.shape[1], self.spec.size_of(name))
+            shadow = self._run_population(name, external, [], record=True)
+            trace = {k: straight_through(shadow[k], chip[name][k]) for k in chip[name]}
+            if "spikes" in trace:
+                observed[name] = trace["spikes"]
+            out[name] = trace
+        return out
+
+
+def _weight_limit(spec: NetworkSpec, target, profile: LoihiProfile) -> float:
+    """The largest float weight onto ``target`` that the default mapping represents
+    (threshold mantissa 8192, LI readout range 64)."""
+    p = target.params
+    gain = propagators(spec.dt, p["tau_mem"], p["tau_syn"])[2]
+    if target.spiking:
+        scale = 8192 * 64 / max(p["threshold"] - p["v_reset"], 1e-12)
+    else:
+        scale = profile.state_max / 64.0
+    top = (2 ** (profile.weight_bits - 1) - 0.5) * profile.weight_grid
+    return top * 2.0 ** (profile.weight_shift + profile.weight_exponent_max) / (scale * gain)
+
+
+def _bias(value: float, profile: LoihiProfile) -> tuple[int, int]:
+    """Mantissa and exponent (13-bit signed, 0..7) closest to ``value``."""
+    top = 2 ** (profile.bias_mantissa_bits - 1) - 1
+    for exponent in range(profile.bias_exponent_max + 1):
+        mantissa = round(value / 2**exponent)
+        if abs(mantissa) <= top:
+            return mantissa, exponent
+    sign = 1 if value > 0 else -1
+    return sign * top, profile.bias_exponent_max
+
+
+def _synapse_bits(n_targets: int, bits_per_synapse: int, profile: LoihiProfile) -> int:
+    """Synapse memory of one input axon reaching ``n_targets`` compartments of a core: blocks
+    of up to 64 synapses, each with 10 header bits, rounded up to 64-bit words."""
+    total = 0
+    for start in range(0, n_targets, profile.synapse_block):
+        n = min(profile.synapse_block, n_targets - start)
+        total += -(-(n * bits_per_synapse + 10) // 64) * 64
+    return total
+
+
+def _placement(spec: NetworkSpec, profile: LoihiProfile) -> dict[str, dict]:
+    """Per population: cores, compartments per core, fan-in/out axons and synapse bits."""
+    placement = {}
+    for pop in spec.populations:
+        incoming = spec.incoming(pop.name)
+        fan_in = sum(spec.size_of(p.source) for p in incoming)
+
+        def bits(m: int, incoming=incoming) -> int:
+            total = 0
+            for p in incoming:
+                delay = p.max_delay + (1 if p.recurrent else 0)
+                per_synapse = profile.weight_bits + (delay.bit_length() if delay else 0)
+                total += spec.size_of(p.source) * _synapse_bits(m, per_synapse, profile)
+            return total
+
+        cores = None
+        size = pop.size
+        first = -(-size // profile.compartments_per_core)
+        bits_one = bits(1)
+        if bits_one <= profile.synapse_memory_bits_per_core:
+            cores = first
+            while bits(-(-size // cores)) > profile.synapse_memory_bits_per_core:
+                cores += 1
+        per_core = -(-size // cores) if cores else size
+        placement[pop.name] = {
+            "cores": cores,
+            "per_core": per_core,
+            "fan_in": fan_in,
+            "bits_per_core": bits(per_core) if cores else bits_one,
+            "bits_one": bits_one,
+        }
+    for pop in spec.populations:
+        targets = [p.target for p in spec.projections if p.source == pop.name]
+        target_cores = sum(placement[t]["cores"] or 1 for t in targets)
+        placement[pop.name]["fan_out"] = placement[pop.name]["per_core"] * target_cores
+    return placement
+
+
+__all__ = [
+    "ChipConfig",
+    "ChipRun",
+    "CompartmentConfig",
+    "LearningRule",
+    "Loihi",
+    "LoihiProfile",
+    "SynapseConfig",
+    "Term",
+    "apply_rule",
+    "parse_rule",
+    "simulate",
+]
