@@ -110,6 +110,7 @@ DATASET_REFERENCES: dict[str, dict] = {
     },
     # scikit-learn digits, 64-100-10: rate code (1000 Hz for a full pixel, so the spike count
     # over 20 steps carries the grey level; a latency code lost ~2 points to saturated pixels).
+    # A wider surrogate (scale 5) kept every seed >= 95 % where scale 10 and 3 did not.
     "digits": {
         "hidden": [100],
         "neuron_params": {"tau_mem": 20.0, "tau_syn": 5.0},
@@ -121,7 +122,7 @@ DATASET_REFERENCES: dict[str, dict] = {
         "dt": 1.0,
         "n_steps": 20,
         "encoder": {"name": "rate", "max_rate_hz": 1000.0},
-        "training": {"epochs": 30, "lr": 0.005, "batch_size": 32},
+        "training": {"epochs": 30, "lr": 0.005, "batch_size": 32, "surrogate_scale": 5.0},
     },
 }
 
