@@ -156,7 +156,14 @@ def _merge(base: dict, override: dict) -> dict:
 # backend -> dataset -> overrides of the dataset's reference.  BrainScaleS-2 on Yin-Yang is the
 # hardware-in-the-loop set-up: the float reference network and training (5-120-3 fits the
 # chip: 240 synapse rows per output neuron of 256), run on the emulated chip.
-BACKEND_REFERENCES: dict[str, dict[str, dict]] = {"brainscales2": {"yinyang": {}}}
+# Xylo decays by bit shifts, so it realises only tau = -dt / ln(1 - 2^-k): its Yin-Yang
+# reference trains with the nearest such time constants (k = 5 and 3 at dt 0.5 ms: 15.749 and
+# 3.744 ms; the float reference's 20 / 5 ms would run as these and lose ~8 points).
+_XYLO_TAUS = {"tau_mem": 15.748677159793338, "tau_syn": 3.7444378447093087}
+BACKEND_REFERENCES: dict[str, dict[str, dict]] = {
+    "brainscales2": {"yinyang": {}},
+    "xylo": {"yinyang": {"neuron_params": _XYLO_TAUS, "readout_params": _XYLO_TAUS}},
+}
 
 
 def reference_config(

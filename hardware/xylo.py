@@ -1,0 +1,1377 @@
+"""SynSense Xylo: a digital SNN inference core, emulated bit for bit in integer arithmetic.
+
+The chip (Rockpool's "Overview of the Xylo family"; SynSense's bit-accurate simulator XyloSim)
+holds one pool of hidden LIF neurons fed by up to 16 input channels, connected among themselves
+by a recurrent weight matrix, and read out by a few output neurons.  Every projection of a spec
+lands in one of three weight matrices: input -> hidden (``W_in``), hidden -> hidden (``W_rec``;
+also feed-forward links between hidden layers) and hidden -> output (``W_out``).  Each matrix
+holds signed 8-bit weights and has one left shift (``weight_shift``) applied to every weight.
+
+One time step of the emulator, in integers (the order of XyloSim's ``XyloLayer::evolve`` and
+``XyloIAFNeuron::evolve``):
+
+1. the input events of this step (at most 15 per channel; more are clipped) and the hidden
+   spike counts of the previous step are delivered: ``I_k <- sat(I_k + sum w << shift)`` for
+   each synaptic state ``k`` (hidden neurons have up to 2, outputs 1);
+2. every synaptic state decays: ``I_k <- I_k - decay(I_k, dash_syn_k)``;
+3. the membrane integrates: ``V <- sat(V + sat(sat(-decay(V, dash_mem) + sum_k I_k) + bias))``;
+4. spikes: ``n = clip(floor(V / threshold), 0, max_spikes)`` (31 for hidden neurons, 1 for
+   outputs) and subtractive reset ``V <- V - n * threshold``.  Hidden spikes reach hidden and
+   output neurons in the next step.
+
+``decay(x, dash) = x >> dash`` (arithmetic shift), except that a non-zero state that the shift
+would leave unchanged decays by one towards zero (XyloSim: "if the decay is zero, the value is
+decayed by one instead"); ``sat`` saturates to the signed 16-bit range.  A time constant maps
+to ``dash = round(log2(tau / dt))`` (rounded half up), clipped at 0 for ``tau <= dt`` as
+Rockpool's ``LIFBitshiftTorch`` does; the realised time constant is
+``-dt / ln(1 - 2**-dash)``.  ``dash = 0`` clears a state every step: a membrane with
+``dash_mem = 0`` holds only this step's input, and a synaptic state with ``dash_syn = 0`` is
+cleared before it reaches the membrane, so :meth:`Xylo.check` refuses a ``tau_syn`` that
+rounds to it.
+
+Deviation from XyloSim, documented: the chip adds events one at a time, saturating after each;
+the emulator adds the step's summed input and saturates once.  The two differ only when a
+partial sum leaves the 16-bit range while the total does not (the chip's result then depends
+on the event order).
+
+**Mapping a float network.**  The float simulator integrates exactly (``V <- beta V + p I``);
+the chip adds its current to the membrane each step.  Each target neuron's weights are first
+multiplied by a gain ``g`` that makes the chip's post-synaptic potential match the float one
+(its peak by default, or its area: option ``gain_match``), computed with the chip's rounded
+time constants.  These float weights are then quantised to int8 with a scale derived from the
+weights themselves (option ``weight_scale``):
+
+- ``"global"`` (default): one scale for every weight onto hidden neurons and one for the readout
+  weights (Rockpool's ``global_quantize``);
+- ``"network"``: one scale for every weight of the network;
+- ``"per_neuron"``: one scale per target neuron (Rockpool's ``channel_quantize``), as far as
+  the state range allows: the shift of a matrix is shared, so a neuron whose weights are
+  small reaches its threshold limit before its weights fill the int8 range.
+
+The matrix shifts are chosen (``weight_shift="auto"``) as large as the 16-bit states allow:
+thresholds stay below ``32767 / threshold_headroom``, and a leaky-integrator readout's membrane
+can reach ``readout_range`` (float units) without saturating.  Thresholds, biases (from
+``v_leak``) and time constants are quantised to the chip's formats.  Rounding uses
+straight-through estimators and the spike count uses the float simulator's surrogate on the
+membrane, so ``loss.backward()`` reaches the float weights: training on the emulator is
+quantisation-aware training.
+
+**What the chip does differently from the float simulator** (see :meth:`Xylo.notes`): time
+constants are rounded to powers of two; the reset always subtracts the threshold (a spec's
+``reset="zero"`` runs as subtraction); a neuron can fire up to 31 times in a step; an input
+event reaches the membrane in its own step (one step earlier than in the float simulator); a
+hidden spike reaches its targets' membranes in the next step, as in the float simulator for
+feed-forward projections and one step earlier for recurrent ones.
+
+**Second synaptic state.**  Hidden neurons of Xylo Audio 2/3 have two synaptic currents with
+their own time constants, so a network can use a pyramid of synaptic time constants.  The
+option ``tau_syn2`` gives the second time constant per population, as one number (ms) or one
+per neuron, and ``synapse2`` names the projections whose synapses use it (``["input->hidden"]``)
+or gives a ``[target][source]`` mask of 0/1 per projection (``{"input->hidden": mask}``).  The
+gain of a second-state synapse matches the float PSP with ``tau_syn2``.
+
+**Units of the recordings.**  ``v`` is the chip's integer membrane divided by the neuron's
+scale (integer units per float membrane unit), so the threshold sits at the spec's threshold;
+``i`` is the total synaptic current in the same units (what the membrane gains per step);
+``spikes`` holds the spike count of each step.  A leaky-integrator (``li``) readout is an
+output neuron whose membrane is read (XyloSim's "Vmem" readout) and whose threshold is set to
+the largest value, 32767.  :meth:`Xylo.integer_run` returns the raw integer states.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import torch
+
+from workbench.backends import RunResult, projection_key
+from workbench.neurons import propagators
+from workbench.spec import INPUT, NetworkSpec, Problem, SpecError
+
+from .base import EmulatedNetwork, HardwareProfile, Violation, figure, resource_table
+
+# ------------------------------------------------------------------------------------ sources
+FAMILY = (
+    "Rockpool documentation, 'Overview of the Xylo family' (rockpool.ai/devices/"
+    "xylo-overview.html), table of family members"
+)
+ARCHITECTURE = (
+    "Rockpool documentation, 'Overview of the Xylo family', logical architecture: 8-bit "
+    "weights, up to 15 input events per channel and step, subtractive reset with up to 31 "
+    "events per step (hidden) and 1 (output)"
+)
+XYLOSIM = (
+    "SynSense XyloSim (used by Rockpool's syns61201.XyloSim): XyloIAFNeuron.cpp / "
+    "XyloLayer.cpp, 16-bit saturating states and bias, bit-shift decay, update order"
+)
+MAPPER_128 = (
+    "Rockpool syns63300/syns65302 xylo_mapper and config_from_specification: input expansion "
+    "neurons are the first 128 hidden neurons, output expansion neurons the last 128"
+)
+BITSHIFT = (
+    "Rockpool LIFBitshiftTorch (calc_bitshift_decay: dash = round(log2(tau/dt)), clipped at 0)"
+)
+CYCLES = (
+    "Rockpool rockpool/devices/xylo/syns61201/power_cycles_model.py (cycles_model), measured "
+    "for Xylo Audio 2"
+)
+CLOCK = "Rockpool tutorial 'Measuring power consumption on Xylo Audio HDK' (default core clock)"
+STATIC = (
+    "assumption: idle power of 219 uW reported for Xylo Audio (Bos & Muir 2022, arXiv:"
+    "2208.12991, as summarised by open-neuromorphic.org); not a figure per variant"
+)
+ENERGY = (
+    "assumption: SynSense publishes no energy per clock cycle; 10 pJ is an order of magnitude "
+    "for a 28 nm digital core with SRAM access; set it to match a measurement"
+)
+FANOUT_COUNT = (
+    FAMILY + "; the fan-out counts synapses onto hidden neurons (the recurrent weight memory), "
+    "readout synapses are not counted (an interpretation)"
+)
+REGISTER_WIDTH = (
+    "assumption: register widths are not in the public documentation (XyloSim stores them "
+    "as 8-bit integers); 4-bit dashes (0..15) and shifts 0..7 (an int8 weight << 7 fits 16 bits)"
+)
+
+STATE_MIN, STATE_MAX = -(2**15), 2**15 - 1
+WEIGHT_SCALES = ("global", "network", "per_neuron")
+GAIN_MATCHES = ("peak", "area")
+
+
+# ------------------------------------------------------------------------------------ profile
+@dataclass(frozen=True)
+class XyloProfile(HardwareProfile):
+    """The figures of one Xylo device; ``XyloProfile.audio2()``, ``.audio3()``, ``.imu()``."""
+
+    name: str = "Xylo Audio 2"
+    variant: str = figure("audio2", "", "SYNS61201; others: audio3 (SYNS65302), imu (SYNS63300)")
+    n_inputs: int = figure(16, "input channels", FAMILY)
+    n_hidden: int = figure(1000, "hidden neurons", FAMILY)
+    n_outputs: int = figure(8, "output neurons", FAMILY)
+    synaptic_states: int = figure(2, "synaptic currents per hidden neuron", FAMILY)
+    max_fan_out: int = figure(64, "synapses per hidden neuron onto hidden neurons", FANOUT_COUNT)
+    recurrent_synapses: int = figure(
+        64_000, "synapses hidden -> hidden", FAMILY + ": average fan-out 32+32 x 1000 neurons"
+    )
+    max_input_targets: int = figure(1000, "hidden neurons reached by the inputs", FAMILY)
+    max_output_sources: int = figure(1000, "hidden neurons read by the outputs", FAMILY)
+    max_fan_in: int | None = figure(
+        None, "synapses per neuron (None: no limit)", FAMILY + ": no fan-in limit is listed"
+    )
+    weight_bits: int = figure(8, "bits, signed", ARCHITECTURE)
+    weight_shift_max: int = figure(7, "bits of left shift per weight matrix", REGISTER_WIDTH, True)
+    state_bits: int = figure(16, "bits, signed, saturating (currents, membranes, bias)", XYLOSIM)
+    dash_max: int = figure(15, "largest bit-shift decay", REGISTER_WIDTH, True)
+    max_hidden_spikes: int = figure(31, "spikes per step per hidden neuron", ARCHITECTURE)
+    max_output_spikes: int = figure(1, "spikes per step per output neuron", ARCHITECTURE)
+    max_input_events: int = figure(15, "events per step per input channel", ARCHITECTURE)
+    dt: float = figure(1.0, "ms (the spec's dt is used; Rockpool's default)", XYLOSIM)
+    clock_hz: float = figure(50e6, "Hz, SNN core clock", CLOCK)
+    static_power: float = figure(219e-6, "W", STATIC, True)
+    energy_per_cycle: float = figure(10e-12, "J per core clock cycle", ENERGY, True)
+    cycles_input_event: float = figure(3.5, "cycles per input event and target neuron", CYCLES)
+    cycles_input_channel: float = figure(1.0, "cycles per input channel", CYCLES)
+    cycles_hidden_synapse: float = figure(7.0, "cycles per recurrent synaptic update", CYCLES)
+    cycles_hidden_isyn: float = figure(3.0, "cycles per hidden neuron (synaptic stage)", CYCLES)
+    cycles_output_source: float = figure(1.0, "cycles per spiking readout source", CYCLES)
+    cycles_output_synapse: float = figure(8.0, "cycles per readout synaptic update", CYCLES)
+    cycles_hidden_neuron: float = figure(19.0, "cycles per hidden neuron update", CYCLES)
+    cycles_hidden_spike: float = figure(3.0, "extra cycles per spiking hidden neuron", CYCLES)
+    cycles_output_neuron: float = figure(12.0, "cycles per output neuron update", CYCLES)
+
+    # ------------------------------------------------------------------ variants
+    @classmethod
+    def audio2(cls, **changes) -> XyloProfile:
+        """Xylo Audio 2 (SYNS61201): 16 inputs, 1000 hidden neurons, 8 outputs (the default)."""
+        return dataclasses.replace(cls(), **changes)
+
+    @classmethod
+    def audio3(cls, **changes) -> XyloProfile:
+        """Xylo Audio 3 (SYNS65302): 16 inputs, 992 hidden neurons, 32 outputs."""
+        base = cls(
+            name="Xylo Audio 3",
+            variant="audio3",
+            n_hidden=992,
+            n_outputs=32,
+            max_fan_out=1024,
+            recurrent_synapses=64 * 992,
+            max_input_targets=128,
+            max_output_sources=128,
+        )
+        return dataclasses.replace(base, **changes)
+
+    @classmethod
+    def imu(cls, **changes) -> XyloProfile:
+        """Xylo IMU (SYNS63300): 16 inputs, 496 hidden neurons, 16 outputs, one synaptic state."""
+        base = cls(
+            name="Xylo IMU",
+            variant="imu",
+            n_hidden=496,
+            n_outputs=16,
+            synaptic_states=1,
+            max_fan_out=512,
+            recurrent_synapses=64 * 496,
+            max_input_targets=128,
+            max_output_sources=128,
+        )
+        return dataclasses.replace(base, **changes)
+
+    @classmethod
+    def for_variant(cls, variant: str) -> XyloProfile:
+        makers = {"audio2": cls.audio2, "audio3": cls.audio3, "imu": cls.imu}
+        if variant not in makers:
+            raise SpecError(
+                [
+                    Problem(
+                        "variant", f"{variant!r} is not a Xylo device; choose one of {list(makers)}"
+                    )
+                ]
+            )
+        return makers[variant]()
+
+    def figures(self) -> pd.DataFrame:
+        table = super().figures()
+        if self.variant != "audio2":
+            # The cycle model was measured on Xylo Audio 2; for the others it is an assumption.
+            cycles = table["figure"].str.startswith("cycles_")
+            table.loc[cycles, "assumption"] = True
+        return table
+
+    @property
+    def state_range(self) -> tuple[int, int]:
+        return -(2 ** (self.state_bits - 1)), 2 ** (self.state_bits - 1) - 1
+
+    @property
+    def weight_range(self) -> tuple[int, int]:
+        return -(2 ** (self.weight_bits - 1)), 2 ** (self.weight_bits - 1) - 1
+
+
+# ------------------------------------------------------------------------------------ helpers
+def bitshift(tau: float, dt: float) -> int:
+    """The chip's decay shift for time constant ``tau``: ``round(log2(tau / dt))`` rounded half
+    up, and 0 for ``tau <= dt`` (Rockpool clips negative shifts to 0)."""
+    ratio = tau / dt
+    if ratio <= 1.0:
+        return 0
+    return int(math.floor(math.log2(ratio) + 0.5))
+
+
+def bitshift_tau(dash: int, dt: float) -> float:
+    """The time constant a shift realises: ``x <- x (1 - 2**-dash)`` per step (0 for dash 0)."""
+    if dash <= 0:
+        return 0.0
+    return -dt / math.log1p(-(2.0**-dash))
+
+
+def psp_float(dt: float, tau_mem: float, tau_syn: float, n: int) -> np.ndarray:
+    """Membrane response of the float simulator to one unit input (exact propagators)."""
+    alpha, beta, gain = propagators(dt, tau_mem, tau_syn)
+    v, i = 0.0, 1.0
+    out = np.empty(n)
+    for k in range(n):
+        v = beta * v + gain * i
+        i = alpha * i
+        out[k] = v
+    return out
+
+
+def psp_chip(dash_mem: int, dash_syn: int, n: int) -> np.ndarray:
+    """Membrane response of the chip (without integer rounding) to one unit input."""
+    a = 1.0 - 2.0**-dash_syn
+    b = 1.0 - 2.0**-dash_mem
+    v = 0.0
+    i = 1.0
+    out = np.empty(n)
+    for k in range(n):
+        i = a * i
+        v = b * v + i
+        out[k] = v
+    return out
+
+
+def psp_gain(dt, tau_mem, tau_syn, dash_mem, dash_syn, match="peak") -> float:
+    """Weight gain ``g`` that makes the chip's PSP (``match``: its peak or its area) equal the
+    float simulator's for the same weight."""
+    if dash_syn <= 0:
+        return 1.0
+    longest = max(tau_mem, tau_syn, bitshift_tau(dash_mem, dt), bitshift_tau(dash_syn, dt))
+    n = int(min(20_000, math.ceil(12 * longest / dt) + 20))
+    f, c = psp_float(dt, tau_mem, tau_syn, n), psp_chip(dash_mem, dash_syn, n)
+    if match == "area":
+        return float(f.sum() / c.sum())
+    return float(f.max() / c.max())
+
+
+def _ste_round(x: torch.Tensor) -> torch.Tensor:
+    return x + (torch.round(x) - x).detach()
+
+
+def _decay(x: torch.Tensor, dash: torch.Tensor) -> torch.Tensor:
+    """``x >> dash`` with the minimum decay of one towards zero, as a float64 tensor holding
+    integers (``dash``: int64); gradient ``2**-dash`` (the decay's slope)."""
+    exact = torch.bitwise_right_shift(x.detach().to(torch.int64), dash)
+    exact = torch.where((exact == 0) & (x.detach() > 0), torch.ones_like(exact), exact)
+    smooth = x * torch.pow(2.0, -dash.to(x.dtype))
+    return smooth + (exact.to(x.dtype) - smooth).detach()
+
+
+def _sat(x: torch.Tensor) -> torch.Tensor:
+    return torch.clamp(x, STATE_MIN, STATE_MAX)
+
+
+# ------------------------------------------------------------------------------------ layout
+@dataclass(frozen=True)
+class _Layout:
+    """Where each population sits on the chip: hidden populations in one pool, in order."""
+
+    hidden: tuple[str, ...]
+    slices: dict  # hidden population -> (start, stop) in the pool
+    output: str
+    n_hidden: int
+    input_targets: tuple[str, ...]  # hidden populations fed by the inputs
+    output_sources: tuple[str, ...]  # hidden populations read by the outputs
+
+
+def _layout(spec: NetworkSpec) -> _Layout:
+    """Input-fed populations first (the chip's input expansion neurons), read-out populations
+    last (its output expansion neurons), as Rockpool's Xylo Audio 3 / IMU mapper allocates."""
+    out = spec.output_name
+    hidden = [p.name for p in spec.populations if p.name != out]
+    fed = {p.target for p in spec.projections if p.source == INPUT and p.target in hidden}
+    read = {p.source for p in spec.projections if p.target == out and p.source in hidden}
+    order = (
+        [h for h in hidden if h in fed and h not in read]
+        + [h for h in hidden if h in fed and h in read]
+        + [h for h in hidden if h not in fed and h not in read]
+        + [h for h in hidden if h in read and h not in fed]
+    )
+    slices, start = {}, 0
+    for name in order:
+        size = spec.size_of(name)
+        slices[name] = (start, start + size)
+        start += size
+    return _Layout(
+        tuple(order),
+        slices,
+        out,
+        start,
+        tuple(h for h in order if h in fed),
+        tuple(h for h in order if h in read),
+    )
+
+
+# ------------------------------------------------------------------------------------ config
+@dataclass
+class XyloConfiguration:
+    """The chip's registers as plain integers (what would be written to the device).
+
+    Weight matrices are ``[target][source]``; hidden neurons are indexed by their place in the
+    pool (``hidden_slices``).  Effective weights are ``weight << weight_shift_*``.
+    """
+
+    weights_in: list  # [hidden][input], synaptic state 1
+    weights_in2: list  # [hidden][input], synaptic state 2
+    weights_rec: list  # [hidden][hidden]
+    weights_rec2: list
+    weights_out: list  # [output][hidden]
+    weight_shift_in: int
+    weight_shift_rec: int
+    weight_shift_out: int
+    dash_mem: list
+    dash_syn: list
+    dash_syn2: list
+    threshold: list
+    bias: list
+    dash_mem_out: list
+    dash_syn_out: list
+    threshold_out: list
+    bias_out: list
+    hidden_slices: dict
+    max_input_events: int = 15
+    max_hidden_spikes: int = 31
+    max_output_spikes: int = 1
+
+
+@dataclass
+class _Chip:
+    """One quantisation of the network (tensors with straight-through gradients)."""
+
+    w_in: list  # effective integer weights (already shifted), float64 [N, n_in] per state
+    w_rec: list
+    w_out: torch.Tensor
+    int8: dict  # the int8 matrices before the shift (for the configuration)
+    shifts: tuple[int, int, int]
+    theta: torch.Tensor  # [N]
+    theta_out: torch.Tensor  # [M]
+    bias: torch.Tensor
+    bias_out: torch.Tensor
+    unit: torch.Tensor  # [N] integer units per float membrane unit
+    unit_out: torch.Tensor  # [M]
+    rec_used: bool
+    syn2_used: bool
+
+
+# ------------------------------------------------------------------------------------ network
+class Xylo(EmulatedNetwork):
+    """The emulated Xylo chip: ``Xylo(spec, profile=None, seed=0, **options)``.
+
+    Options: ``variant`` ("audio2", "audio3", "imu"; or pass ``profile``), ``weight_scale``
+    ("global", "network", "per_neuron"), ``weight_shift`` ("auto" or ``(in, rec, out)``),
+    ``gain_match`` ("peak", "area"), ``tau_syn2`` and ``synapse2`` (the second synaptic
+    state), ``threshold_headroom`` (default 2), ``readout_range`` (default 64, float units),
+    plus the float simulator's ``surrogate`` and ``dtype``.
+    """
+
+    profile_class = XyloProfile
+    backend_name = "xylo"
+
+    def __init__(
+        self,
+        spec: NetworkSpec,
+        profile: XyloProfile | None = None,
+        seed: int = 0,
+        *,
+        variant: str | None = None,
+        weight_scale: str = "global",
+        weight_shift="auto",
+        gain_match: str = "peak",
+        tau_syn2: dict | None = None,
+        synapse2=None,
+        threshold_headroom: float = 2.0,
+        readout_range: float = 64.0,
+        **options,
+    ):
+        if variant is not None:
+            chosen = XyloProfile.for_variant(variant)
+            if profile is not None and profile.variant != chosen.variant:
+                raise SpecError(
+                    [Problem("variant", f"{variant!r} contradicts the profile ({profile.name})")]
+                )
+            profile = profile or chosen
+        problems = _option_problems(
+            weight_scale, weight_shift, gain_match, threshold_headroom, readout_range, profile
+        )
+        if problems:
+            raise SpecError(problems)
+        super().__init__(spec, profile, seed=seed, **options)
+        self.weight_scale = weight_scale
+        self.weight_shift = weight_shift
+        self.gain_match = gain_match
+        self.threshold_headroom = float(threshold_headroom)
+        self.readout_range = float(readout_range)
+        self.layout = _layout(spec)
+        self.tau_syn2 = dict(tau_syn2 or {})
+        self.synapse2 = synapse2
+        self._syn2_masks = self._routing_masks(synapse2, self.tau_syn2)
+        self._setup_neurons()
+
+    # ------------------------------------------------------------------ checks
+    @classmethod
+    def check(cls, spec: NetworkSpec, profile: XyloProfile | None = None) -> list[Violation]:
+        """Every way ``spec`` exceeds the chip (an empty list when it fits)."""
+        p = profile or cls.profile_class()
+        chip = p.name
+        out: list[Violation] = []
+
+        def add(path, limit, value, allowed):
+            out.append(Violation(path, limit, value, allowed, chip))
+
+        names = spec.population_names
+        index = {n: k for k, n in enumerate(names)}
+        output = spec.output_name
+        hidden = [n for n in names if n != output]
+        if spec.input_size > p.n_inputs:
+            add("input_size", "input channels", spec.input_size, f"at most {p.n_inputs}")
+        if not hidden:
+            add(
+                "populations",
+                "hidden populations",
+                0,
+                "at least 1 (inputs reach only hidden neurons)",
+            )
+        n_hidden = sum(spec.size_of(h) for h in hidden)
+        if n_hidden > p.n_hidden:
+            path = f"populations[{index[hidden[0]]}].size" if len(hidden) == 1 else "populations"
+            limit = "hidden neurons" + ("" if len(hidden) == 1 else " (all hidden populations)")
+            add(path, limit, n_hidden, f"at most {p.n_hidden}")
+        out_pop = spec.population(output)
+        k_out = index[output]
+        if out_pop.size > p.n_outputs:
+            add(
+                f"populations[{k_out}].size",
+                "output neurons",
+                out_pop.size,
+                f"at most {p.n_outputs}",
+            )
+        if out_pop.model not in ("lif", "li"):
+            add(
+                f"populations[{k_out}].model",
+                "output neuron model",
+                repr(out_pop.model),
+                "'lif' or 'li' (bit-shift LIF; 'li' reads the membrane)",
+            )
+        for name in hidden:
+            pop = spec.population(name)
+            if pop.model != "lif":
+                add(
+                    f"populations[{index[name]}].model",
+                    "hidden neuron model",
+                    repr(pop.model),
+                    "'lif' only (current-based LIF with bit-shift decay)",
+                )
+        for pop in spec.populations:
+            k = index[pop.name]
+            prm = pop.params
+            if prm.get("refractory_steps", 0):
+                add(
+                    f"populations[{k}].params.refractory_steps",
+                    "refractory period",
+                    f"{prm['refractory_steps']} steps",
+                    "0 steps (Xylo neurons have no refractory period)",
+                )
+            if prm.get("reset") == "zero" and prm.get("v_reset", 0.0) != 0.0:
+                add(
+                    f"populations[{k}].params.v_reset",
+                    "reset potential",
+                    prm["v_reset"],
+                    "0 only (the chip resets by subtracting the threshold)",
+                )
+            for key, low in (("tau_mem", 0), ("tau_syn", 1)):
+                if key not in prm:
+                    continue
+                tau = prm[key]
+                dash = bitshift(tau, spec.dt)
+                if not (low <= dash <= p.dash_max):
+                    lo = spec.dt * 2 ** (low - 0.5) if low else spec.dt
+                    hi = spec.dt * 2 ** (p.dash_max + 0.5)
+                    what = "membrane" if key == "tau_mem" else "synaptic"
+                    add(
+                        f"populations[{k}].params.{key}",
+                        f"{what} time constant (bit shift round(log2(tau/dt)))",
+                        f"{tau:g} ms (shift {dash})",
+                        f"{lo:.3g} to {hi:.4g} ms at dt {spec.dt:g} ms (shifts {low} to "
+                        f"{p.dash_max})",
+                    )
+        fan_out = {h: 0 for h in hidden}
+        recurrent_synapses = 0
+        for j, proj in enumerate(spec.projections):
+            path = f"projections[{j}]"
+            if proj.max_delay > 0:
+                add(
+                    f"{path}.delay",
+                    "synaptic delay",
+                    f"{proj.max_delay} steps",
+                    "0 (the chip's only delay is the one-step delivery of hidden spikes)",
+                )
+            if proj.source == output:
+                add(
+                    f"{path}.source",
+                    "projection from the output population",
+                    proj.name,
+                    "none (output neurons do not project; recurrence only within hidden neurons)",
+                )
+            elif proj.source == INPUT and proj.target == output:
+                add(
+                    f"{path}.target",
+                    "projection from the inputs to the outputs",
+                    proj.name,
+                    "input projections onto hidden neurons only",
+                )
+            elif proj.source in fan_out and proj.target in fan_out:
+                fan_out[proj.source] += spec.size_of(proj.target)
+                recurrent_synapses += spec.size_of(proj.source) * spec.size_of(proj.target)
+        for h, n in fan_out.items():
+            if n > p.max_fan_out:
+                add(
+                    f"populations[{index[h]}]",
+                    "fan-out per hidden neuron (synapses onto hidden neurons)",
+                    n,
+                    f"at most {p.max_fan_out}",
+                )
+        if recurrent_synapses > p.recurrent_synapses:
+            add(
+                "projections",
+                "synapses between hidden neurons",
+                recurrent_synapses,
+                f"at most {p.recurrent_synapses}",
+            )
+        if p.max_fan_in is not None:
+            for pop in spec.populations:
+                n = sum(spec.size_of(q.source) for q in spec.incoming(pop.name))
+                if n > p.max_fan_in:
+                    add(f"populations[{index[pop.name]}]", "fan-in", n, f"at most {p.max_fan_in}")
+        if hidden and all(p_.name in index for p_ in spec.populations):
+            lay = _layout(spec)
+            fed = sum(spec.size_of(h) for h in lay.input_targets)
+            read = sum(spec.size_of(h) for h in lay.output_sources)
+            # (Where these limits equal the number of hidden neurons, that count covers them.)
+            if fed > p.max_input_targets and p.max_input_targets < p.n_hidden:
+                add(
+                    "projections",
+                    "hidden neurons fed by the inputs",
+                    fed,
+                    f"at most {p.max_input_targets} (input expansion neurons)",
+                )
+            if read > p.max_output_sources and p.max_output_sources < p.n_hidden:
+                add(
+                    "projections",
+                    "hidden neurons read by the outputs",
+                    read,
+                    f"at most {p.max_output_sources} (output expansion neurons)",
+                )
+            if fed <= p.max_input_targets and read <= p.max_output_sources:
+                last_fed = max((lay.slices[h][1] for h in lay.input_targets), default=0)
+                first_read = min(
+                    (lay.slices[h][0] for h in lay.output_sources), default=lay.n_hidden
+                )
+                if (
+                    last_fed > p.max_input_targets
+                    or lay.n_hidden - first_read > p.max_output_sources
+                ):
+                    add(
+                        "populations",
+                        "placement of input-fed and read-out hidden neurons",
+                        f"inputs reach neurons up to {last_fed}, outputs read from {first_read} "
+                        f"of {lay.n_hidden}",
+                        f"inputs to the first {p.max_input_targets} and outputs from the last "
+                        f"{p.max_output_sources} hidden neurons",
+                    )
+        return out
+
+    @classmethod
+    def resources(cls, spec: NetworkSpec, profile: XyloProfile | None = None) -> pd.DataFrame:
+        """What ``spec`` uses of the chip: rows ``resource, used, capacity, fraction``."""
+        p = profile or cls.profile_class()
+        output = spec.output_name
+        hidden = [n for n in spec.population_names if n != output]
+        n_hidden = sum(spec.size_of(h) for h in hidden)
+        fan_out = {h: 0 for h in hidden}
+        recurrent = 0
+        for proj in spec.projections:
+            if proj.source in fan_out and proj.target in fan_out:
+                fan_out[proj.source] += spec.size_of(proj.target)
+                recurrent += spec.size_of(proj.source) * spec.size_of(proj.target)
+        lay = _layout(spec) if hidden else None
+        fed = sum(spec.size_of(h) for h in lay.input_targets) if lay else 0
+        read = sum(spec.size_of(h) for h in lay.output_sources) if lay else 0
+        n_out = spec.size_of(output)
+        return resource_table(
+            [
+                ("input channels", spec.input_size, p.n_inputs),
+                ("hidden neurons", n_hidden, p.n_hidden),
+                ("output neurons", n_out, p.n_outputs),
+                ("synapses between hidden neurons", recurrent, p.recurrent_synapses),
+                (
+                    "largest fan-out of a hidden neuron",
+                    max(fan_out.values(), default=0),
+                    p.max_fan_out,
+                ),
+                ("hidden neurons fed by the inputs", fed, p.max_input_targets),
+                ("hidden neurons read by the outputs", read, p.max_output_sources),
+                ("input synapses", spec.input_size * fed, p.n_inputs * p.max_input_targets),
+                ("readout synapses", read * n_out, p.max_output_sources * p.n_outputs),
+            ]
+        )
+
+    @classmethod
+    def notes(cls, spec: NetworkSpec, profile: XyloProfile | None = None) -> list[str]:
+        """How the chip will run ``spec`` differently from the float simulator (no refusals)."""
+        out = []
+        for pop in spec.populations:
+            if pop.model not in ("lif", "li"):
+                continue
+            for key in ("tau_mem", "tau_syn"):
+                tau = pop.params[key]
+                dash = bitshift(tau, spec.dt)
+                real = bitshift_tau(dash, spec.dt)
+                if abs(real - tau) > 1e-9 * tau:
+                    out.append(f"{pop.name}.{key}: {tau:g} ms runs as shift {dash} ({real:.3g} ms)")
+            if pop.model == "lif" and pop.params.get("reset") == "zero":
+                out.append(f"{pop.name}.reset: 'zero' runs as subtraction of the threshold")
+            if pop.params.get("v_leak", 0.0):
+                out.append(f"{pop.name}.v_leak: runs as a constant bias (the chip rests at 0)")
+        for proj in spec.projections:
+            if proj.recurrent:
+                out.append(f"{proj.name}: reaches the membrane one step earlier than in float")
+        out.append("inputs reach the membrane in their own step (the float simulator: one later)")
+        return out
+
+    # ------------------------------------------------------------------ set-up
+    def _routing_masks(self, synapse2, tau_syn2) -> dict[str, torch.Tensor]:
+        """0/1 masks ``[target, source]`` of the synapses onto the second synaptic state."""
+        spec, problems, masks = self.spec, [], {}
+        names = {p.name: p for p in spec.projections}
+        if synapse2 is None:
+            synapse2 = {}
+        if isinstance(synapse2, (list, tuple)):
+            synapse2 = {name: "all" for name in synapse2}
+        if not isinstance(synapse2, dict):
+            raise SpecError(
+                [Problem("options.synapse2", "must be a list of projection names or a dict")]
+            )
+        hidden = set(self.layout.hidden)
+        for pop_name, value in tau_syn2.items():
+            path = f"options.tau_syn2.{pop_name}"
+            if pop_name not in hidden:
+                problems.append(
+                    Problem(
+                        path,
+                        f"{pop_name!r} is not a hidden population; choose one of {sorted(hidden)}",
+                    )
+                )
+                continue
+            size = spec.size_of(pop_name)
+            values = value if isinstance(value, (list, tuple)) else [value]
+            if isinstance(value, (list, tuple)) and len(value) != size:
+                problems.append(
+                    Problem(path, f"needs one value or {size} (one per neuron), got {len(value)}")
+                )
+                continue
+            for tau in values:
+                if (
+                    not isinstance(tau, (int, float))
+                    or not math.isfinite(tau)
+                    or not (1 <= bitshift(tau, spec.dt) <= self.profile.dash_max)
+                ):
+                    lo, hi = spec.dt * 2**0.5, spec.dt * 2 ** (self.profile.dash_max + 0.5)
+                    problems.append(
+                        Problem(
+                            path,
+                            f"{tau!r} ms must give a shift of 1 to {self.profile.dash_max} "
+                            f"({lo:.3g} to {hi:.4g} ms at dt {spec.dt:g} ms)",
+                        )
+                    )
+                    break
+        if (synapse2 or tau_syn2) and self.profile.synaptic_states < 2:
+            problems.append(
+                Problem(
+                    "options.synapse2" if synapse2 else "options.tau_syn2",
+                    f"second synaptic state: {self.profile.name} has "
+                    f"{self.profile.synaptic_states} synaptic state per neuron",
+                )
+            )
+        for name, value in synapse2.items():
+            path = f"options.synapse2.{name}"
+            proj = names.get(name)
+            if proj is None:
+                problems.append(
+                    Problem(path, f"is not a projection; choose one of {sorted(names)}")
+                )
+                continue
+            if proj.target not in hidden:
+                problems.append(Problem(path, "targets the outputs, which have one synaptic state"))
+                continue
+            if proj.target not in tau_syn2:
+                problems.append(
+                    Problem(
+                        path, f"needs options.tau_syn2.{proj.target} (the second time constant)"
+                    )
+                )
+                continue
+            shape = (spec.size_of(proj.target), spec.size_of(proj.source))
+            if value == "all" or value is True:
+                mask = torch.ones(shape, dtype=torch.float64)
+            else:
+                mask = torch.as_tensor(value, dtype=torch.float64)
+                if tuple(mask.shape) != shape or not bool(((mask == 0) | (mask == 1)).all()):
+                    problems.append(
+                        Problem(path, f"must be 'all' or a 0/1 matrix of shape {shape}")
+                    )
+                    continue
+            masks[projection_key(proj)] = mask
+        if problems:
+            raise SpecError(problems)
+        return masks
+
+    def _setup_neurons(self) -> None:
+        """Per-neuron shifts, gains and float parameters of the hidden pool and the outputs."""
+        spec, lay, dt = self.spec, self.layout, self.spec.dt
+        n, m = lay.n_hidden, spec.size_of(lay.output)
+        dash_mem, dash_syn, dash_syn2 = np.zeros(n, int), np.zeros(n, int), np.zeros(n, int)
+        gain1, gain2 = np.ones(n), np.ones(n)
+        theta, v_leak = np.ones(n), np.zeros(n)
+        cache: dict = {}
+
+        def gain(tau_mem, tau_syn, dm, ds):
+            key = (tau_mem, tau_syn, dm, ds)
+            if key not in cache:
+                cache[key] = psp_gain(dt, tau_mem, tau_syn, dm, ds, self.gain_match)
+            return cache[key]
+
+        for name in lay.hidden:
+            a, b = lay.slices[name]
+            prm = spec.population(name).params
+            dm, ds = bitshift(prm["tau_mem"], dt), bitshift(prm["tau_syn"], dt)
+            dash_mem[a:b], dash_syn[a:b] = dm, ds
+            gain1[a:b] = gain(prm["tau_mem"], prm["tau_syn"], dm, ds)
+            theta[a:b], v_leak[a:b] = prm["threshold"], prm["v_leak"]
+            taus2 = self.tau_syn2.get(name, prm["tau_syn"])
+            taus2 = list(taus2) if isinstance(taus2, (list, tuple)) else [taus2] * (b - a)
+            for k, tau2 in enumerate(taus2):
+                d2 = bitshift(tau2, dt)
+                dash_syn2[a + k] = d2
+                gain2[a + k] = gain(prm["tau_mem"], tau2, dm, d2)
+        out = spec.population(lay.output)
+        prm = out.params
+        dm_o, ds_o = bitshift(prm["tau_mem"], dt), bitshift(prm["tau_syn"], dt)
+        self.output_spiking = out.spiking
+        as_t = lambda x: torch.as_tensor(np.asarray(x), dtype=torch.float64)  # noqa: E731
+        buffers = {
+            "dash_mem": as_t(dash_mem),
+            "dash_syn": as_t(dash_syn),
+            "dash_syn2": as_t(dash_syn2),
+            "gain1": as_t(gain1),
+            "gain2": as_t(gain2),
+            "theta_float": as_t(theta),
+            "v_leak": as_t(v_leak),
+            "dash_mem_out": as_t(np.full(m, dm_o)),
+            "dash_syn_out": as_t(np.full(m, ds_o)),
+            "gain_out": as_t(np.full(m, gain(prm["tau_mem"], prm["tau_syn"], dm_o, ds_o))),
+            "theta_out_float": as_t(np.full(m, prm.get("threshold", 1.0))),
+            "v_leak_out": as_t(np.full(m, prm.get("v_leak", 0.0))),
+        }
+        for key, value in buffers.items():
+            self.register_buffer(key, value, persistent=False)
+
+    # ------------------------------------------------------------------ quantisation
+    def _effective_weights(self):
+        """Float weights in the chip's structure and units (gain applied), with gradients:
+        ``w_in[k]`` ``[N, inputs]`` and ``w_rec[k]`` ``[N, N]`` per synaptic state ``k``,
+        ``w_out`` ``[M, N]``, and whether any hidden -> hidden weights exist."""
+        spec, lay = self.spec, self.layout
+        n, m, n_in = lay.n_hidden, spec.size_of(lay.output), spec.input_size
+        dev, f64 = self.gain1.device, torch.float64
+        w_in = [torch.zeros(n, n_in, dtype=f64, device=dev) for _ in range(2)]
+        w_rec = [torch.zeros(n, n, dtype=f64, device=dev) for _ in range(2)]
+        w_out = torch.zeros(m, n, dtype=f64, device=dev)
+        rec_used = False
+        for proj in spec.projections:
+            w = self.float_weight(proj).to(f64)
+            if proj.target == lay.output:
+                a, b = lay.slices[proj.source]
+                w_out[:, a:b] = w * self.gain_out[:, None]
+                continue
+            ta, tb = lay.slices[proj.target]
+            mask2 = self._syn2_masks.get(projection_key(proj))
+            if mask2 is None:
+                parts = [w * self.gain1[ta:tb, None], None]
+            else:
+                mask2 = mask2.to(dev)
+                parts = [
+                    w * (1 - mask2) * self.gain1[ta:tb, None],
+                    w * mask2 * self.gain2[ta:tb, None],
+                ]
+            for state, part in enumerate(parts):
+                if part is None:
+                    continue
+                if proj.source == INPUT:
+                    w_in[state][ta:tb, :] = part
+                else:
+                    sa, sb = lay.slices[proj.source]
+                    w_rec[state][ta:tb, sa:sb] = part
+                    rec_used = True
+        return w_in, w_rec, w_out, rec_used
+
+    def _shifts_and_units(self, w_in, w_rec, w_out):
+        """The three matrix shifts and each neuron's unit (integer units per float membrane
+        unit): the largest unit at which every int8 weight onto the neuron fits, capped so
+        that its reference level (threshold, or a readout's range) stays within the state
+        limit; one unit per group unless the scale is per neuron."""
+        p = self.profile
+        qmax = float(2 ** (p.weight_bits - 1) - 1)
+        auto = self.weight_shift == "auto"
+        grouped = self.weight_scale != "per_neuron"
+        with torch.no_grad():
+            m_in = torch.stack([x.abs().amax(dim=1) for x in w_in]).amax(dim=0)
+            m_rec = torch.stack([x.abs().amax(dim=1) for x in w_rec]).amax(dim=0)
+            m_out = w_out.abs().amax(dim=1)
+            # Reference level of each neuron and the largest integer it may reach.
+            lim_h = STATE_MAX / self.threshold_headroom if auto else float(STATE_MAX)
+            cap_h = lim_h / self.theta_float
+            if self.output_spiking:
+                cap_o = (
+                    STATE_MAX / self.threshold_headroom if auto else STATE_MAX
+                ) / self.theta_out_float
+            else:
+                cap_o = torch.full_like(m_out, STATE_MAX / self.readout_range)
+            if grouped:
+                cap_h, cap_o = _group_min(cap_h), _group_min(cap_o)
+                m_in, m_rec, m_out = _group_max(m_in), _group_max(m_rec), _group_max(m_out)
+            m_hid = torch.maximum(m_in, m_rec)
+            if self.weight_scale == "network":
+                top = max(float(m_hid.max()), float(m_out.max()))
+                m_in = m_rec = m_hid = torch.full_like(m_hid, top)
+                m_out = torch.full_like(m_out, top)
+            fit_h = qmax / m_hid.clamp(min=_TINY)  # int8 scale at shift 0
+            fit_o = qmax / m_out.clamp(min=_TINY)
+            if auto:
+                s_h = _largest_shift(fit_h, cap_h, p.weight_shift_max)
+                s_o = _largest_shift(fit_o, cap_o, p.weight_shift_max)
+                shifts = (s_h, s_h, s_o)
+            else:
+                shifts = tuple(int(s) for s in self.weight_shift)
+            s_in, s_rec, s_out = shifts
+            u_h = torch.minimum(
+                qmax * 2.0**s_in / m_in.clamp(min=_TINY), qmax * 2.0**s_rec / m_rec.clamp(min=_TINY)
+            )
+            u_h = torch.minimum(u_h, cap_h)
+            u_o = torch.minimum(qmax * 2.0**s_out / m_out.clamp(min=_TINY), cap_o)
+            if self.weight_scale == "network":
+                # One int8 scale for every matrix: the smallest over the two groups.
+                k = min(float(u_h.min()) / 2.0**s_in, float(u_o.min()) / 2.0**s_out)
+                u_h = torch.full_like(u_h, k * 2.0**s_in)
+                u_o = torch.full_like(u_o, k * 2.0**s_out)
+        return shifts, u_h, u_o
+
+    def _quantize(self) -> _Chip:
+        w_in, w_rec, w_out, rec_used = self._effective_weights()
+        shifts, u_h, u_o = self._shifts_and_units(w_in, w_rec, w_out)
+        lo, hi = self.profile.weight_range
+        s_in, s_rec, s_out = shifts
+
+        def q(w, unit, shift):
+            return _ste_round(torch.clamp(w * (unit / 2.0**shift)[:, None], lo, hi))
+
+        q_in = [q(w, u_h, s_in) for w in w_in]
+        q_rec = [q(w, u_h, s_rec) for w in w_rec]
+        q_out = q(w_out, u_o, s_out)
+        theta = torch.clamp(torch.round(self.theta_float * u_h), 1, STATE_MAX)
+        if self.output_spiking:
+            theta_out = torch.clamp(torch.round(self.theta_out_float * u_o), 1, STATE_MAX)
+        else:
+            theta_out = torch.full_like(u_o, float(STATE_MAX))
+        bias = torch.clamp(
+            torch.round(self.v_leak * u_h / 2.0**self.dash_mem), STATE_MIN, STATE_MAX
+        )
+        bias_out = torch.clamp(
+            torch.round(self.v_leak_out * u_o / 2.0**self.dash_mem_out), STATE_MIN, STATE_MAX
+        )
+        syn2_used = bool(self._syn2_masks)
+        return _Chip(
+            w_in=[x * 2.0**s_in for x in q_in],
+            w_rec=[x * 2.0**s_rec for x in q_rec],
+            w_out=q_out * 2.0**s_out,
+            int8={"in": q_in, "rec": q_rec, "out": q_out},
+            shifts=shifts,
+            theta=theta,
+            theta_out=theta_out,
+            bias=bias,
+            bias_out=bias_out,
+            unit=u_h,
+            unit_out=u_o,
+            rec_used=rec_used,
+            syn2_used=syn2_used,
+        )
+
+    def configuration(self) -> XyloConfiguration:
+        """The chip's registers for the current weights, as plain Python integers."""
+        with torch.no_grad():
+            c = self._quantize()
+        ints = lambda t: [[int(v) for v in r] for r in t.round().to(torch.int64).tolist()]  # noqa: E731
+        ivec = lambda t: [int(v) for v in t.round().to(torch.int64).tolist()]  # noqa: E731
+        return XyloConfiguration(
+            weights_in=ints(c.int8["in"][0]),
+            weights_in2=ints(c.int8["in"][1]),
+            weights_rec=ints(c.int8["rec"][0]),
+            weights_rec2=ints(c.int8["rec"][1]),
+            weights_out=ints(c.int8["out"]),
+            weight_shift_in=c.shifts[0],
+            weight_shift_rec=c.shifts[1],
+            weight_shift_out=c.shifts[2],
+            dash_mem=ivec(self.dash_mem),
+            dash_syn=ivec(self.dash_syn),
+            dash_syn2=ivec(self.dash_syn2),
+            threshold=ivec(c.theta),
+            bias=ivec(c.bias),
+            dash_mem_out=ivec(self.dash_mem_out),
+            dash_syn_out=ivec(self.dash_syn_out),
+            threshold_out=ivec(c.theta_out),
+            bias_out=ivec(c.bias_out),
+            hidden_slices=dict(self.layout.slices),
+            max_input_events=self.profile.max_input_events,
+            max_hidden_spikes=self.profile.max_hidden_spikes,
+            max_output_spikes=self.profile.max_output_spikes,
+        )
+
+    # ------------------------------------------------------------------ number formats
+    def weight(self, proj) -> torch.Tensor:
+        """The chip's weight of ``proj`` in the float simulator's units (quantisation undone)."""
+        c = self._quantize()
+        lay = self.layout
+        if proj.target == lay.output:
+            a, b = lay.slices[proj.source]
+            return (c.w_out[:, a:b] / (c.unit_out * self.gain_out)[:, None]).to(self.dtype)
+        ta, tb = lay.slices[proj.target]
+        unit = c.unit[ta:tb, None]
+        mask2 = self._syn2_masks.get(projection_key(proj))
+        if proj.source == INPUT:
+            blocks = [x[ta:tb, :] for x in c.w_in]
+        else:
+            sa, sb = lay.slices[proj.source]
+            blocks = [x[ta:tb, sa:sb] for x in c.w_rec]
+        w = blocks[0] / (unit * self.gain1[ta:tb, None])
+        if mask2 is not None:
+            w = w * (1 - mask2) + mask2 * blocks[1] / (unit * self.gain2[ta:tb, None])
+        return w.to(self.dtype)
+
+    def clipped(self, proj) -> torch.Tensor:
+        """Synapses whose scaled weight falls outside the int8 range (before rounding)."""
+        with torch.no_grad():
+            w_in, w_rec, w_out, _ = self._effective_weights()
+            shifts, u_h, u_o = self._shifts_and_units(w_in, w_rec, w_out)
+            lo, hi = self.profile.weight_range
+            lay = self.layout
+            w = self.float_weight(proj).to(torch.float64)
+            if proj.target == lay.output:
+                scaled = w * (self.gain_out * u_o / 2.0 ** shifts[2])[:, None]
+            else:
+                ta, tb = lay.slices[proj.target]
+                shift = shifts[0] if proj.source == INPUT else shifts[1]
+                mask2 = self._syn2_masks.get(projection_key(proj))
+                g = self.gain1[ta:tb, None]
+                if mask2 is not None:
+                    g = g * (1 - mask2) + self.gain2[ta:tb, None] * mask2
+                scaled = w * g * (u_h[ta:tb] / 2.0**shift)[:, None]
+            return (scaled < lo - 0.5) | (scaled > hi + 0.5)
+
+    # ------------------------------------------------------------------ dynamics
+    def forward(self, x: torch.Tensor, record: bool | Iterable[str] = ()) -> RunResult:
+        """Run ``x`` (``[time, batch, inputs]`` event counts) on the emulated chip."""
+        self._check_input(x)
+        if isinstance(record, str):
+            record = [record]
+        names = [p.name for p in self.spec.populations]
+        wanted = set(names) if record is True else set(record or ())
+        unknown = wanted - set(names)
+        if unknown:
+            raise ValueError(f"record: {sorted(unknown)} are not populations of {names}")
+        chip = self._quantize()
+        states = self._simulate(x, chip, surrogate=True)
+        lay = self.layout
+        recordings = {}
+        for name in names:
+            if name not in wanted:
+                continue
+            if name == lay.output:
+                unit = chip.unit_out
+                v, i, z = states["v_out"], states["i_out"], states["n_out"]
+            else:
+                a, b = lay.slices[name]
+                unit = chip.unit[a:b]
+                v, z = states["v"][..., a:b], states["n"][..., a:b]
+                i = states["i1"][..., a:b] + states["i2"][..., a:b]
+            trace = {"v": (v / unit).to(self.dtype), "i": (i / unit).to(self.dtype)}
+            if self.spec.population(name).spiking:
+                trace["spikes"] = z.to(self.dtype)
+            recordings[name] = trace
+        if self.output_spiking:
+            output = states["n_out"].to(self.dtype)
+        else:
+            output = (states["v_out"] / chip.unit_out).to(self.dtype)
+        return RunResult(output, recordings)
+
+    @torch.no_grad()
+    def integer_run(self, x: torch.Tensor) -> dict[str, dict[str, torch.Tensor]]:
+        """The chip's integer states ``{population: {"spikes", "v", "i", "i2"}}`` as int64
+        ``[time, batch, neurons]`` (``i2``: the second synaptic state; outputs have none)."""
+        self._check_input(x)
+        states = self._simulate(x, self._quantize(), surrogate=False)
+        lay = self.layout
+        out = {}
+        for name in lay.hidden:
+            a, b = lay.slices[name]
+            out[name] = {
+                "spikes": states["n"][..., a:b],
+                "v": states["v"][..., a:b],
+                "i": states["i1"][..., a:b],
+                "i2": states["i2"][..., a:b],
+            }
+        out[lay.output] = {"spikes": states["n_out"], "v": states["v_out"], "i": states["i_out"]}
+        return {k: {kk: vv.round().to(torch.int64) for kk, vv in v.items()} for k, v in out.items()}
+
+    def _spikes(self, v, theta, max_spikes, unit, surrogate: bool):
+        whole = torch.div(v.detach().to(torch.int64), theta.to(torch.int64), rounding_mode="floor")
+        count = torch.clamp(whole, 0, max_spikes).to(v.dtype)
+        if not surrogate:
+            return count
+        smooth = self.surrogate((v - theta) / unit)
+        return smooth + (count - smooth).detach()
+
+    def _simulate(self, x: torch.Tensor, c: _Chip, surrogate: bool) -> dict[str, torch.Tensor]:
+        """The integer dynamics over time (float64 tensors holding integers)."""
+        p = self.profile
+        f64 = torch.float64
+        # Event counts: whole numbers of events, at most max_input_events per channel and step.
+        counts = x.detach().clamp(min=0).to(torch.int64).clamp(max=p.max_input_events).to(f64)
+        n_steps, batch = x.shape[:2]
+        n, m = self.layout.n_hidden, c.w_out.shape[0]
+        states = 2 if c.syn2_used else 1
+        drive = [counts @ c.w_in[k].T for k in range(states)]  # [T, B, N]
+        step_mem = self.dash_mem.to(torch.int64)
+        step_syn = [self.dash_syn.to(torch.int64), self.dash_syn2.to(torch.int64)]
+        zeros = counts.new_zeros(batch, n)
+        cur = [zeros] * states
+        v, z = zeros, zeros
+        vs, ns, i1s, i2s = [], [], [], []
+        for t in range(n_steps):
+            for k in range(states):
+                arriving = drive[k][t]
+                if c.rec_used:
+                    arriving = arriving + z @ c.w_rec[k].T
+                cur[k] = _sat(cur[k] + arriving)
+                cur[k] = cur[k] - _decay(cur[k], step_syn[k])
+            total = cur[0] if states == 1 else cur[0] + cur[1]
+            dv = _sat(total - _decay(v, step_mem))
+            dv = _sat(dv + c.bias)
+            v = _sat(v + dv)
+            z = self._spikes(v, c.theta, p.max_hidden_spikes, c.unit, surrogate)
+            v = v - z.detach() * c.theta
+            vs.append(v)
+            ns.append(z)
+            i1s.append(cur[0])
+            i2s.append(cur[1] if states == 2 else zeros)
+        hidden_spikes = torch.stack(ns) if n_steps else counts.new_zeros(0, batch, n)
+        # Hidden spikes reach the outputs in the next step.
+        previous = torch.cat([hidden_spikes.new_zeros(1, batch, n), hidden_spikes[:-1]])
+        drive_out = previous @ c.w_out.T  # [T, B, M]
+        step_mem_o = self.dash_mem_out.to(torch.int64)
+        step_syn_o = self.dash_syn_out.to(torch.int64)
+        cur_o = v_o = counts.new_zeros(batch, m)
+        vo, no, io = [], [], []
+        for t in range(n_steps):
+            cur_o = _sat(cur_o + drive_out[t])
+            cur_o = cur_o - _decay(cur_o, step_syn_o)
+            dv = _sat(cur_o - _decay(v_o, step_mem_o))
+            dv = _sat(dv + c.bias_out)
+            v_o = _sat(v_o + dv)
+            z_o = self._spikes(
+                v_o, c.theta_out, p.max_output_spikes, c.unit_out, surrogate and self.output_spiking
+            )
+            v_o = v_o - z_o.detach() * c.theta_out
+            vo.append(v_o)
+            no.append(z_o)
+            io.append(cur_o)
+        return {
+            "v": torch.stack(vs),
+            "n": hidden_spikes,
+            "i1": torch.stack(i1s),
+            "i2": torch.stack(i2s),
+            "v_out": torch.stack(vo),
+            "n_out": torch.stack(no),
+            "i_out": torch.stack(io),
+        }
+
+    # ------------------------------------------------------------------ reports
+    def neuron_report(self) -> pd.DataFrame:
+        """Per population: each time constant asked for, its shift and the one realised, and
+        the integer threshold range."""
+        dt = self.spec.dt
+        rows = []
+        with torch.no_grad():
+            c = self._quantize()
+        for pop in self.spec.populations:
+            for key in ("tau_mem", "tau_syn"):
+                tau = pop.params[key]
+                dash = bitshift(tau, dt)
+                rows.append(
+                    {
+                        "population": pop.name,
+                        "parameter": key,
+                        "requested": tau,
+                        "shift": dash,
+                        "on_chip": bitshift_tau(dash, dt),
+                    }
+                )
+            if pop.name == self.layout.output:
+                th = c.theta_out
+            else:
+                a, b = self.layout.slices[pop.name]
+                th = c.theta[a:b]
+            rows.append(
+                {
+                    "population": pop.name,
+                    "parameter": "threshold (integer)",
+                    "requested": pop.params.get("threshold", float("nan")),
+                    "shift": float("nan"),
+                    "on_chip": f"{int(th.min())}..{int(th.max())}",
+                }
+            )
+        return pd.DataFrame(rows)
+
+
+_TINY = 1e-12
+
+
+def _group_max(x: torch.Tensor) -> torch.Tensor:
+    return torch.full_like(x, float(x.max())) if x.numel() else x
+
+
+def _group_min(x: torch.Tensor) -> torch.Tensor:
+    return torch.full_like(x, float(x.min())) if x.numel() else x
+
+
+def _largest_shift(fit: torch.Tensor, cap: torch.Tensor, shift_max: int) -> int:
+    """The matrix shift: the largest ``s <= shift_max`` at which the neuron with the largest
+    weights (smallest ``fit``) still fits its cap, ``fit * 2**s <= cap``.  Every other neuron
+    then gets a unit of at least half its cap (``min(fit * 2**s, cap)``): no neuron's states
+    are coarser than with one scale for all."""
+    if fit.numel() == 0:
+        return 0
+    room = float((cap / fit).max())
+    if room < 2.0:
+        return 0
+    return int(min(math.floor(math.log2(room)), shift_max))
+
+
+def _option_problems(weight_scale, weight_shift, gain_match, headroom, readout_range, profile):
+    problems = []
+    if weight_scale not in WEIGHT_SCALES:
+        problems.append(
+            Problem(
+                "options.weight_scale", f"{weight_scale!r} must be one of {list(WEIGHT_SCALES)}"
+            )
+        )
+    if gain_match not in GAIN_MATCHES:
+        problems.append(
+            Problem("options.gain_match", f"{gain_match!r} must be one of {list(GAIN_MATCHES)}")
+        )
+    smax = (profile or XyloProfile()).weight_shift_max
+    if weight_shift != "auto":
+        ok = (
+            isinstance(weight_shift, (list, tuple))
+            and len(weight_shift) == 3
+            and all(
+                isinstance(s, int) and not isinstance(s, bool) and 0 <= s <= smax
+                for s in weight_shift
+            )
+        )
+        if not ok:
+            problems.append(
+                Problem(
+                    "options.weight_shift",
+                    f"{weight_shift!r} must be 'auto' or (in, rec, out) integers 0 to {smax}",
+                )
+            )
+        elif weight_scale == "network" and weight_shift[0] != weight_shift[1]:
+            problems.append(
+                Problem(
+                    "options.weight_shift",
+                    f"{weight_shift!r}: one scale for the network needs equal input and "
+                    "recurrent shifts",
+                )
+            )
+    if not (isinstance(headroom, (int, float)) and math.isfinite(headroom) and headroom >= 1):
+        problems.append(
+            Problem("options.threshold_headroom", f"{headroom!r} must be a finite number >= 1")
+        )
+    if not (
+        isinstance(readout_range, (int, float))
+        and math.isfinite(readout_range)
+        and readout_range > 0
+    ):
+        problems.append(
+            Problem("options.readout_range", f"{readout_range!r} must be a finite number > 0")
+        )
+    return problems
+
+
+# ------------------------------------------------------------------------------------ power
+def cycles_per_step(
+    network: Xylo,
+    input_activity: float,
+    hidden_activity: float,
+    output_activity: float = 0.0,
+) -> float:
+    """Core clock cycles to compute one time step (the Xylo Audio 2 cycle model).
+
+    The activities are the probabilities that an input channel, a hidden neuron or an output
+    neuron has at least one event in a step (several events in one step cost as much as one).
+    The counts come from the network: input channels, hidden neurons, the neurons the inputs
+    reach, the neurons the outputs read, and the average number of non-zero recurrent weights
+    per hidden neuron (either synaptic state).  Alias (copy) connections are not used here, so
+    their terms vanish.
+    """
+    p = network.profile
+    cfg = network.configuration()
+    n_in = network.spec.input_size
+    n_hid = network.layout.n_hidden
+    n_out = network.spec.size_of(network.layout.output)
+    fed = sum(network.spec.size_of(h) for h in network.layout.input_targets)
+    read = sum(network.spec.size_of(h) for h in network.layout.output_sources)
+    if n_hid:
+        rec = np.array(cfg.weights_rec) != 0
+        rec |= np.array(cfg.weights_rec2) != 0
+        fan_out = float(rec.sum(axis=0).mean())  # per source neuron: its column of [target][source]
+    else:
+        fan_out = 0.0
+    cycles_input = n_in * (input_activity * fed * p.cycles_input_event + p.cycles_input_channel)
+    cycles_hidden_syn = n_hid * (
+        fan_out * p.cycles_hidden_synapse * hidden_activity + p.cycles_hidden_isyn
+    )
+    cycles_output_syn = (
+        read * hidden_activity * (p.cycles_output_source + n_out * p.cycles_output_synapse)
+    )
+    cycles_hidden = n_hid * (p.cycles_hidden_neuron + p.cycles_hidden_spike * hidden_activity)
+    cycles_output = n_out * p.cycles_output_neuron
+    del output_activity  # the model's output term does not depend on output activity
+    return cycles_input + cycles_hidden_syn + cycles_output_syn + cycles_hidden + cycles_output
+
+
+def _activity(x: torch.Tensor | None) -> float:
+    if x is None:
+        return 1.0
+    x = torch.as_tensor(x)
+    return float((x > 0).to(torch.float64).mean()) if x.numel() else 0.0
+
+
+def estimate_power(network: Xylo, recordings, inputs: torch.Tensor | None = None) -> pd.DataFrame:
+    """Cycles, power and energy per time step of ``network`` for the activity it showed.
+
+    ``recordings``: the recordings of a forward pass (``result.recordings`` or the
+    :class:`RunResult`) holding the spikes of every hidden population; ``inputs``: the input
+    events ``[time, batch, inputs]`` (None: every channel active every step, the worst case).
+
+    Model: ``cycles`` from :func:`cycles_per_step` (SynSense's cycle model of Xylo Audio 2);
+    dynamic power ``energy_per_cycle * cycles / dt`` (the core idles once a step is done);
+    total power adds the profile's static power.  The energy per cycle and the static power
+    are assumptions of the profile (see ``network.profile.figures()``).
+    """
+    if isinstance(recordings, RunResult):
+        recordings = recordings.recordings
+    lay = network.layout
+    missing = [h for h in lay.hidden if h not in recordings or "spikes" not in recordings[h]]
+    if missing:
+        raise ValueError(f"recordings: spikes of {missing} are missing; run with record=True")
+    hidden = torch.cat([torch.as_tensor(recordings[h]["spikes"]) for h in lay.hidden], dim=-1)
+    hidden_activity = _activity(hidden)
+    out_rec = recordings.get(lay.output, {})
+    output_activity = _activity(out_rec.get("spikes")) if "spikes" in out_rec else 0.0
+    input_activity = _activity(inputs)
+    p = network.profile
+    cycles = cycles_per_step(network, input_activity, hidden_activity, output_activity)
+    dt_s = network.spec.dt * 1e-3
+    dynamic = p.energy_per_cycle * cycles / dt_s
+    total = dynamic + p.static_power
+    busy = cycles / (p.clock_hz * dt_s)
+    rows = [
+        (
+            "input activity",
+            input_activity,
+            "events per channel-step (>=1)",
+            "worst case" if inputs is None else "",
+        ),
+        ("hidden activity", hidden_activity, "spiking fraction per neuron-step", ""),
+        ("output activity", output_activity, "spiking fraction per neuron-step", ""),
+        ("cycles per step", cycles, "core clock cycles", "SynSense cycle model (Xylo Audio 2)"),
+        ("core busy fraction", busy, "of each step at the core clock", "> 1: not real time"),
+        ("dynamic power", dynamic, "W", "assumed energy per cycle"),
+        ("static power", p.static_power, "W", "assumption"),
+        ("total power", total, "W", ""),
+        ("energy per step", total * dt_s, "J", ""),
+    ]
+    return pd.DataFrame(rows, columns=["quantity", "value", "unit", "note"])

@@ -1,0 +1,554 @@
+"""The Xylo emulator: bit-exact integer dynamics, the chip's limits, quantisation and power."""
+
+from __future__ import annotations
+
+import math
+import random
+
+import pytest
+import torch
+
+from workbench.backends import FloatNetwork, build
+from workbench.hardware.base import deploy
+from workbench.hardware.xylo import (
+    Xylo,
+    XyloProfile,
+    bitshift,
+    bitshift_tau,
+    estimate_power,
+)
+from workbench.spec import NetworkSpec, Population, Projection, SpecError, feedforward
+
+# --------------------------------------------------------------------------------------------
+# An independent integer reference of the chip, written plainly (Python ints and loops), from
+# the documented behaviour: deliver this step's input events (at most 15 per channel) and the
+# previous step's hidden spike counts, each weight shifted left by its matrix's shift, and
+# saturate to 16 bits; decay each synaptic state by ``x >> dash`` (at least one towards zero);
+# add the synaptic states to the decayed membrane, then the bias, saturating each sum; fire
+# while the membrane reaches the threshold (at most 31 times for hidden neurons, once for
+# outputs), subtracting the threshold each time.
+
+LOW, HIGH = -32768, 32767
+
+
+def saturate(x):
+    return LOW if x < LOW else HIGH if x > HIGH else x
+
+
+def decay(x, dash):
+    step = x >> dash
+    if step == 0 and x > 0:
+        step = 1
+    return step
+
+
+def neuron_step(i_states, v, dash_mem, bias, threshold, max_spikes):
+    """The membrane update of one neuron after its synaptic states were updated."""
+    dv = saturate(-decay(v, dash_mem) + sum(i_states))
+    dv = saturate(dv + bias)
+    v = saturate(v + dv)
+    n = 0
+    while v >= threshold and n < max_spikes:
+        v -= threshold
+        n += 1
+    return v, n
+
+
+def reference_run(cfg, counts):
+    """``counts[t][b][c]`` input events -> per sample lists of per step states."""
+    n_hidden = len(cfg.dash_mem)
+    n_out = len(cfg.dash_mem_out)
+    n_in = len(counts[0][0])
+    samples = []
+    for b in range(len(counts[0])):
+        i1, i2, v = [0] * n_hidden, [0] * n_hidden, [0] * n_hidden
+        io, vo = [0] * n_out, [0] * n_out
+        previous = [0] * n_hidden
+        steps = []
+        for t in range(len(counts)):
+            events = [min(counts[t][b][c], cfg.max_input_events) for c in range(n_in)]
+            spikes = [0] * n_hidden
+            for j in range(n_hidden):
+                add1 = add2 = 0
+                for c in range(n_in):
+                    add1 += events[c] * (cfg.weights_in[j][c] << cfg.weight_shift_in)
+                    add2 += events[c] * (cfg.weights_in2[j][c] << cfg.weight_shift_in)
+                for s in range(n_hidden):
+                    add1 += previous[s] * (cfg.weights_rec[j][s] << cfg.weight_shift_rec)
+                    add2 += previous[s] * (cfg.weights_rec2[j][s] << cfg.weight_shift_rec)
+                i1[j] = saturate(i1[j] + add1)
+                i1[j] -= decay(i1[j], cfg.dash_syn[j])
+                i2[j] = saturate(i2[j] + add2)
+                i2[j] -= decay(i2[j], cfg.dash_syn2[j])
+                v[j], spikes[j] = neuron_step(
+                    [i1[j], i2[j]],
+                    v[j],
+                    cfg.dash_mem[j],
+                    cfg.bias[j],
+                    cfg.threshold[j],
+                    cfg.max_hidden_spikes,
+                )
+            out_spikes = [0] * n_out
+            for o in range(n_out):
+                add = 0
+                for s in range(n_hidden):
+                    add += previous[s] * (cfg.weights_out[o][s] << cfg.weight_shift_out)
+                io[o] = saturate(io[o] + add)
+                io[o] -= decay(io[o], cfg.dash_syn_out[o])
+                vo[o], out_spikes[o] = neuron_step(
+                    [io[o]],
+                    vo[o],
+                    cfg.dash_mem_out[o],
+                    cfg.bias_out[o],
+                    cfg.threshold_out[o],
+                    cfg.max_output_spikes,
+                )
+            previous = spikes
+            steps.append(
+                {
+                    "spikes": list(spikes),
+                    "v": list(v),
+                    "i": list(i1),
+                    "i2": list(i2),
+                    "out_spikes": out_spikes,
+                    "out_v": list(vo),
+                    "out_i": list(io),
+                }
+            )
+        samples.append(steps)
+    return samples
+
+
+# --------------------------------------------------------------------------------------------
+# Random small networks that fit the chip
+
+
+def random_tau(rng, dt, low, high):
+    return dt * 2 ** rng.uniform(low, high)
+
+
+def random_case(rng: random.Random):
+    dt = rng.choice([0.5, 1.0])
+    n_in = rng.randint(1, 16)
+    n_hidden_pops = rng.choice([1, 1, 2])
+    hidden = [f"h{k}" for k in range(n_hidden_pops)]
+    pops = []
+    for name in hidden:
+        pops.append(
+            Population(
+                name,
+                rng.randint(1, 10),
+                "lif",
+                {
+                    "tau_mem": random_tau(rng, dt, 0.1, 7),
+                    "tau_syn": random_tau(rng, dt, 0.6, 5),
+                    "threshold": rng.uniform(0.1, 3.0),
+                    "v_leak": rng.choice([0.0, 0.0, rng.uniform(-0.5, 0.5)]),
+                    "reset": rng.choice(["zero", "subtract"]),
+                },
+            )
+        )
+    out_model = rng.choice(["lif", "li"])
+    out_params = {"tau_mem": random_tau(rng, dt, 0.1, 7), "tau_syn": random_tau(rng, dt, 0.6, 5)}
+    if out_model == "lif":
+        out_params["threshold"] = rng.uniform(0.1, 3.0)
+    pops.append(Population("out", rng.randint(1, 8), out_model, out_params))
+    size = {p.name: p.size for p in pops}
+    size["input"] = n_in
+
+    def weights(source, target, std):
+        return [[rng.gauss(0.0, std) for _ in range(size[source])] for _ in range(size[target])]
+
+    links = [("input", "h0", False)]
+    if n_hidden_pops == 2:
+        links.append(("h0", "h1", False))
+        if rng.random() < 0.5:
+            links.append(("input", "h1", False))
+        if rng.random() < 0.5:
+            links.append(("h1", "h0", True))
+    if rng.random() < 0.6:
+        links.append(("h0", "h0", True))
+    links.append((hidden[-1], "out", False))
+    if n_hidden_pops == 2 and rng.random() < 0.4:
+        links.append(("h0", "out", False))
+    projections = [
+        Projection(s, t, recurrent=r, weights=weights(s, t, rng.uniform(0.2, 6.0)))
+        for s, t, r in links
+    ]
+    spec = NetworkSpec(n_in, pops, projections, dt=dt, n_steps=20, name="random")
+    options = {
+        "weight_scale": rng.choice(["global", "network", "per_neuron"]),
+        "threshold_headroom": rng.choice([1.0, 2.0, 4.0, 32.0]),
+        "readout_range": rng.choice([2.0, 64.0]),
+        "gain_match": rng.choice(["peak", "area"]),
+    }
+    if rng.random() < 0.5:
+        shift_in = rng.randint(0, 7)
+        shift_rec = shift_in if options["weight_scale"] == "network" else rng.randint(0, 7)
+        options["weight_shift"] = (shift_in, shift_rec, rng.randint(0, 7))
+    if rng.random() < 0.35:
+        target = rng.choice(hidden)
+        n = size[target]
+        options["tau_syn2"] = {
+            target: [random_tau(rng, dt, 0.6, 6) for _ in range(n)]
+            if rng.random() < 0.5
+            else random_tau(rng, dt, 0.6, 6)
+        }
+        incoming = [f"{s}->{t}" for s, t, _ in links if t == target]
+        name = rng.choice(incoming)
+        source = name.split("->")[0]
+        if rng.random() < 0.5:
+            options["synapse2"] = [name]
+        else:
+            mask = [[rng.randint(0, 1) for _ in range(size[source])] for _ in range(n)]
+            options["synapse2"] = {name: mask}
+    n_steps, batch = rng.randint(5, 25), rng.randint(1, 3)
+    density = rng.uniform(0.05, 0.6)
+    counts = [
+        [
+            [rng.randint(1, 20) if rng.random() < density else 0 for _ in range(n_in)]
+            for _ in range(batch)
+        ]
+        for _ in range(n_steps)
+    ]
+    return spec, options, counts
+
+
+def compare(net, cfg, counts):
+    """Return the emulator's integer states next to the reference's, flattened per key."""
+    got = net.integer_run(torch.tensor(counts, dtype=torch.float32))
+    want = reference_run(cfg, counts)
+    mismatches = []
+    for name, (a, b) in cfg.hidden_slices.items():
+        for key in ("spikes", "v", "i", "i2"):
+            emulated = got[name][key][:, :, :].tolist()
+            for t, step in enumerate(emulated):
+                for s, row in enumerate(step):
+                    if row != want[s][t][key][a:b]:
+                        mismatches.append((name, key, t, s, row, want[s][t][key][a:b]))
+    out = net.layout.output
+    for key, ref_key in (("spikes", "out_spikes"), ("v", "out_v"), ("i", "out_i")):
+        emulated = got[out][key].tolist()
+        for t, step in enumerate(emulated):
+            for s, row in enumerate(step):
+                if row != want[s][t][ref_key]:
+                    mismatches.append((out, key, t, s, row, want[s][t][ref_key]))
+    return mismatches, want
+
+
+def test_integer_reference_agrees_on_100_random_networks():
+    rng = random.Random(1234)
+    seen = {"multi_spike": 0, "saturated": 0, "clipped_input": 0, "recurrent": 0, "syn2": 0}
+    seen.update(output_spike=0, bias=0)
+    for case in range(100):
+        spec, options, counts = random_case(rng)
+        net = Xylo(spec, seed=case, **options)
+        cfg = net.configuration()
+        mismatches, want = compare(net, cfg, counts)
+        assert not mismatches, f"case {case} ({options}): first mismatch {mismatches[0]}"
+        steps = [step for sample in want for step in sample]
+        values = [x for step in steps for key in ("v", "i", "i2", "out_v") for x in step[key]]
+        seen["multi_spike"] += any(n > 1 for step in steps for n in step["spikes"])
+        seen["saturated"] += any(x in (LOW, HIGH) for x in values)
+        seen["clipped_input"] += any(c > 15 for step in counts for row in step for c in row)
+        seen["recurrent"] += any(
+            p.source != "input" and p.target != "out" for p in spec.projections
+        )
+        seen["syn2"] += any(x != 0 for step in steps for x in step["i2"])
+        seen["output_spike"] += any(n for step in steps for n in step["out_spikes"])
+        seen["bias"] += any(b != 0 for b in cfg.bias)
+    # The random cases reach every corner of the dynamics, several times each.
+    assert min(seen.values()) >= 5, seen
+
+
+def test_emulator_states_are_exact_integers_within_16_bits():
+    rng = random.Random(7)
+    spec, options, counts = random_case(rng)
+    states = Xylo(spec, **options).integer_run(torch.tensor(counts, dtype=torch.float32))
+    for pop in states.values():
+        for key, value in pop.items():
+            assert value.dtype == torch.int64
+            assert int(value.min()) >= LOW and int(value.max()) <= HIGH, key
+
+
+# --------------------------------------------------------------------------------------------
+# Time constants and the bit-shift rule
+
+
+def test_time_constants_map_to_rounded_bit_shifts():
+    assert bitshift(20.0, 0.5) == 5  # log2(40) = 5.32
+    assert bitshift(5.0, 0.5) == 3  # log2(10) = 3.32
+    assert bitshift(16.0, 1.0) == 4
+    assert bitshift(0.8, 1.0) == 0  # tau <= dt: no memory (Rockpool clips at 0)
+    assert bitshift(1.0, 1.0) == 0
+    assert bitshift(1.2, 1.0) == 0  # log2(1.2) = 0.26 rounds to 0
+    assert bitshift(1.5, 1.0) == 1
+    # The realised time constant of x <- x (1 - 2**-dash) per step.
+    assert bitshift_tau(5, 0.5) == pytest.approx(-0.5 / math.log(1 - 1 / 32))
+    assert bitshift_tau(0, 1.0) == 0.0
+
+
+def test_a_small_state_still_decays_by_one_per_step():
+    # One hidden neuron, one input event of weight 1 (times the shift): the current decays by
+    # at least one each step until it reaches zero, even where x >> dash is zero.
+    spec = NetworkSpec(
+        1,
+        [
+            Population("h", 1, "lif", {"tau_mem": 1000.0, "tau_syn": 1000.0, "threshold": 0.01}),
+            Population("out", 1, "li", {"tau_mem": 2.0, "tau_syn": 2.0}),
+        ],
+        [Projection("input", "h", weights=[[1.0]]), Projection("h", "out", weights=[[1.0]])],
+        dt=1.0,
+        n_steps=10,
+    )
+    net = Xylo(spec, weight_shift=(0, 0, 0))
+    cfg = net.configuration()
+    weight = cfg.weights_in[0][0]
+    assert cfg.dash_syn == [10] and 12 < weight < 2**10
+    x = torch.zeros(12, 1, 1)
+    x[0, 0, 0] = 1
+    current = net.integer_run(x)["h"]["i"][:, 0, 0].tolist()
+    # weight >> 10 is 0, so the current decays by one each step: w - 1, w - 2, ...
+    assert current == [weight - 1 - k for k in range(12)]
+
+
+# --------------------------------------------------------------------------------------------
+# Refusals
+
+
+def yinyang_like(hidden=120, inputs=5, outputs=3, **params):
+    return feedforward([inputs, hidden, outputs], params=params, dt=0.5, n_steps=20)
+
+
+def messages(spec, profile=None):
+    with pytest.raises(SpecError) as info:
+        Xylo(spec, profile=profile)
+    return [str(p) for p in info.value.problems]
+
+
+def test_too_many_hidden_neurons_is_refused_naming_limit_value_and_chip():
+    assert messages(yinyang_like(hidden=1200)) == [
+        "populations[0].size: hidden neurons is 1200; Xylo Audio 2 allows at most 1000"
+    ]
+
+
+def test_every_violation_is_listed_with_its_field():
+    spec = NetworkSpec(
+        20,
+        [
+            Population("a", 100, "alif", {"refractory_steps": 2}),
+            Population("b", 100, "lif", {"tau_syn": 0.55, "tau_mem": 1e6}),
+            Population("out", 12, "lif"),
+        ],
+        [
+            Projection("input", "a", delay=3),
+            Projection("a", "b"),
+            Projection("b", "out"),
+            Projection("input", "out"),
+        ],
+        dt=0.5,
+        n_steps=20,
+    )
+    found = "\n".join(messages(spec))
+    for text in (
+        "input_size: input channels is 20; Xylo Audio 2 allows at most 16",
+        "populations[2].size: output neurons is 12; Xylo Audio 2 allows at most 8",
+        "populations[0].model: hidden neuron model is 'alif'; Xylo Audio 2 allows 'lif' only",
+        "populations[0].params.refractory_steps: refractory period is 2 steps",
+        "populations[1].params.tau_syn: synaptic time constant",
+        "0.55 ms (shift 0)",
+        "populations[1].params.tau_mem: membrane time constant",
+        "projections[0].delay: synaptic delay is 3 steps; Xylo Audio 2 allows 0",
+        "populations[0]: fan-out per hidden neuron (synapses onto hidden neurons) is 100; "
+        "Xylo Audio 2 allows at most 64",
+        "projections[3].target: projection from the inputs to the outputs is input->out",
+    ):
+        assert text in found, text
+
+
+def test_variants_have_their_own_limits():
+    assert XyloProfile.audio3().n_hidden == 992 and XyloProfile.audio3().n_outputs == 32
+    assert XyloProfile.imu().n_hidden == 496 and XyloProfile.imu().synaptic_states == 1
+    assert messages(yinyang_like(hidden=600), XyloProfile.imu())[0] == (
+        "populations[0].size: hidden neurons is 600; Xylo IMU allows at most 496"
+    )
+    assert messages(yinyang_like(hidden=100, outputs=33), XyloProfile.audio3()) == [
+        "populations[1].size: output neurons is 33; Xylo Audio 3 allows at most 32"
+    ]
+    # Xylo Audio 3 feeds the inputs to at most 128 hidden neurons and reads at most 128.
+    found = messages(yinyang_like(hidden=200), XyloProfile.audio3())
+    assert (
+        "projections: hidden neurons fed by the inputs is 200; Xylo Audio 3 allows at most 128"
+        in found[0]
+    )
+    Xylo(yinyang_like(hidden=128), variant="audio3")  # fits
+    # The variant can be named instead of a profile.
+    assert Xylo(yinyang_like(hidden=20), variant="imu").profile.name == "Xylo IMU"
+
+
+def test_the_second_synaptic_state_is_refused_where_the_chip_has_none():
+    with pytest.raises(SpecError, match="Xylo IMU has 1 synaptic state"):
+        Xylo(
+            yinyang_like(hidden=20),
+            variant="imu",
+            tau_syn2={"hidden": 20.0},
+            synapse2=["input->hidden"],
+        )
+    with pytest.raises(SpecError, match=r"options.synapse2.input->hidden: needs options.tau_syn2"):
+        Xylo(yinyang_like(hidden=20), synapse2=["input->hidden"])
+
+
+# --------------------------------------------------------------------------------------------
+# Quantisation
+
+
+def random_net(seed=0, **options):
+    torch.manual_seed(seed)
+    spec = NetworkSpec(
+        6,
+        [
+            Population("hidden", 24, "lif", {"tau_mem": 16.0, "tau_syn": 4.0}),
+            Population("output", 3, "li", {"tau_mem": 16.0, "tau_syn": 4.0}),
+        ],
+        [
+            Projection("input", "hidden", weight_std=2.0),
+            Projection("hidden", "hidden", recurrent=True, weight_std=0.3),
+            Projection("hidden", "output", weight_std=1.0),
+        ],
+        dt=1.0,
+        n_steps=30,
+    )
+    return Xylo(spec, seed=seed, **options)
+
+
+@pytest.mark.parametrize("scale", ["global", "network", "per_neuron"])
+def test_quantisation_round_trip_is_stable_and_within_half_a_step(scale):
+    net = random_net(weight_scale=scale)
+    first = net.configuration()
+    int8 = {"input->hidden": first.weights_in, "hidden->hidden": first.weights_rec}
+    with torch.no_grad():
+        for proj in net.spec.projections:
+            on_chip = net.weight(proj)
+            ints = torch.tensor(int8.get(proj.name) or first.weights_out, dtype=on_chip.dtype)
+            # One step of the int8 grid per target neuron, in float units.
+            step = (on_chip.abs().sum(1) / ints.abs().sum(1)).unsqueeze(1)
+            assert torch.allclose(on_chip, ints * step, rtol=1e-5, atol=1e-7)
+            error = (on_chip - net.float_weight(proj)).abs()
+            assert (error <= 0.5 * step + 1e-6).all(), proj.name  # rounding: half a step at most
+            net.float_weight(proj).copy_(on_chip)
+    second = net.configuration()
+    assert second == first  # quantising the chip's own weights changes nothing
+    assert max(abs(w) for row in first.weights_in for w in row) == 127
+    assert all(
+        0 <= s <= net.profile.weight_shift_max
+        for s in (first.weight_shift_in, first.weight_shift_out)
+    )
+
+
+def test_per_neuron_scale_is_never_coarser_than_one_global_scale():
+    one = random_net(weight_scale="global").configuration()
+    per = random_net(weight_scale="per_neuron").configuration()
+    assert per.weight_shift_in == one.weight_shift_in
+    # Integer thresholds (the membrane's resolution) and weights are at least as fine.
+    assert all(p >= g for p, g in zip(per.threshold, one.threshold))
+    assert any(p > g for p, g in zip(per.threshold, one.threshold))
+    for p_row, g_row in zip(per.weights_in, one.weights_in):
+        assert max(map(abs, p_row)) >= max(map(abs, g_row))
+    # Global: the largest weight onto the hidden neurons uses the full int8 range.
+    assert max(abs(w) for row in one.weights_in + one.weights_rec for w in row) == 127
+
+
+def test_deployment_report_shows_small_error_and_no_clipping():
+    net = random_net()
+    report = net.deployment_report()
+    assert (report["clipped"] == 0).all()
+    # Relative to each projection's largest weight; the recurrent weights are small and share
+    # the scale of the input weights, so their relative error is the largest.
+    assert (report["relative_rms_error"] < 0.02).all()
+
+
+def test_float_weights_deploy_through_the_backend_registry():
+    spec = yinyang_like(hidden=16, tau_mem=16.0, tau_syn=4.0)
+    float_net = FloatNetwork(spec, seed=3)
+    deployment = deploy(float_net, "xylo", weight_scale="per_neuron")
+    assert isinstance(deployment.network, Xylo)
+    assert deployment.network.weight_scale == "per_neuron"
+    assert set(deployment.weights["projection"]) == {"input->hidden", "hidden->output"}
+    assert isinstance(build(spec, "xylo"), Xylo)
+
+
+# --------------------------------------------------------------------------------------------
+# Training on the emulator
+
+
+def test_straight_through_gradients_reach_the_float_weights():
+    net = random_net()
+    x = (torch.rand(30, 4, 6) < 0.3).float()
+    result = net(x)
+    loss = torch.nn.functional.cross_entropy(
+        result.output.max(0).values, torch.tensor([0, 1, 2, 0])
+    )
+    loss.backward()
+    for key, w in net.weights.items():
+        assert w.grad is not None and torch.isfinite(w.grad).all(), key
+        assert w.grad.abs().sum() > 0, key
+
+
+def test_spiking_readout_gets_surrogate_gradients():
+    spec = feedforward(
+        [4, 12, 2],
+        output_model="lif",
+        params={"tau_mem": 8.0, "tau_syn": 2.0},
+        output_params={"tau_mem": 8.0, "tau_syn": 2.0, "threshold": 0.5},
+        dt=1.0,
+        n_steps=20,
+    )
+    net = Xylo(spec, seed=1)
+    out = net((torch.rand(20, 3, 4) < 0.5).float()).output
+    assert set(out.unique().tolist()) <= {0.0, 1.0}  # at most one output spike per step
+    out.sum().backward()
+    assert all(w.grad is not None and w.grad.abs().sum() > 0 for w in net.weights.values())
+
+
+def test_recordings_follow_the_float_simulators_contract():
+    net = random_net()
+    x = (torch.rand(30, 2, 6) < 0.3).float()
+    result = net(x, record=True)
+    assert result.output.shape == (30, 2, 3)
+    assert set(result.recordings) == {"hidden", "output"}
+    hidden = result.recordings["hidden"]
+    assert set(hidden) == {"v", "i", "spikes"} and hidden["v"].shape == (30, 2, 24)
+    assert "spikes" not in result.recordings["output"]
+    # Membranes are in float units: after the reset, no hidden neuron sits at its threshold.
+    assert float(hidden["v"].detach().max()) < 1.0
+    assert torch.equal(result.output, result.recordings["output"]["v"])
+
+
+# --------------------------------------------------------------------------------------------
+# Power
+
+
+def test_power_estimate_grows_with_spikes():
+    net = random_net()
+    quiet = (torch.rand(30, 8, 6) < 0.02).float()
+    busy = (torch.rand(30, 8, 6) < 0.6).float() * 3
+    with torch.no_grad():
+        low = estimate_power(net, net(quiet, record=True), quiet).set_index("quantity")["value"]
+        high = estimate_power(net, net(busy, record=True), busy).set_index("quantity")["value"]
+    assert high["hidden activity"] > low["hidden activity"]
+    assert high["cycles per step"] > low["cycles per step"]
+    assert high["total power"] > low["total power"] > net.profile.static_power
+
+
+def test_profile_figures_name_their_sources_and_assumptions():
+    table = XyloProfile.audio2().figures().set_index("figure")
+    assert (table["source"].str.len() > 0).all()
+    assumed = set(table.index[table["assumption"]])
+    assert {"energy_per_cycle", "static_power", "dash_max", "weight_shift_max"} <= assumed
+    assert "n_hidden" not in assumed
+    # The cycle model was measured on Xylo Audio 2 only.
+    imu = XyloProfile.imu().figures().set_index("figure")
+    assert imu.loc["cycles_hidden_neuron", "assumption"]
+    resources = Xylo.resources(yinyang_like()).set_index("resource")
+    assert resources.loc["hidden neurons", "used"] == 120
+    assert resources.loc["hidden neurons", "capacity"] == 1000
