@@ -842,12 +842,7 @@ class Loihi(EmulatedNetwork):
 
     def forward(self, x: torch.Tensor, record=()) -> RunResult:
         self._check_input(x)
-        if isinstance(record, str):
-            record = [record]
-        wanted = set(self.order) if record is True else set(record or ())
-        unknown = wanted - set(self.order)
-        if unknown:
-            raise ValueError(f"record: {sorted(unknown)} are not populations of {self.order}")
+        wanted = self.wanted(record)
         config = self.chip_config()
         run = simulate(self.spec, config, x.detach(), None, self.profile)
         traces = {}

@@ -1043,18 +1043,12 @@ class Xylo(EmulatedNetwork):
     def forward(self, x: torch.Tensor, record: bool | Iterable[str] = ()) -> RunResult:
         """Run ``x`` (``[time, batch, inputs]`` event counts) on the emulated chip."""
         self._check_input(x)
-        if isinstance(record, str):
-            record = [record]
-        names = [p.name for p in self.spec.populations]
-        wanted = set(names) if record is True else set(record or ())
-        unknown = wanted - set(names)
-        if unknown:
-            raise ValueError(f"record: {sorted(unknown)} are not populations of {names}")
+        wanted = self.wanted(record)
         chip = self._quantize()
         states = self._simulate(x, chip, surrogate=True)
         lay = self.layout
         recordings = {}
-        for name in names:
+        for name in self.spec.population_names:
             if name not in wanted:
                 continue
             if name == lay.output:

@@ -140,16 +140,21 @@ class FloatNetwork(nn.Module):
                 f"input: shape {tuple(x.shape)} must be [time, batch, {self.spec.input_size}]"
             )
 
-    def forward(self, x: torch.Tensor, record: bool | Iterable[str] = ()) -> RunResult:
-        """Simulate ``x`` (``[time, batch, inputs]``); ``record`` names populations (or True)."""
-        self._check_input(x)
-        x = x.to(self.dtype)
+    def wanted(self, record: bool | str | Iterable[str]) -> set[str]:
+        """The populations a ``record`` argument asks for (True: all; a name; names)."""
         if isinstance(record, str):
             record = [record]
         wanted = set(self.order) if record is True else set(record or ())
         unknown = wanted - set(self.order)
         if unknown:
             raise ValueError(f"record: {sorted(unknown)} are not populations of {self.order}")
+        return wanted
+
+    def forward(self, x: torch.Tensor, record: bool | Iterable[str] = ()) -> RunResult:
+        """Simulate ``x`` (``[time, batch, inputs]``); ``record`` names populations (or True)."""
+        self._check_input(x)
+        x = x.to(self.dtype)
+        wanted = self.wanted(record)
         run = self._layerwise if self.layerwise else self._stepwise
         traces = run(x, wanted | {self.spec.output_name})
         out_pop = self.spec.population(self.spec.output_name)
