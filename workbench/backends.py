@@ -169,6 +169,7 @@ class FloatNetwork(nn.Module):
         delays = self._delays.get(projection_key(proj))
         if delays is None:
             return delayed(int(proj.delay)) @ w.T
+        delays = delays.to(w.device)  # follows the module to another device
         total = 0
         for d in delays.unique().tolist():
             total = total + delayed(d) @ (w * (delays == d)).T
