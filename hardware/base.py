@@ -99,11 +99,19 @@ class EmulatedNetwork(FloatNetwork):
         self, spec: NetworkSpec, profile: HardwareProfile | None = None, seed: int = 0, **options
     ):
         spec.validate()
-        if isinstance(profile, dict):  # changes to the default figures, as stored in a run
-            profile = dataclasses.replace(self.profile_class(), **profile)
-        self.profile = profile if profile is not None else self.profile_class()
+        self.profile = self.make_profile(profile)
         refuse(self.check(spec, self.profile))
         super().__init__(spec, seed=seed, **options)
+
+    @classmethod
+    def make_profile(cls, profile: HardwareProfile | dict | None) -> HardwareProfile:
+        """A profile: the default (None), the default with some figures changed (a dict, as a
+        run's ``backend_options`` stores it), or ``profile`` itself."""
+        if profile is None:
+            return cls.profile_class()
+        if isinstance(profile, dict):
+            return dataclasses.replace(cls.profile_class(), **profile)
+        return profile
 
     @classmethod
     def check(cls, spec: NetworkSpec, profile: HardwareProfile | None = None) -> list[Violation]:

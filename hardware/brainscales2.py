@@ -206,7 +206,7 @@ class BrainScaleS2(EmulatedNetwork):
     # ------------------------------------------------------------------------ limits
     @classmethod
     def check(cls, spec: NetworkSpec, profile: BrainScaleS2Profile | None = None):
-        prof = profile or cls.profile_class()
+        prof = cls.make_profile(profile)
         out: list[Violation] = []
         total = sum(p.size for p in spec.populations)
         if total > prof.neurons:
@@ -290,7 +290,7 @@ class BrainScaleS2(EmulatedNetwork):
 
     @classmethod
     def resources(cls, spec: NetworkSpec, profile: BrainScaleS2Profile | None = None):
-        prof = profile or cls.profile_class()
+        prof = cls.make_profile(profile)
         neurons = sum(p.size for p in spec.populations)
         rows = max(
             (

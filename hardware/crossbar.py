@@ -66,7 +66,6 @@ current ``i`` is the sum of the chip's products in weight units.
 
 from __future__ import annotations
 
-import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -265,15 +264,6 @@ class CrossbarProfile(HardwareProfile):
 
 
 # --------------------------------------------------------------------------------- helpers
-def as_profile(profile: CrossbarProfile | dict | None) -> CrossbarProfile:
-    """A profile from a profile, a dict of figures to change in the default one, or None."""
-    if profile is None:
-        return CrossbarProfile()
-    if isinstance(profile, dict):
-        return dataclasses.replace(CrossbarProfile(), **profile)
-    return profile
-
-
 def _seed(*parts: int) -> int:
     """A 63-bit seed for ``torch.Generator`` derived from integers (numpy's SeedSequence)."""
     return int(np.random.SeedSequence([int(p) for p in parts]).generate_state(1, np.uint64)[0] >> 1)
@@ -371,7 +361,7 @@ class Crossbar(EmulatedNetwork):
         resample_in_training: bool = False,
         **options,
     ):
-        super().__init__(spec, as_profile(profile), seed=seed, **options)
+        super().__init__(spec, profile, seed=seed, **options)
         self.chip_seed = seed if chip_seed is None else int(chip_seed)
         self.read_seed = _seed(self.chip_seed, 1) if read_seed is None else int(read_seed)
         if t_inference < 0:
@@ -613,7 +603,7 @@ class Crossbar(EmulatedNetwork):
     ) -> list[Violation]:
         """Every way ``spec`` exceeds the crossbar: tiles needed against tiles available (each
         projection tiled on its own arrays of ``tile_rows x tile_columns`` device pairs)."""
-        profile = as_profile(profile)
+        profile = cls.make_profile(profile)
         violations = []
         total = 0
         shape = f"{profile.tile_rows}x{profile.tile_columns}"
@@ -647,7 +637,7 @@ class Crossbar(EmulatedNetwork):
         cls, spec: NetworkSpec, profile: CrossbarProfile | dict | None = None
     ) -> pd.DataFrame:
         """Tiles and devices used against the chip's capacity (2 devices per synapse)."""
-        profile = as_profile(profile)
+        profile = cls.make_profile(profile)
         per_tile = profile.tile_rows * profile.tile_columns * 2
         rows, tiles, devices = [], 0, 0
         for proj in spec.projections:

@@ -559,7 +559,7 @@ class Loihi(EmulatedNetwork):
     @classmethod
     def check(cls, spec: NetworkSpec, profile: LoihiProfile | None = None) -> list[Violation]:
         """Every way ``spec`` exceeds the chip (ranges judged for the default mapping)."""
-        profile = profile or LoihiProfile()
+        profile = cls.make_profile(profile)
         chip = profile.name
         out: list[Violation] = []
         add = lambda *a: out.append(Violation(*a, chip))  # noqa: E731
@@ -664,7 +664,7 @@ class Loihi(EmulatedNetwork):
 
     @classmethod
     def resources(cls, spec: NetworkSpec, profile: LoihiProfile | None = None) -> pd.DataFrame:
-        profile = profile or LoihiProfile()
+        profile = cls.make_profile(profile)
         placement = _placement(spec, profile)
         neurons = sum(p.size for p in spec.populations)
         synapses = sum(spec.size_of(p.source) * spec.size_of(p.target) for p in spec.projections)

@@ -474,7 +474,7 @@ class Xylo(EmulatedNetwork):
     @classmethod
     def check(cls, spec: NetworkSpec, profile: XyloProfile | None = None) -> list[Violation]:
         """Every way ``spec`` exceeds the chip (an empty list when it fits)."""
-        p = profile or cls.profile_class()
+        p = cls.make_profile(profile)
         chip = p.name
         out: list[Violation] = []
 
@@ -646,7 +646,7 @@ class Xylo(EmulatedNetwork):
     @classmethod
     def resources(cls, spec: NetworkSpec, profile: XyloProfile | None = None) -> pd.DataFrame:
         """What ``spec`` uses of the chip: rows ``resource, used, capacity, fraction``."""
-        p = profile or cls.profile_class()
+        p = cls.make_profile(profile)
         output = spec.output_name
         hidden = [n for n in spec.population_names if n != output]
         n_hidden = sum(spec.size_of(h) for h in hidden)
