@@ -48,18 +48,9 @@ import torch
 
 from workbench.data import make_loaders
 from workbench.experiment import load_run, make_run_encoder
-from workbench.hardware.crossbar import Crossbar
+from workbench.hardware.crossbar import IDEAL, Crossbar
 from workbench.training import EVAL_BATCH_SIZE, evaluate
 
-IDEAL = dict(
-    programming_noise_scale=0.0,
-    read_noise=0.0,
-    dac_bits=None,
-    adc_bits=None,
-    levels=None,
-    stuck_on_rate=0.0,
-    stuck_off_rate=0.0,
-)
 READOUT = "max_membrane"
 
 

@@ -96,6 +96,19 @@ _SOURCE_HERMES = (
 _SOURCE_PCM = "Nandakumar et al. 2019 (ICECS) / Joshi et al. 2020 (Nat. Commun. 11:2473)"
 
 
+# The figures that switch every non-ideality of the devices and converters off (drift stays
+# at t0 unless t_inference is set): a profile ``dict`` for studies that add one at a time.
+IDEAL = dict(
+    programming_noise_scale=0.0,
+    read_noise=0.0,
+    dac_bits=None,
+    adc_bits=None,
+    levels=None,
+    stuck_on_rate=0.0,
+    stuck_off_rate=0.0,
+)
+
+
 @dataclass(frozen=True)
 class CrossbarProfile(HardwareProfile):
     """A PCM-like memristive crossbar chip.  Change a figure with ``dataclasses.replace``."""

@@ -17,6 +17,7 @@ import torch
 
 from workbench.backends import FloatNetwork, projection_key
 from workbench.hardware.crossbar import (
+    IDEAL,
     Crossbar,
     CrossbarProfile,
     ladder_attenuation,
@@ -25,15 +26,6 @@ from workbench.hardware.crossbar import (
 from workbench.spec import INPUT, NetworkSpec, Population, Projection, SpecError, feedforward
 
 F64 = torch.float64
-IDEAL = dict(
-    programming_noise_scale=0.0,
-    read_noise=0.0,
-    dac_bits=None,
-    adc_bits=None,
-    levels=None,
-    stuck_on_rate=0.0,
-    stuck_off_rate=0.0,
-)
 
 
 def spikes_in(shape, rate=0.3, seed=0, dtype=F64) -> torch.Tensor:
