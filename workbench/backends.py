@@ -30,11 +30,14 @@ class RunResult(NamedTuple):
 
     ``output``: ``[time, batch, neurons]`` of the output population.  ``recordings``:
     ``{population: {"v": ..., "i": ..., "spikes": ...}}`` for the populations asked for, each
-    ``[time, batch, neurons]`` (a leaky integrator has no ``spikes``).
+    ``[time, batch, neurons]`` (a leaky integrator has no ``spikes``).  ``first_spikes``:
+    ``[batch, neurons]`` exact first-spike times (ms) of a spiking output, from backends that
+    know spike times between steps (the event-driven simulator); ``None`` elsewhere.
     """
 
     output: torch.Tensor
     recordings: dict[str, dict[str, torch.Tensor]]
+    first_spikes: torch.Tensor | None = None
 
 
 # --------------------------------------------------------------------------------- registry

@@ -68,7 +68,9 @@ def make_parser() -> argparse.ArgumentParser:
     train = commands.add_parser("train", help="train a network and write a run folder")
     train.add_argument("--dataset", required=True, choices=sorted(experiment.DATASET_REFERENCES))
     train.add_argument("--algorithm", default="surrogate", choices=sorted(ALGORITHMS))
-    train.add_argument("--backend", default="float", choices=available_backends())
+    train.add_argument(
+        "--backend", choices=available_backends(), help="default: the algorithm's own"
+    )
     train.add_argument("--seed", type=_nonnegative_int, default=0)
     train.add_argument("--out", required=True, help="run folder to create (must not exist)")
     train.add_argument("--hidden", type=_hidden, help="hidden sizes, e.g. 120 or 200,100")
@@ -90,7 +92,8 @@ def make_parser() -> argparse.ArgumentParser:
 
 
 def config_from_args(args) -> experiment.RunConfig:
-    config = experiment.reference_config(args.dataset, args.algorithm, args.backend, args.seed)
+    backend = args.backend or ALGORITHMS[args.algorithm].default_backend
+    config = experiment.reference_config(args.dataset, args.algorithm, backend, args.seed)
     if args.hidden:
         config.hidden = args.hidden
     if args.neuron and args.neuron != config.neuron:

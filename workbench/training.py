@@ -121,7 +121,10 @@ def first_spike_times(spikes: torch.Tensor, dt: float) -> torch.Tensor:
     return dt * (1.0 + not_yet.sum(dim=0))
 
 
-def readout_scores(output: torch.Tensor, readout: str, dt: float, tau: float = 5.0):
+FIRST_SPIKE_TAU = 5.0  # ms; first-spike scores are -t / FIRST_SPIKE_TAU
+
+
+def readout_scores(output: torch.Tensor, readout: str, dt: float, tau: float = FIRST_SPIKE_TAU):
     """Class scores ``[B, classes]`` (higher is more likely) from an output trace."""
     if readout == "max_membrane":
         return output.max(dim=0).values
@@ -130,6 +133,14 @@ def readout_scores(output: torch.Tensor, readout: str, dt: float, tau: float = 5
     if readout == "first_spike":
         return -first_spike_times(output, dt) / tau
     raise ValueError(f"readout: {readout!r} is not known; choose one of {list(READOUTS)}")
+
+
+def result_scores(result, readout: str, dt: float) -> torch.Tensor:
+    """Class scores of a backend's :class:`~workbench.backends.RunResult`: exact first-spike
+    times where the backend gives them, otherwise from the output trace."""
+    if readout == "first_spike" and result.first_spikes is not None:
+        return -result.first_spikes / FIRST_SPIKE_TAU
+    return readout_scores(result.output, readout, dt)
 
 
 def readout_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
@@ -161,7 +172,7 @@ def evaluate(network, loader, encoder, readout: str) -> dict:
     predictions, labels_all = [], []
     for features, labels in loader:
         result = network(encoder(features), record=True)
-        scores = readout_scores(result.output, readout, network.spec.dt)
+        scores = result_scores(result, readout, network.spec.dt)
         losses += readout_loss(scores, labels).item() * len(labels)
         pred = scores.argmax(dim=1)
         correct += (pred == labels).sum().item()

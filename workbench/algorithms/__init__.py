@@ -19,6 +19,7 @@ class Algorithm:
     fit: Callable  # fit(network, data, config, callbacks=(), stop=None) -> History
     config_class: type
     references: dict[str, dict] = field(default_factory=dict)  # dataset -> RunConfig overrides
+    default_backend: str = "float"  # the backend ``workbench train`` uses unless told otherwise
 
 
 ALGORITHMS: dict[str, Algorithm] = {}
