@@ -1,11 +1,13 @@
-"""The ``workbench`` command: train a network into a run folder, evaluate a run folder.
+"""The ``workbench`` command: train a network into a run folder, evaluate a run folder, compare.
 
     workbench train --dataset yinyang --seed 0 --out runs/yy0
     workbench evaluate runs/yy0
+    workbench compare --dataset digits --algorithms surrogate --seeds 3 --out runs/cmp
 
-Choices for ``--algorithm`` and ``--backend`` are whatever is registered, so new algorithms and
-chip emulators appear here without a change to this file.  Bad input gets one line on stderr
-that names the field and the allowed range, and exit code 2; no run folder is left behind.
+Choices for ``--algorithm(s)`` and ``--backend(s)`` are whatever is registered, so new
+algorithms and chip emulators appear here without a change to this file.  Bad input gets one
+line on stderr that names the field and the allowed range, and exit code 2; no run folder is
+left behind.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import sys
 from workbench import experiment
 from workbench.algorithms import ALGORITHMS
 from workbench.backends import available_backends
+from workbench.compare import compare, process_pool
 from workbench.neurons import MODELS, SURROGATES
 from workbench.spec import SpecError
 from workbench.training import BatchEnd, EpochEnd, RunEnd, RunStart
@@ -49,6 +52,19 @@ def _nonnegative_int(text: str) -> int:
 
 def _hidden(text: str) -> list[int]:
     return [_positive_int(part) for part in text.split(",")]
+
+
+def _names(choices: list[str]):
+    """A comma-separated list of names, each one of ``choices``."""
+
+    def parse(text: str) -> list[str]:
+        names = text.split(",")
+        for name in names:
+            if name not in choices:
+                raise argparse.ArgumentTypeError(f"{name!r} must be one of {', '.join(choices)}")
+        return names
+
+    return parse
 
 
 def _positive_float(text: str) -> float:
@@ -88,6 +104,33 @@ def make_parser() -> argparse.ArgumentParser:
     evaluate = commands.add_parser("evaluate", help="re-compute a run folder's metrics")
     evaluate.add_argument("run_dir")
     evaluate.add_argument("--dataset", choices=sorted(experiment.DATASET_REFERENCES))
+
+    grid = commands.add_parser(
+        "compare", help="train algorithms x backends x seeds on one dataset, print a summary"
+    )
+    grid.add_argument("--dataset", required=True, choices=sorted(experiment.DATASET_REFERENCES))
+    grid.add_argument(
+        "--algorithms",
+        required=True,
+        type=_names(sorted(ALGORITHMS)),
+        help=f"comma-separated, from {', '.join(sorted(ALGORITHMS))}",
+    )
+    grid.add_argument(
+        "--backends",
+        type=_names(available_backends()),
+        help=f"comma-separated, from {', '.join(available_backends())}; default: each "
+        "algorithm's own (float for surrogate)",
+    )
+    grid.add_argument("--seeds", type=_positive_int, default=3, help="seeds 0 .. N-1 (default 3)")
+    grid.add_argument("--epochs", type=_positive_int, help="default: each reference's")
+    grid.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="runs at a time, each in its own process with one torch thread (default 1: "
+        "one after another in this process)",
+    )
+    grid.add_argument("--out", help="folder to create for results.csv, summary.csv and runs/")
     return parser
 
 
@@ -165,12 +208,48 @@ def cmd_evaluate(args) -> int:
     return 0
 
 
+def report_run(event) -> None:
+    """One progress line per finished run of ``workbench compare`` (a compare callback)."""
+    row = event.row
+    name = f"[{event.done}/{event.total}] {row['algorithm']}-{row['backend']}-seed{row['seed']}"
+    if row["error"]:
+        print(f"{name}  error: {row['error']}", file=sys.stderr, flush=True)
+    else:
+        print(
+            f"{name}  test_accuracy {row['test_accuracy']:.4f}  "
+            f"train {row['train_seconds']:.1f} s  peak {row['peak_memory_mb']:.0f} MiB",
+            file=sys.stderr,
+            flush=True,
+        )
+
+
+def cmd_compare(args) -> int:
+    executor = process_pool(args.workers) if args.workers > 1 else None
+    try:
+        result = compare(
+            args.dataset,
+            args.algorithms,
+            args.backends,
+            args.seeds,
+            epochs=args.epochs,
+            out=args.out,
+            executor=executor,
+            callbacks=[report_run],
+        )
+    finally:
+        if executor is not None:
+            executor.shutdown(cancel_futures=True)
+    print(result.table())
+    return 1 if result.failed else 0  # some runs failed (each is in the table and results.csv)
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "compare": cmd_compare}
+
+
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
     try:
-        if args.command == "train":
-            return cmd_train(args)
-        return cmd_evaluate(args)
+        return COMMANDS[args.command](args)
     except (SpecError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
@@ -178,7 +257,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        print("interrupted; no run folder was written", file=sys.stderr)
+        if args.command == "compare":
+            kept = f"; {args.out}/results.csv lists the runs that finished" if args.out else ""
+            print(f"interrupted{kept}", file=sys.stderr)
+        else:
+            print("interrupted; no run folder was written", file=sys.stderr)
         return 130
 
 

@@ -309,6 +309,7 @@ def measure(network, data: TrainingData, readout: str) -> dict:
         out[f"{prefix}_loss"] = result["loss"]
         if split == "test":
             out["test_spikes_per_sample"] = result["spikes_per_sample"]
+            out["test_synops_per_sample"] = result["synops_per_sample"]
             n = data.dataset.n_classes
             confusion = torch.zeros(n, n, dtype=torch.long)
             confusion.index_put_(

@@ -18,6 +18,8 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from workbench.metrics import synaptic_operations
+
 # ------------------------------------------------------------------------------------ events
 
 
@@ -158,7 +160,12 @@ EVAL_BATCH_SIZE = 256  # one batch size for every evaluation: a random code then
 
 @torch.no_grad()
 def evaluate(network, loader, encoder, readout: str) -> dict:
-    """Loss, accuracy, predictions and spikes per sample of ``network`` over ``loader``.
+    """Loss, accuracy, predictions, spikes and synaptic operations per sample of ``network``
+    over ``loader``.
+
+    ``spikes_per_sample`` counts the spikes of every spiking population (hidden and a spiking
+    output; not the input); ``synops_per_sample`` counts the synaptic events those spikes and
+    the input spikes cause (:func:`workbench.metrics.synaptic_operations`).
 
     A random encoder is evaluated through a copy restarted from its seed, so the result does
     not depend on what the encoder produced before (and training's stream is untouched).
@@ -168,16 +175,18 @@ def evaluate(network, loader, encoder, readout: str) -> dict:
         encoder.reset()
     was_training = network.training
     network.eval()
-    losses, correct, total, spikes = 0.0, 0, 0, 0.0
+    losses, correct, total, spikes, synops = 0.0, 0, 0, 0.0, 0.0
     predictions, labels_all = [], []
     for features, labels in loader:
-        result = network(encoder(features), record=True)
+        inputs = encoder(features)
+        result = network(inputs, record=True)
         scores = result_scores(result, readout, network.spec.dt)
         losses += readout_loss(scores, labels).item() * len(labels)
         pred = scores.argmax(dim=1)
         correct += (pred == labels).sum().item()
         total += len(labels)
         spikes += sum(r["spikes"].sum().item() for r in result.recordings.values() if "spikes" in r)
+        synops += synaptic_operations(network, inputs, result.recordings)
         predictions.append(pred)
         labels_all.append(labels)
     network.train(was_training)
@@ -185,6 +194,7 @@ def evaluate(network, loader, encoder, readout: str) -> dict:
         "loss": losses / total,
         "accuracy": correct / total,
         "spikes_per_sample": spikes / total,
+        "synops_per_sample": synops / total,
         "predictions": torch.cat(predictions),
         "labels": torch.cat(labels_all),
     }
