@@ -29,6 +29,7 @@ from workbench import __version__
 from workbench.algorithms import get_algorithm
 from workbench.backends import build
 from workbench.data import Dataset, load_dataset, make_encoder, make_loaders
+from workbench.neurons import MODELS
 from workbench.recording import save_netcdf, to_dataset
 from workbench.spec import NetworkSpec, Problem, SpecError, feedforward
 from workbench.training import EVAL_BATCH_SIZE, History, evaluate
@@ -153,6 +154,21 @@ def _merge(base: dict, override: dict) -> dict:
     return out
 
 
+def _switched(base: dict, override: dict) -> dict:
+    """``base`` without the settings that do not fit the neuron models or encoder ``override``
+    switches to (as on the command line): a model keeps only the parameters it has, another
+    encoder starts from its own defaults."""
+    out = copy.deepcopy(base)
+    for model, params in (("neuron", "neuron_params"), ("readout", "readout_params")):
+        if override.get(model) in MODELS:
+            allowed = MODELS[override[model]].params
+            out[params] = {k: v for k, v in out.get(params, {}).items() if k in allowed}
+    name = override.get("encoder", {}).get("name")
+    if name is not None and name != out.get("encoder", {}).get("name", "latency"):
+        out["encoder"] = {}
+    return out
+
+
 # backend -> dataset -> overrides of the dataset's reference.  BrainScaleS-2 on Yin-Yang is the
 # hardware-in-the-loop set-up: the float reference network and training (5-120-3 fits the
 # chip: 240 synapse rows per output neuron of 256), run on the emulated chip.
@@ -179,9 +195,13 @@ def reference_config(
                 )
             ]
         )
-    settings = _merge(
-        DATASET_REFERENCES[dataset], get_algorithm(algorithm).references.get(dataset, {})
-    )
+    # The dataset's training settings are surrogate training's; another algorithm keeps only
+    # those it has too (epochs, batch size, ...), under its own reference's.
+    base = copy.deepcopy(DATASET_REFERENCES[dataset])
+    allowed = {f.name for f in dataclasses.fields(get_algorithm(algorithm).config_class)}
+    base["training"] = {k: v for k, v in base.get("training", {}).items() if k in allowed}
+    override = get_algorithm(algorithm).references.get(dataset, {})
+    settings = _merge(_switched(base, override), override)
     settings = _merge(settings, BACKEND_REFERENCES.get(backend, {}).get(dataset, {}))
     return RunConfig(dataset=dataset, algorithm=algorithm, backend=backend, seed=seed, **settings)
 

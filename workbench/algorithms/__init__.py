@@ -35,4 +35,8 @@ def get_algorithm(name: str) -> Algorithm:
     return ALGORITHMS[name]
 
 
-from workbench.algorithms import surrogate  # noqa: E402,F401  (registers itself)
+# Each module registers its algorithms when imported.
+from workbench.algorithms import (  # noqa: E402
+    proxy,  # noqa: F401
+    surrogate,  # noqa: F401
+)

@@ -1,0 +1,167 @@
+"""The epoch loop that every gradient-trained algorithm shares.
+
+An algorithm supplies one function, ``step(spikes, labels, record) -> (loss, scores, result)``:
+the loss of a batch (with its autograd graph), the class scores it was computed from and the
+network's :class:`~workbench.backends.RunResult` (holding the recordings when ``record`` is
+true).  :func:`fit_epochs` does the rest, the same way for every algorithm: seeded loaders,
+Adam with the configured learning-rate schedule, the events of :mod:`workbench.training`
+(``RunStart``, ``BatchEnd``, ``SampleRecorded`` every ``sample_every`` batches, ``EpochEnd``,
+``RunEnd``), a :class:`~workbench.training.StopSignal` honoured after the current batch,
+validation with :func:`~workbench.training.evaluate` after every epoch, early stopping after
+``patience`` epochs without a better validation accuracy, and the best validation epoch's
+weights restored at the end.
+
+The configuration is any dataclass with the fields :func:`loop_problems` checks: ``epochs``,
+``batch_size``, ``lr``, ``schedule``, ``weight_decay``, ``readout``, ``patience`` and
+``sample_every``; an optional ``max_grad_norm`` (> 0) clips the gradient norm of each step.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import asdict
+
+import torch
+
+from workbench.data import make_loaders
+from workbench.recording import to_dataset
+from workbench.spec import Problem
+from workbench.training import (
+    EVAL_BATCH_SIZE,
+    BatchEnd,
+    EpochEnd,
+    History,
+    RunEnd,
+    RunStart,
+    SampleRecorded,
+    emit,
+    evaluate,
+)
+
+SCHEDULES = ("cosine", "constant")
+
+
+def loop_problems(config, readouts) -> list[Problem]:
+    """What is wrong with the settings :func:`fit_epochs` reads (each naming its field and the
+    allowed range); ``readouts`` are the readouts the algorithm supports."""
+    out = []
+    for name in ("epochs", "batch_size"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            out.append(Problem(name, f"{value!r} must be an integer >= 1"))
+    for name in ("patience", "sample_every"):
+        value = getattr(config, name)
+        if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+            out.append(Problem(name, f"{value!r} must be an integer >= 0"))
+    if not _positive(config.lr):
+        out.append(Problem("lr", f"{config.lr!r} must be a finite number > 0"))
+    decay = config.weight_decay
+    if not (_number(decay) and math.isfinite(decay) and decay >= 0):
+        out.append(Problem("weight_decay", f"{decay!r} must be >= 0"))
+    for name, choices in (("schedule", SCHEDULES), ("readout", readouts)):
+        if getattr(config, name) not in choices:
+            out.append(Problem(name, f"{getattr(config, name)!r} must be one of {list(choices)}"))
+    return out
+
+
+def _number(value) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def _positive(value) -> bool:
+    return _number(value) and math.isfinite(value) and value > 0
+
+
+Step = Callable[[torch.Tensor, torch.Tensor, bool], tuple]
+
+
+def fit_epochs(
+    network, data, config, algorithm: str, step: Step, callbacks=(), stop=None
+) -> History:
+    """Train ``network`` on ``data`` (a :class:`~workbench.experiment.TrainingData`) with
+    ``step`` (see the module docstring); ``algorithm`` names the run in :class:`RunStart`.
+
+    Returns the :class:`History`; the network keeps the weights of the best validation epoch.
+    """
+    loaders = make_loaders(data.dataset, config.batch_size, data.seed)
+    validation = make_loaders(data.dataset, EVAL_BATCH_SIZE, data.seed)["validation"]
+    optimiser = torch.optim.Adam(
+        network.parameters(), lr=config.lr, weight_decay=config.weight_decay
+    )
+    n_batches = len(loaders["train"])
+    if config.schedule == "cosine":
+        schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
+            optimiser, T_max=config.epochs * n_batches, eta_min=config.lr * 0.01
+        )
+    else:
+        schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda _: 1.0)
+    emit(callbacks, RunStart(algorithm, config.epochs, n_batches, asdict(config)))
+    history = History()
+    best, best_state, stale = -1.0, None, 0
+    for epoch in range(1, config.epochs + 1):
+        started = time.perf_counter()
+        total_loss = total_correct = total = 0
+        for batch, (features, labels) in enumerate(loaders["train"], start=1):
+            spikes = data.encoder(features)
+            record_now = bool(config.sample_every) and batch % config.sample_every == 0
+            loss, scores, result = step(spikes, labels, record_now)
+            optimiser.zero_grad(set_to_none=True)
+            loss.backward()
+            if getattr(config, "max_grad_norm", 0):
+                torch.nn.utils.clip_grad_norm_(network.parameters(), config.max_grad_norm)
+            optimiser.step()
+            schedule.step()
+            correct = (scores.argmax(1) == labels).sum().item()
+            total_loss += loss.item() * len(labels)
+            total_correct += correct
+            total += len(labels)
+            emit(callbacks, BatchEnd(epoch, batch, n_batches, loss.item(), correct / len(labels)))
+            if record_now:
+                emit(
+                    callbacks, SampleRecorded(epoch, batch, _first_sample(network, result, labels))
+                )
+            if stop is not None and stop.is_set():
+                break
+        val = evaluate(network, validation, data.encoder, config.readout)
+        row = {
+            "epoch": epoch,
+            "train_loss": total_loss / max(total, 1),
+            "train_accuracy": total_correct / max(total, 1),
+            "val_loss": val["loss"],
+            "val_accuracy": val["accuracy"],
+            "val_spikes_per_sample": val["spikes_per_sample"],
+            "lr": optimiser.param_groups[0]["lr"],
+            "seconds": time.perf_counter() - started,
+        }
+        history.append(row)
+        emit(callbacks, EpochEnd(epoch, row))
+        if val["accuracy"] > best:
+            best, stale, history.best_epoch = val["accuracy"], 0, epoch
+            best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
+        else:
+            stale += 1
+        if stop is not None and stop.is_set():
+            history.stopped = True
+            break
+        if config.patience and stale >= config.patience:
+            break
+    if best_state is not None:
+        network.load_state_dict(best_state)
+    emit(callbacks, RunEnd(history, history.stopped))
+    return history
+
+
+def _first_sample(network, result, labels):
+    """The recording of the batch's first sample, as an ``xarray.Dataset``."""
+    one = {
+        k: {kk: vv[:, :1].detach() for kk, vv in v.items()} for k, v in result.recordings.items()
+    }
+    return to_dataset(
+        one,
+        network.spec,
+        network.backend_name,
+        attrs={"label": int(labels[0])},
+        speedup=network.speedup,
+    )
