@@ -1,0 +1,261 @@
+"""The event-driven simulator (exact spike times) and EventProp's gradients.
+
+Gradient checks: every weight is perturbed by +-1e-6 in float64 and the central difference of
+the loss is compared with EventProp's gradient.  A perturbation that adds or removes a spike
+makes the loss jump (the exact gradient does not see it), so a weight is checked only when both
+perturbed runs have the same number of spikes in every population as the unperturbed run; the
+test asserts that nearly all weights pass that filter, that the network spikes, and that the
+gradients are not all zero, so the check cannot pass vacuously.
+"""
+
+import copy
+import math
+
+import pytest
+import torch
+import torch.nn.functional as F
+
+from workbench.algorithms.eventprop import EventPropConfig, first_spike_loss, fit
+from workbench.backends import build
+from workbench.data import LatencyEncoder, load_dataset
+from workbench.events import EventNetwork, Kernel
+from workbench.experiment import TrainingData
+from workbench.spec import Projection, SpecError, feedforward
+from workbench.training import BatchEnd, EpochEnd, RunEnd, RunStart, StopSignal
+
+F64 = torch.float64
+
+
+def latency_input(n_steps, batch, n, seed, latest=30):
+    g = torch.Generator().manual_seed(seed)
+    x = torch.zeros(n_steps, batch, n, dtype=F64)
+    steps = torch.randint(0, latest, (batch, n), generator=g)
+    for b in range(batch):
+        for j in range(n):
+            x[steps[b, j], b, j] = 1.0
+    return x
+
+
+def network(readout, recurrent, seed=0, n_steps=80):
+    spec = feedforward([3, 6, 2], "lif", readout, dt=0.5, n_steps=n_steps)
+    spec.projections[0].weight_mean, spec.projections[0].weight_std = 5.0, 6.0
+    if readout == "lif":
+        spec.projections[1].weight_mean, spec.projections[1].weight_std = 4.0, 4.0
+    if recurrent:
+        spec.projections.append(Projection("hidden", "hidden", recurrent=True, weight_std=2.0))
+    return build(spec, "event", dtype=F64, seed=seed)
+
+
+def loss_of(net, x, labels, readout):
+    out = net.simulate(x)
+    if readout == "li":
+        loss = F.cross_entropy(out["output"].max(0).values, labels)
+    else:
+        first = out["output"][:, :, 0]
+        first = torch.where(torch.isfinite(first), first, torch.full_like(first, 40.0))
+        loss = first_spike_loss(first, labels, 2.0, 6.4, 0.01)
+    # a term on every hidden spike time too, so the hidden layer's own jumps are exercised
+    hidden = out["hidden"]
+    return loss + 0.01 * torch.where(torch.isfinite(hidden), hidden, 0.0).sum(), out
+
+
+def spike_counts(out, readout):
+    return {
+        k: int(torch.isfinite(v).sum()) for k, v in out.items() if k == "hidden" or readout == "lif"
+    }
+
+
+@pytest.mark.parametrize("readout", ["li", "lif"])
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_eventprop_gradient_matches_finite_differences(readout, recurrent):
+    net = network(readout, recurrent)
+    x = latency_input(80, 4, 3, seed=1)
+    labels = torch.tensor([0, 1, 0, 1])
+    loss, out = loss_of(net, x, labels, readout)
+    loss.backward()
+    counts = spike_counts(out, readout)
+    assert counts["hidden"] >= 20
+    checked, skipped, worst = 0, 0, 0.0
+    eps = 1e-6
+    for name, p in net.weights.items():
+        assert p.grad is not None and p.grad.abs().max() > 0, name
+        for k in range(p.numel()):
+            values = []
+            same = True
+            for sign in (1, -1):
+                with torch.no_grad():
+                    p.view(-1)[k] += sign * eps
+                    perturbed, out_p = loss_of(net, x, labels, readout)
+                    p.view(-1)[k] -= sign * eps
+                same &= spike_counts(out_p, readout) == counts
+                values.append(perturbed.item())
+            if not same:
+                skipped += 1
+                continue
+            numeric = (values[0] - values[1]) / (2 * eps)
+            exact = p.grad.view(-1)[k].item()
+            scale = max(abs(numeric), abs(exact))
+            if scale > 1e-8:
+                worst = max(worst, abs(numeric - exact) / scale)
+            checked += 1
+    assert checked >= 0.9 * (checked + skipped)
+    assert worst < 1e-5, worst
+
+
+def test_leaky_integrator_matches_the_time_stepped_simulator_exactly():
+    spec = feedforward([4, 3], "lif", "li", dt=0.5, n_steps=40)
+    float_net = build(spec, "float", dtype=F64)
+    event_net = build(spec, "event", dtype=F64)
+    event_net.load_state_dict(float_net.state_dict())
+    x = (torch.rand(40, 5, 4, generator=torch.Generator().manual_seed(0)) < 0.1).to(F64)
+    torch.testing.assert_close(event_net(x).output, float_net(x).output, rtol=0, atol=1e-12)
+
+
+def test_spike_times_converge_to_the_time_stepped_simulator():
+    """As dt shrinks, the float simulator's spikes (found at the end of a step) approach the
+    exact times: nearly the same spike counts, and each hidden neuron's first spike within
+    one step of the exact one."""
+    for dt in (0.05, 0.01):
+        n_steps = int(40 / dt)
+        spec = feedforward([4, 30, 3], "lif", "lif", dt=dt, n_steps=n_steps)
+        spec.projections[0].weight_mean, spec.projections[0].weight_std = 4.0, 4.0
+        spec.projections[1].weight_mean = 1.0
+        float_net = build(spec, "float", dtype=F64, seed=1)
+        event_net = build(spec, "event", dtype=F64, seed=1)
+        x = torch.zeros(n_steps, 6, 4, dtype=F64)
+        steps = (torch.rand(6, 4, generator=torch.Generator().manual_seed(2)) * 20 / dt).long()
+        for b in range(6):
+            for j in range(4):
+                x[steps[b, j], b, j] = 1.0
+        fr, er = float_net(x, record=True), event_net(x, record=True)
+        f_spikes, e_spikes = fr.recordings["hidden"]["spikes"], er.recordings["hidden"]["spikes"]
+        assert f_spikes.sum() > 20
+        assert (f_spikes.sum() - e_spikes.sum()).abs() <= 0.02 * e_spikes.sum()
+        exact = event_net.simulate(x)["hidden"][:, :, 0].detach().T  # [neurons, batch]
+        stepped = (f_spikes.cumsum(0) == 0).sum(0).to(F64).T * dt  # start of the spike step
+        fired = f_spikes.sum(0).T > 0
+        assert torch.equal(fired, torch.isfinite(exact))
+        assert (stepped - exact)[fired].abs().max() <= dt + 1e-9
+
+
+def test_crossing_is_exact_and_the_first():
+    kernel = Kernel(20.0, 5.0, 1.0)
+    v = torch.tensor([0.0, 0.3, -0.2], dtype=F64)
+    i = torch.tensor([9.0, 8.0, 30.0], dtype=F64)
+    crosses, u_peak, v_peak = kernel.peak(v, i, torch.full_like(v, 50.0))
+    assert crosses.all()
+    u = kernel.crossing(v, i, u_peak, v_peak)
+    v_at, _ = kernel.advance(v, i, u)
+    torch.testing.assert_close(v_at, torch.ones_like(v), rtol=0, atol=1e-12)
+    fine = torch.linspace(0, 1, 10001, dtype=F64)[:, None] * u  # nothing crosses earlier
+    assert (kernel.advance(v, i, fine)[0][:-1] < 1.0).all()
+    too_weak = kernel.peak(v, torch.tensor([3.0, 2.0, 1.0], dtype=F64), torch.full_like(v, 50.0))
+    assert not too_weak[0].any()
+
+
+def test_recurrent_path_equals_feedforward_path_without_recurrent_weights():
+    spec = feedforward([3, 8, 2], "lif", "lif", dt=0.5, n_steps=80)
+    spec.projections[0].weight_mean, spec.projections[0].weight_std = 5.0, 5.0
+    spec.projections[1].weight_mean = 3.0
+    plain = build(spec, "event", dtype=F64, seed=4)
+    spec = copy.deepcopy(spec)
+    spec.projections.append(Projection("hidden", "hidden", recurrent=True, weights=[[0.0] * 8] * 8))
+    looped = build(spec, "event", dtype=F64, seed=4)
+    looped.load_state_dict(plain.state_dict(), strict=False)
+    x = latency_input(80, 5, 3, seed=2)
+    a, b = plain.simulate(x), looped.simulate(x)
+    assert torch.isfinite(a["hidden"]).sum() > 10
+    torch.testing.assert_close(a["hidden"], b["hidden"], rtol=0, atol=1e-10)
+    torch.testing.assert_close(a["output"], b["output"], rtol=0, atol=1e-10)
+
+
+def test_memory_of_the_adjoint_does_not_grow_with_time_steps():
+    """The backward pass keeps spikes, not states per step: the saved simulation of the same
+    input spikes is the same size at 100 and 1600 steps."""
+    sizes = []
+    for n_steps in (100, 1600):
+        dt = 50.0 / n_steps
+        spec = feedforward([3, 20, 2], "lif", "lif", dt=dt, n_steps=n_steps)
+        spec.projections[0].weight_mean, spec.projections[0].weight_std = 5.0, 5.0
+        spec.projections[1].weight_mean = 2.0
+        net = build(spec, "event", dtype=F64, seed=0)
+        x = torch.zeros(n_steps, 4, 3, dtype=F64)
+        for j in range(3):
+            x[int((5 + 5 * j) / dt), :, j] = 1.0
+        sim_outputs = net.simulate(x)
+        state = net._last.pops
+        saved = sum(
+            t.numel()
+            for pop in state.values()
+            for t in (pop["times"], pop["currents"], pop["jumps"], pop["events"].time)
+        )
+        sizes.append(saved)
+        assert torch.isfinite(sim_outputs["hidden"]).any()
+    assert sizes[0] == sizes[1]
+
+
+def test_specs_the_event_backend_cannot_run_are_refused_by_field():
+    spec = feedforward([3, 4, 2], "alif", "li")
+    with pytest.raises(SpecError, match=r"populations\[0\]\.model"):
+        EventNetwork(spec)
+    spec = feedforward([3, 4, 2], "lif", "li", params={"refractory_steps": 2})
+    with pytest.raises(SpecError, match=r"refractory_steps"):
+        EventNetwork(spec)
+    spec = feedforward([3, 4, 2], "lif", "li", params={"tau_mem": 5.0, "tau_syn": 5.0})
+    with pytest.raises(SpecError, match=r"tau_syn"):
+        EventNetwork(spec)
+
+
+def test_state_dict_moves_between_event_and_float_backends():
+    spec = feedforward([3, 4, 2], "lif", "li")
+    event_net = build(spec, "event", seed=3)
+    float_net = build(spec, "float", seed=0)
+    float_net.load_state_dict(event_net.state_dict())
+    for key, value in event_net.state_dict().items():
+        assert torch.equal(float_net.state_dict()[key], value)
+
+
+@pytest.fixture(scope="module")
+def small_task():
+    dataset = load_dataset("yinyang", train_size=96, validation_size=64, test_size=64)
+    encoder = LatencyEncoder(n_steps=100, dt=0.5, t_early=0.0, t_late=30.0, bias_time=0.0)
+    return TrainingData(dataset, encoder, seed=1)
+
+
+def small_yinyang(backend="event"):
+    spec = feedforward([5, 30, 3], "lif", "lif", dt=0.5, n_steps=100)
+    spec.projections[0].weight_mean, spec.projections[0].weight_std = 1.5, 1.5
+    spec.projections[1].weight_mean, spec.projections[1].weight_std = 0.5, 0.5
+    return build(spec, backend, seed=0)
+
+
+def test_fit_reports_events_and_stops(small_task):
+    seen = []
+    stop = StopSignal()
+
+    def callback(event):
+        seen.append(event)
+        if isinstance(event, EpochEnd):
+            stop.set()
+
+    config = EventPropConfig(epochs=3, batch_size=32, lr=5e-3, sample_every=2)
+    history = fit(small_yinyang(), small_task, config, callbacks=[callback], stop=stop)
+    kinds = [type(e) for e in seen]
+    assert kinds[0] is RunStart and kinds[-1] is RunEnd
+    assert kinds.count(EpochEnd) == 1 and kinds.count(BatchEnd) == 3
+    assert history.stopped and len(history) == 1
+    assert math.isfinite(history.rows[0]["train_loss"])
+
+
+def test_fit_trains_a_float_network_through_an_event_copy(small_task):
+    net = small_yinyang("float")
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    torch.manual_seed(0)
+    fit(net, small_task, EventPropConfig(epochs=1, batch_size=32, sample_every=0))
+    assert any(not torch.equal(before[k], v) for k, v in net.state_dict().items())
+
+
+def test_config_problems_name_the_field():
+    problems = EventPropConfig(tau0=0.0, alpha=-1.0, max_spikes=0, readout="spike_count")
+    paths = {p.path for p in problems.problems()}
+    assert {"tau0", "alpha", "max_spikes", "readout"} <= paths
