@@ -179,7 +179,7 @@ def build_ours(problem: Problem) -> Callable[[], torch.Tensor]:
         net.weights["hidden__output"].copy_(problem.w2)
 
     def forward(x):
-        out, _rec = net(x)
+        out = net(x).output
         return out
 
     return train_step_fn(net, forward, problem)

@@ -22,6 +22,7 @@ HISTORY_COLUMNS = [
     "val_accuracy",
     "val_spikes_per_sample",
     "lr",
+    "skipped_steps",
     "seconds",
 ]
 

@@ -53,7 +53,7 @@ def loss_of(net, x, labels, readout):
     else:
         first = out["output"][:, :, 0]
         first = torch.where(torch.isfinite(first), first, torch.full_like(first, 40.0))
-        loss = first_spike_loss(first, labels, 2.0, 6.4, 0.01)
+        loss = first_spike_loss(first, labels, 2.0, 6.4, 0.01) + 0.1 * out["peak"].sum()
     # a term on every hidden spike time too, so the hidden layer's own jumps are exercised
     hidden = out["hidden"]
     return loss + 0.01 * torch.where(torch.isfinite(hidden), hidden, 0.0).sum(), out

@@ -576,12 +576,23 @@ class _Simulation:
                 state["w_rec"] = w_rec
                 outputs.append(state["times"])
             self.pops[name] = state
+        # The spiking output's free membrane (no resets) at its highest grid point: for a neuron
+        # that stays silent this is its membrane's peak, which a loss can push up (a missing
+        # spike time has no gradient).
+        out = self.pops[spec.output_name]
+        if "times" in out:
+            free, _ = li_forward(
+                out["events"], out["jumps"], net.kernels[spec.output_name], self.grid
+            )
+            peak, out["peak_at"] = free.max(0)
+            outputs.append(peak)
         return outputs
 
     @torch.no_grad()
     def adjoint(self, grads, weights):
         net, spec = self.net, self.net.spec
         g = {}
+        grad_peak = grads[len(net.order)] if len(grads) > len(net.order) else None
         for name, grad in zip(net.order, grads):
             state = self.pops[name]
             shape = state["v"].shape if "v" in state else state["times"].shape
@@ -597,6 +608,13 @@ class _Simulation:
                 times = state["times"]
                 grad_t = torch.where(torch.isfinite(times), g[name], torch.zeros_like(times))
                 mu_i, dtime = lif_adjoint(times, state["currents"], grad_t, events, jumps, kernel)
+                if name == spec.output_name and grad_peak is not None:
+                    # the adjoint of the free membrane jumps at each neuron's peak grid time
+                    # (superposed: it equals the membrane where no spike came before the peak)
+                    grad_v = jumps.new_zeros(len(self.grid), *grad_peak.shape)
+                    grad_v.scatter_(0, state["peak_at"][None], grad_peak[None])
+                    mu_i2, dtime2 = li_adjoint(grad_v, events, jumps, kernel, self.grid)
+                    mu_i, dtime = mu_i + mu_i2, dtime + dtime2
             else:
                 times = state["times"]
                 grad_t = torch.where(torch.isfinite(times), g[name], torch.zeros_like(times))
@@ -683,18 +701,24 @@ class EventNetwork(FloatNetwork):
 
     def simulate(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
         """Each population's differentiable output: spike times ``[B, n, K]`` (``inf``: none)
-        of a spiking population, the membrane on the grid ``[T, B, n]`` of a leaky integrator."""
+        of a spiking population, the membrane on the grid ``[T, B, n]`` of a leaky integrator;
+        for a spiking output also ``"peak"`` ``[B, n]``, the highest grid value of its membrane
+        without resets (the membrane's peak for a neuron that stays silent)."""
+        return self.run(x)[1]
+
+    def forward(self, x: torch.Tensor, record: bool | Iterable[str] = ()) -> RunResult:
+        return self.run(x, record)[0]
+
+    def run(self, x: torch.Tensor, record: bool | Iterable[str] = ()):
+        """``(RunResult, outputs)``: what :meth:`forward` and :meth:`simulate` return."""
         self._check_input(x)
         sim = _Simulation(self, x.to(self.dtype))
         weights = [self.weight(p) for p in self.spec.projections]
         outputs = _EventProp.apply(sim, *weights)
+        out = dict(zip(self.order, outputs))
+        if len(outputs) > len(self.order):
+            out["peak"] = outputs[-1]
         self._last = sim
-        return dict(zip(self.order, outputs))
-
-    def forward(self, x: torch.Tensor, record: bool | Iterable[str] = ()) -> RunResult:
-        out = self.simulate(x)
-        sim = self._last
-        self._last = None
         wanted = self.wanted(record)
         spec = self.spec
         n_steps = x.shape[0]
@@ -722,4 +746,4 @@ class EventNetwork(FloatNetwork):
                     )
                     spikes = spike_raster(state["times"], spec.dt, n_steps)
                     recordings[name] = {"spikes": spikes, "v": v, "i": i}
-        return RunResult(output, recordings, first)
+        return RunResult(output, recordings, first), out

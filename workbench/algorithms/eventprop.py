@@ -7,8 +7,11 @@ only the spikes (memory grows with spikes, not with time steps).  Two losses:
 
 - ``first_spike`` (LIF outputs), as published:
   ``-log softmax(-t / tau0)[label] + alpha (exp(t_label / tau1) - 1)``, where ``t`` is each
-  output neuron's first spike time (the simulation's end where it has none; no gradient flows
-  through a missing spike);
+  output neuron's first spike time (the simulation's end where it has none).  A missing spike
+  has no gradient, so a network whose right output falls silent cannot recover; we add
+  ``silent_weight * (threshold - peak)`` for a right output neuron that stays silent, where
+  ``peak`` is its membrane's highest value on the time grid (an exact gradient too).  Without
+  it, runs collapsed: every output neuron silent, loss constant;
 - ``max_membrane`` (LI outputs): cross-entropy on the maximum over the time grid of each
   output membrane.
 
@@ -47,6 +50,7 @@ class EventPropConfig:
     tau1: float = 6.4  # ms: time scale of the regulariser that rewards an early right spike
     alpha: float = 3e-3  # weight of that regulariser
     max_spikes: int = 16  # spikes per neuron and sample the simulator follows
+    silent_weight: float = 1.0  # pushes a silent right output neuron towards threshold
     max_grad_norm: float = 1.0  # clip each step's gradient norm (0: off); a spike that barely
     # reaches threshold has a near-zero slope and an exact but huge gradient, and one such step
     # through Adam silenced every output neuron (no spike, no gradient) in an unclipped run
@@ -62,10 +66,10 @@ class EventPropConfig:
         norm = self.max_grad_norm
         if not (isinstance(norm, (int, float)) and math.isfinite(norm) and norm >= 0):
             out.append(Problem("max_grad_norm", f"{norm!r} must be a finite number >= 0"))
-        if not (isinstance(self.alpha, (int, float)) and math.isfinite(self.alpha)):
-            out.append(Problem("alpha", f"{self.alpha!r} must be a finite number >= 0"))
-        elif self.alpha < 0:
-            out.append(Problem("alpha", f"{self.alpha!r} must be a finite number >= 0"))
+        for name in ("alpha", "silent_weight"):
+            value = getattr(self, name)
+            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+                out.append(Problem(name, f"{value!r} must be a finite number >= 0"))
         if isinstance(self.max_spikes, bool) or not isinstance(self.max_spikes, int):
             out.append(Problem("max_spikes", f"{self.max_spikes!r} must be an integer >= 1"))
         elif self.max_spikes < 1:
@@ -97,13 +101,19 @@ def fit(network, data, config: EventPropConfig | None = None, callbacks=(), stop
         raise SpecError([Problem("readout", f"{config.readout!r} needs {wanted}")])
     dt = trainer.spec.dt
 
+    threshold = trainer.kernels[trainer.spec.output_name].threshold
+
     def step(spikes, labels, record):
-        result = trainer(spikes, record=True if record else ())
+        result, out = trainer.run(spikes, record=True if record else ())
         scores = result_scores(result, config.readout, dt)
         if config.readout == "first_spike":
             loss = first_spike_loss(
                 result.first_spikes, labels, config.tau0, config.tau1, config.alpha
             )
+            times = out[trainer.spec.output_name][:, :, 0]
+            silent = ~torch.isfinite(times.gather(1, labels[:, None]))
+            shortfall = threshold - out["peak"].gather(1, labels[:, None])
+            loss = loss + config.silent_weight * torch.where(silent, shortfall, 0.0).mean()
         else:
             loss = F.cross_entropy(scores, labels)
         return loss, scores, result
@@ -131,7 +141,7 @@ REFERENCES = {
         "dt": 0.1,
         "n_steps": 500,
         "encoder": {"name": "latency", "t_early": 0.0, "t_late": 30.0, "bias_time": 0.0},
-        "training": {"epochs": 40, "lr": 5e-3, "batch_size": 32, "readout": "first_spike"},
+        "training": {"epochs": 30, "lr": 5e-3, "batch_size": 32, "readout": "first_spike"},
     },
 }
 

@@ -14,6 +14,7 @@ weights restored at the end.
 The configuration is any dataclass with the fields :func:`loop_problems` checks: ``epochs``,
 ``batch_size``, ``lr``, ``schedule``, ``weight_decay``, ``readout``, ``patience`` and
 ``sample_every``; an optional ``max_grad_norm`` (> 0) clips the gradient norm of each step.
+A batch whose gradient is not finite makes no update (``skipped_steps`` in the history).
 """
 
 from __future__ import annotations
@@ -102,16 +103,20 @@ def fit_epochs(
     best, best_state, stale = -1.0, None, 0
     for epoch in range(1, config.epochs + 1):
         started = time.perf_counter()
-        total_loss = total_correct = total = 0
+        total_loss = total_correct = total = skipped = 0
         for batch, (features, labels) in enumerate(loaders["train"], start=1):
             spikes = data.encoder(features)
             record_now = bool(config.sample_every) and batch % config.sample_every == 0
             loss, scores, result = step(spikes, labels, record_now)
             optimiser.zero_grad(set_to_none=True)
             loss.backward()
-            if getattr(config, "max_grad_norm", 0):
-                torch.nn.utils.clip_grad_norm_(network.parameters(), config.max_grad_norm)
-            optimiser.step()
+            grads = [p.grad for p in network.parameters() if p.grad is not None]
+            if all(torch.isfinite(g).all() for g in grads):
+                if getattr(config, "max_grad_norm", 0):
+                    torch.nn.utils.clip_grad_norm_(network.parameters(), config.max_grad_norm)
+                optimiser.step()
+            else:  # one non-finite gradient would turn every weight into nan through Adam
+                skipped += 1
             schedule.step()
             correct = (scores.argmax(1) == labels).sum().item()
             total_loss += loss.item() * len(labels)
@@ -133,6 +138,7 @@ def fit_epochs(
             "val_accuracy": val["accuracy"],
             "val_spikes_per_sample": val["spikes_per_sample"],
             "lr": optimiser.param_groups[0]["lr"],
+            "skipped_steps": skipped,  # batches whose gradient was not finite (no update)
             "seconds": time.perf_counter() - started,
         }
         history.append(row)
