@@ -285,6 +285,8 @@ def prepare(config: RunConfig):
     config.encoder = resolve_encoder(config)
     encoder = make_run_encoder(config)
     spec = build_spec(config, dataset, encoder)
+    if hasattr(hyper, "adapt_spec"):  # what the algorithm's network adds (e.g. inhibition)
+        spec = hyper.adapt_spec(spec)
     output_spiking = spec.population(spec.output_name).spiking
     if (hyper.readout == "max_membrane") == output_spiking:
         wanted = "a spiking output population" if not output_spiking else "an 'li' readout"
@@ -309,6 +311,8 @@ def train(config: RunConfig, callbacks=(), stop=None) -> Run:
     history = get_algorithm(config.algorithm).fit(network, data, hyper, callbacks, stop)
     seconds = time.perf_counter() - started
     metrics = measure(network, data, hyper.readout)
+    for key, value in history.extra.items():
+        metrics.setdefault(key, value)
     metrics.update(
         train_seconds=seconds,
         epochs=len(history),

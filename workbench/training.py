@@ -92,6 +92,9 @@ class History:
     rows: list[dict] = field(default_factory=list)
     best_epoch: int | None = None
     stopped: bool = False
+    # metrics an algorithm measures beyond the readout that ``measure`` scores (e.g. a second
+    # readout's accuracy); ``experiment.train`` adds them to the run's metrics
+    extra: dict = field(default_factory=dict)
 
     def append(self, row: dict) -> None:
         self.rows.append(dict(row))
