@@ -121,21 +121,15 @@ def test_vdsp_weight_dependence_keeps_weights_between_zero_and_w_max():
 # ------------------------------------------------------------------------------ network
 
 
-def tiny_network(weights, inhibition=0.0, n_steps=30, seed=0, config_class=STDPConfig, **config):
+def tiny_network(weights, inhibition=0.0, model="lif", config_class=STDPConfig, **config):
     """input (len(weights[0])) -> hidden (len(weights)) with inhibition -> li output (2)."""
     n_hidden, n_in = len(weights), len(weights[0])
-    spec = feedforward(
-        [n_in, n_hidden, 2],
-        "lif",
-        "li",
-        {"tau_mem": 20.0, "tau_syn": 5.0},
-        READOUT,
-        n_steps=n_steps,
-    )
+    params = {"tau_mem": 20.0, "tau_syn": 5.0} if model == "lif" else {}
+    spec = feedforward([n_in, n_hidden, 2], model, "li", params, READOUT, n_steps=30)
     spec.projections[0].weights = weights
     cfg = config_class(inhibition=inhibition, **{"normalise": 0.0, "w_max": 1.0, **config})
     spec = cfg.adapt_spec(spec)
-    net = build(spec, seed=seed, dtype=F64)
+    net = build(spec, dtype=F64)
     return net, cfg
 
 
@@ -164,10 +158,11 @@ def test_adaptive_threshold_grows_per_spike_decays_slowly_and_quiets_the_neuron(
     assert torch.allclose(learner.theta, before * math.exp(-20 / 40.0), rtol=1e-12)
 
 
-def test_the_network_with_folded_thresholds_spikes_exactly_like_the_learner():
+@pytest.mark.parametrize("model", ["lif", "if"])
+def test_the_network_with_folded_thresholds_spikes_exactly_like_the_learner(model):
     g = torch.Generator().manual_seed(1)
     weights = (0.4 * torch.rand(6, 8, generator=g, dtype=F64)).tolist()
-    net, cfg = tiny_network(weights, inhibition=0.5, a_plus=0.0, a_minus=0.0)
+    net, cfg = tiny_network(weights, inhibition=0.5, model=model, a_plus=0.0, a_minus=0.0)
     learner = Learner(net, cfg, cfg.rule(1.0))
     learner.theta = torch.rand(6, generator=g, dtype=F64)
     learner.sync()

@@ -31,8 +31,8 @@ clipped to ``[0, w_max]`` after every step and, with ``normalise > 0``, each hid
 incoming weights are rescaled after every batch to sum to ``normalise`` (Diehl & Cook's
 normalisation: potentiating the active inputs then depresses the others).
 
-``vdsp`` -- voltage-dependent synaptic plasticity (Garg, Balafrej, Stewart, ..., Rouat et al.
-2022): weights change only when the *postsynaptic* neuron spikes, by an amount whose sign and
+``vdsp`` -- voltage-dependent synaptic plasticity (Garg et al. 2022, Front. Neurosci.
+16:983950): weights change only when the *postsynaptic* neuron spikes, by an amount whose sign and
 size are set by the *presynaptic* neuron's membrane potential at that moment.  The input layer
 is modelled as neurons with a potential: input neuron ``i`` has a membrane ``u_i`` (in units of
 its threshold) that rests at 1 (charged, ready to fire; the encoder decides when it fires), is
@@ -48,10 +48,11 @@ of hidden neuron ``j``::
     dW_ji = - eta_dep  W_ji          (u_i - v_switch) / (1 - v_switch)    if u_i >= v_switch
 
 The factors ``(w_max - W)`` and ``W`` are the rule's weight regularisation (soft bounds), which
-keep the weights in ``[0, w_max]`` without normalisation.  The published rule derives the
-magnitudes from memristor switching curves (exponential in the potential); here they are linear
-in the distance from ``v_switch``, with the same sign structure.  Input spikes of the step of the
-post spike meet a not-yet-reset (high) potential: depression.
+keep the weights in ``[0, w_max]`` without normalisation (the digits reference uses none).  What
+is taken from the paper is the structure: updates at post spikes only, sign and size from the
+pre potential, weight-dependent bounds; the magnitude here is linear in the distance from
+``v_switch``, not the paper's exact functional form.  Input spikes of the step of the post spike
+meet a not-yet-reset (high) potential: depression.
 
 **Supervised stage** (the hidden layer frozen, ``theta`` frozen).  The network's forward pass is
 run over the training set and two readouts are fitted to the hidden responses, both reported:
@@ -81,7 +82,16 @@ unsupervised stage minimises no loss; ``accuracy`` is the batch's label-assignme
 with the previous epoch's assignments, NaN in the first epoch), ``SampleRecorded`` every
 ``sample_every`` batches, ``EpochEnd``, ``RunEnd``.  A row's ``train_loss`` and
 ``train_accuracy`` are the linear readout's on the training set; ``lr`` is the potentiation
-rate (``a_plus`` or ``eta_pot``).  The best validation epoch (linear readout) is kept.
+rate (``a_plus`` or ``eta_pot``); extra columns: ``train_assignment_accuracy``,
+``val_assignment_accuracy``, ``theta_mean``.  The best validation epoch (linear readout) is kept,
+and ``History.extra`` holds its ``val_assignment_accuracy`` and the ``test_assignment_accuracy``
+(computed once, after training), which ``experiment.train`` adds to the run's metrics.
+
+Scales in the digits reference: at 1000 Hz a bright input spikes nearly every 1 ms step, so an
+additive STDP trace with ``tau_plus = 20`` ms sums to ~20, which is why ``a_plus`` is 3e-5;
+depression is half as strong (``a_minus``), since with rate-coded inputs balanced STDP cancels
+to noise and the Hebbian surplus is what (with normalisation) moves a neuron's weights towards
+the inputs it wins.  The thresholds settle near ``theta_plus * (spikes per ms) * tau_theta``.
 """
 
 from __future__ import annotations
