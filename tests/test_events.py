@@ -9,7 +9,9 @@ gradients are not all zero, so the check cannot pass vacuously.
 """
 
 import copy
+import gc
 import math
+import weakref
 
 import pytest
 import torch
@@ -259,3 +261,18 @@ def test_config_problems_name_the_field():
     problems = EventPropConfig(tau0=0.0, alpha=-1.0, max_spikes=0, readout="spike_count")
     paths = {p.path for p in problems.problems()}
     assert {"tau0", "alpha", "max_spikes", "readout"} <= paths
+
+
+def test_a_training_step_leaves_no_simulation_behind():
+    """The simulation of a step is freed once its outputs are gone (a reference cycle through
+    autograd's graph once kept every batch's simulation alive: gigabytes per epoch)."""
+    net = network("lif", recurrent=False)
+    x = latency_input(80, 4, 3, seed=1)
+    labels = torch.tensor([0, 1, 0, 1])
+    loss, out = loss_of(net, x, labels, "lif")
+    loss.backward()
+    first = weakref.ref(net._last)
+    del loss, out
+    net.simulate(x)  # replaces the network's reference to the last simulation
+    gc.collect()
+    assert first() is None

@@ -668,7 +668,10 @@ class _EventProp(torch.autograd.Function):
     def forward(ctx, sim, *weights):
         ctx.sim = sim
         ctx.weights = [w.detach() for w in weights]
-        return tuple(sim.run(ctx.weights))
+        # clones: the simulation keeps its own tensors, so that no output (which points to
+        # this node, which points to the simulation) is kept by the simulation (a reference
+        # cycle through autograd's graph leaked every batch's simulation)
+        return tuple(out.clone() for out in sim.run(ctx.weights))
 
     @staticmethod
     def backward(ctx, *grads):
