@@ -8,7 +8,9 @@
 
 It uses Linux's resettable high-water mark: writing ``5`` to ``/proc/self/clear_refs`` resets
 ``VmHWM`` in ``/proc/self/status`` to the current resident set, so after the block ``VmHWM``
-is the peak reached inside it.  The figure is (``VmHWM`` after) minus (``VmRSS`` before).  It is
+is the peak reached inside it.  The figure is (``VmHWM`` after) minus (``VmRSS`` before); the C
+heap's free memory is handed back to the OS first (``malloc_trim``), or a block would silently
+reuse what an earlier run freed and read near zero.  It is
 **process-wide**: everything the process does meanwhile counts (other threads, concurrent
 in-process runs), while each worker of a process pool measures only its own runs.  Nested
 blocks are supported (an inner block's reset does not hide an outer block's peak).  Where
@@ -24,6 +26,7 @@ spike a projection's source emits (input spikes included) is delivered to every 
 
 from __future__ import annotations
 
+import ctypes
 import math
 import re
 import threading
@@ -47,6 +50,15 @@ def _status_bytes(field: str) -> float:
         return math.nan
     match = re.search(rf"^{field}:\s+(\d+)\s+kB", text, re.MULTILINE)
     return int(match.group(1)) * 1024.0 if match else math.nan
+
+
+def _trim_heap() -> None:
+    """Hand the C heap's free memory back to the OS (glibc), so that what a block allocates
+    shows as resident memory instead of silently reusing what an earlier run freed."""
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):
+        pass
 
 
 def _reset_high_water_mark() -> bool:
@@ -90,6 +102,7 @@ def peak_memory():
     peak = PeakMemory()
     with _lock:
         high_water = _status_bytes("VmHWM")
+        _trim_heap()
         for outer in _active:  # keep what the outer blocks have seen before the reset
             outer._note(high_water)
         peak.baseline_bytes = _status_bytes("VmRSS")
