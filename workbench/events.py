@@ -467,12 +467,12 @@ def event_problems(spec: NetworkSpec) -> list[Problem]:
                 Problem(f"{path}.model", f"{pop.model!r} must be 'lif' or 'li' (event backend)")
             )
             continue
-        params = {**pop_defaults(pop.model), **pop.params}
+        params = pop.params  # the model's defaults filled in by Population
         if params["tau_mem"] == params["tau_syn"]:
             out.append(
                 Problem(f"{path}.params.tau_syn", "must differ from tau_mem (event backend)")
             )
-        if params.get("v_leak", 0.0) != 0.0:
+        if params["v_leak"] != 0.0:
             out.append(
                 Problem(f"{path}.params.v_leak", f"{params['v_leak']!r} must be 0 (event backend)")
             )
@@ -500,12 +500,6 @@ def event_problems(spec: NetworkSpec) -> list[Problem]:
     return out
 
 
-def pop_defaults(model: str) -> dict:
-    from workbench.neurons import MODELS
-
-    return MODELS[model].defaults()
-
-
 class _Simulation:
     """One forward pass through the whole network, kept for the adjoint pass."""
 
@@ -527,8 +521,7 @@ class _Simulation:
 
     def stacked(self, feed, weights):
         w = [weights[self.net.index[p.name]].T for p in feed]
-        n = self.net.spec.size_of(feed[0].target) if feed else 0
-        return torch.cat([*w, w[0].new_zeros(1, n)], 0)
+        return torch.cat([*w, w[0].new_zeros(1, w[0].shape[1])], 0)
 
     @torch.no_grad()
     def run(self, weights):
@@ -695,7 +688,7 @@ class EventNetwork(FloatNetwork):
         self.index = {p.name: k for k, p in enumerate(spec.projections)}
         self.kernels = {}
         for pop in spec.populations:
-            params = {**pop_defaults(pop.model), **pop.params}
+            params = pop.params
             self.kernels[pop.name] = Kernel(
                 float(params["tau_mem"]),
                 float(params["tau_syn"]),

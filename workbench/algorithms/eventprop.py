@@ -21,14 +21,13 @@ weights) and gets the trained weights back: trained exactly, then deployed.
 
 from __future__ import annotations
 
-import math
 from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
 
 from workbench.algorithms import Algorithm, register_algorithm
-from workbench.algorithms.loop import fit_epochs, loop_problems
+from workbench.algorithms.loop import fit_epochs, is_nonnegative, is_positive, loop_problems
 from workbench.events import EventNetwork
 from workbench.spec import Problem, SpecError
 from workbench.training import History, result_scores
@@ -61,14 +60,11 @@ class EventPropConfig:
         out = loop_problems(self, READOUTS)
         for name in ("tau0", "tau1"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
+            if not is_positive(value):
                 out.append(Problem(name, f"{value!r} must be a finite number > 0"))
-        norm = self.max_grad_norm
-        if not (isinstance(norm, (int, float)) and math.isfinite(norm) and norm >= 0):
-            out.append(Problem("max_grad_norm", f"{norm!r} must be a finite number >= 0"))
-        for name in ("alpha", "silent_weight"):
+        for name in ("alpha", "silent_weight", "max_grad_norm"):
             value = getattr(self, name)
-            if not (isinstance(value, (int, float)) and math.isfinite(value) and value >= 0):
+            if not is_nonnegative(value):
                 out.append(Problem(name, f"{value!r} must be a finite number >= 0"))
         if isinstance(self.max_spikes, bool) or not isinstance(self.max_spikes, int):
             out.append(Problem("max_spikes", f"{self.max_spikes!r} must be an integer >= 1"))

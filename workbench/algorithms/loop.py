@@ -56,10 +56,10 @@ def loop_problems(config, readouts) -> list[Problem]:
         value = getattr(config, name)
         if isinstance(value, bool) or not isinstance(value, int) or value < 0:
             out.append(Problem(name, f"{value!r} must be an integer >= 0"))
-    if not _positive(config.lr):
+    if not is_positive(config.lr):
         out.append(Problem("lr", f"{config.lr!r} must be a finite number > 0"))
     decay = config.weight_decay
-    if not (_number(decay) and math.isfinite(decay) and decay >= 0):
+    if not is_nonnegative(decay):
         out.append(Problem("weight_decay", f"{decay!r} must be >= 0"))
     for name, choices in (("schedule", SCHEDULES), ("readout", readouts)):
         if getattr(config, name) not in choices:
@@ -71,8 +71,14 @@ def _number(value) -> bool:
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
-def _positive(value) -> bool:
+def is_positive(value) -> bool:
+    """A finite number (not a bool) > 0: the check behind "must be a finite number > 0"."""
     return _number(value) and math.isfinite(value) and value > 0
+
+
+def is_nonnegative(value) -> bool:
+    """A finite number (not a bool) >= 0."""
+    return _number(value) and math.isfinite(value) and value >= 0
 
 
 Step = Callable[[torch.Tensor, torch.Tensor, bool], tuple]
