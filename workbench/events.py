@@ -432,9 +432,10 @@ def li_adjoint(grad_v, events: Events, jumps, kernel: Kernel, grid: torch.Tensor
     return mu_i, _time_sensitivity(jumps, mu_v, mu_i, kernel)
 
 
-def lif_grid(events: Events, jumps, times, kernel: Kernel, grid: torch.Tensor):
-    """``V`` and ``I`` of a spiking population at the grid times (resets included)."""
-    v, i = li_forward(events, jumps, kernel, grid)
+def lif_grid(events: Events, jumps, times, kernel: Kernel, grid: torch.Tensor, free=None):
+    """``V`` and ``I`` of a spiking population at the grid times (resets included); ``free``:
+    its ``(V, I)`` without resets if already computed (:func:`li_forward`)."""
+    v, i = free if free is not None else li_forward(events, jumps, kernel, grid)
     for k in range(times.shape[2]):
         t = times[:, :, k]  # [B, n]
         if not torch.isfinite(t).any():
@@ -574,10 +575,10 @@ class _Simulation:
         # spike time has no gradient).
         out = self.pops[spec.output_name]
         if "times" in out:
-            free, _ = li_forward(
+            out["free"] = li_forward(
                 out["events"], out["jumps"], net.kernels[spec.output_name], self.grid
             )
-            peak, out["peak_at"] = free.max(0)
+            peak, out["peak_at"] = out["free"][0].max(0)
             outputs.append(peak)
         return outputs
 
@@ -738,7 +739,12 @@ class EventNetwork(FloatNetwork):
                     recordings[name] = {"v": state["v"], "i": state["i"]}
                 else:
                     v, i = lif_grid(
-                        state["events"], state["jumps"], state["times"], kernel, sim.grid
+                        state["events"],
+                        state["jumps"],
+                        state["times"],
+                        kernel,
+                        sim.grid,
+                        state.get("free"),
                     )
                     spikes = spike_raster(state["times"], spec.dt, n_steps)
                     recordings[name] = {"spikes": spikes, "v": v, "i": i}
