@@ -21,9 +21,11 @@ def _pyproject():
 
 def test_environment_yml_lists_the_same_packages_and_bounds_as_pyproject():
     project = _pyproject()["project"]
+    extras = project["optional-dependencies"]
     wanted = {
         _name(r): r.replace(" ", "")
-        for r in project["dependencies"] + project["optional-dependencies"]["test"]
+        for r in project["dependencies"] + extras["app"] + extras["test"]
+        if _name(r) != project["name"]  # the test extra includes the app extra
     }
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     listed = {}

@@ -70,6 +70,19 @@ def available_backends() -> list[str]:
     return ["float", *sorted(n for n in _BACKENDS if n != "float")]
 
 
+def backend_class(backend: str):
+    """The class behind a registered backend (an emulator's has ``check``, ``resources`` and
+    ``make_profile``); ``None`` for a builder that is a plain function."""
+    _load_plugins()
+    if backend not in _BACKENDS:
+        raise ValueError(f"backend: {backend!r} is not known; choose one of {available_backends()}")
+    builder = _BACKENDS[backend]
+    ep = getattr(builder, "entry_point", None)
+    if ep is not None:
+        return ep.load()
+    return builder if isinstance(builder, type) else None
+
+
 def build(spec: NetworkSpec, backend: str = "float", **options) -> nn.Module:
     """Build ``spec`` on ``backend``; ``options`` go to that backend (e.g. ``seed``)."""
     _load_plugins()

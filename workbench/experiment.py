@@ -242,6 +242,33 @@ def build_spec(config: RunConfig, dataset: Dataset, encoder) -> NetworkSpec:
     )
 
 
+def check_fits(spec: NetworkSpec, dataset: Dataset, encoder) -> None:
+    """Raise :class:`SpecError` unless ``spec`` reads the encoder's channels and has one output
+    neuron per class of ``dataset``."""
+    problems = []
+    channels = encoder.n_channels(dataset.n_features)
+    if spec.input_size != channels:
+        problems.append(
+            Problem(
+                "input_size",
+                f"is {spec.input_size}; the {type(encoder).__name__} makes {channels} channels "
+                f"from the {dataset.n_features} features of {dataset.name!r}",
+            )
+        )
+    out = spec.population(spec.output_name)
+    if out.size != dataset.n_classes:
+        index = spec.population_names.index(out.name)
+        problems.append(
+            Problem(
+                f"populations[{index}].size",
+                f"is {out.size}; the output needs one neuron per class of {dataset.name!r} "
+                f"({dataset.n_classes})",
+            )
+        )
+    if problems:
+        raise SpecError(problems)
+
+
 def training_config(config: RunConfig):
     """The algorithm's hyperparameter dataclass filled from ``config.training``."""
     algorithm = get_algorithm(config.algorithm)
@@ -277,14 +304,24 @@ class Run:
     data: TrainingData | None = None
 
 
-def prepare(config: RunConfig):
-    """Check ``config`` and build its data, spec, network and hyperparameters (no training)."""
+def prepare(config: RunConfig, spec: NetworkSpec | None = None):
+    """Check ``config`` and build its data, spec, network and hyperparameters (no training).
+
+    ``spec`` (a network built in code or in the UI's builder) replaces the layered network of
+    ``config``; its ``dt`` and ``n_steps`` become the run's, and its input and output sizes must
+    fit the encoder's channels and the dataset's classes."""
     hyper = training_config(config)
     config.training = dataclasses.asdict(hyper)  # the run folder records every setting
     dataset = load_dataset(config.dataset)
+    if spec is not None:
+        spec.validate()
+        config.dt, config.n_steps = spec.dt, spec.n_steps
     config.encoder = resolve_encoder(config)
     encoder = make_run_encoder(config)
-    spec = build_spec(config, dataset, encoder)
+    if spec is None:
+        spec = build_spec(config, dataset, encoder)
+    else:
+        check_fits(spec, dataset, encoder)
     if hasattr(hyper, "adapt_spec"):  # what the algorithm's network adds (e.g. inhibition)
         spec = hyper.adapt_spec(spec)
     output_spiking = spec.population(spec.output_name).spiking
@@ -303,10 +340,12 @@ def prepare(config: RunConfig):
     return TrainingData(dataset, encoder, config.seed), spec, network, hyper
 
 
-def train(config: RunConfig, callbacks=(), stop=None) -> Run:
-    """Train ``config`` from scratch (seeded) and measure it on the validation and test splits."""
+def train(config: RunConfig, callbacks=(), stop=None, spec: NetworkSpec | None = None) -> Run:
+    """Train ``config`` from scratch (seeded) and measure it on the validation and test splits.
+
+    ``spec`` optionally gives the network (see :func:`prepare`)."""
     torch.manual_seed(config.seed)
-    data, spec, network, hyper = prepare(config)
+    data, spec, network, hyper = prepare(config, spec)
     started = time.perf_counter()
     history = get_algorithm(config.algorithm).fit(network, data, hyper, callbacks, stop)
     seconds = time.perf_counter() - started
