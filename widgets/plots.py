@@ -88,13 +88,16 @@ def trace_frame(v, dt: float, neurons, limit: int = MAX_TRACE_POINTS) -> pd.Data
 
 
 def traces(frame: pd.DataFrame, population: str, threshold: float | None = None, **opts):
-    """Membrane traces (one line per neuron) with the threshold as a dashed line."""
+    """Membrane traces (one line per neuron) with the threshold as a dashed line; always an
+    ``hv.Overlay``, so a ``DynamicMap`` of it keeps one type as neurons come and go."""
     vdim = voltage_dim(population)
     data = frame.rename(columns={"v": vdim.name})
-    lines = hv.Dataset(data, kdims=[TIME, "neuron"], vdims=[vdim]).to(hv.Curve, TIME, vdim)
-    overlay = lines.overlay("neuron").opts(
+    curves = [
+        hv.Curve(part, TIME, vdim, label=f"neuron {k}")
+        for k, part in data.groupby("neuron", sort=False)
+    ] or [hv.Curve(data, TIME, vdim)]
+    if threshold is not None:
+        curves.append(hv.HLine(threshold).opts(color="black", line_dash="dashed"))
+    return hv.Overlay(curves).opts(
         title=f"{population} membrane", responsive=True, min_height=180, **opts
     )
-    if threshold is not None:
-        overlay = overlay * hv.HLine(threshold).opts(color="black", line_dash="dashed")
-    return overlay

@@ -1,0 +1,181 @@
+"""The training dashboard driven through its param model (no browser): start, pause, stop,
+refusals, and the events of a run reaching the plots."""
+
+import time
+
+import holoviews as hv
+import numpy as np
+import panel as pn
+import pytest
+import xarray as xr
+
+from workbench.spec import feedforward
+from workbench.widgets import plots
+from workbench.widgets.dashboard import TrainingDashboard
+from workbench.widgets.state import Workbench
+
+hv.extension("bokeh")
+
+
+def small_workbench(**params) -> Workbench:
+    """Digits (64 rate-coded channels, 10 classes) on a small network: ~1 s per epoch."""
+    spec = feedforward([64, 24, 10], "lif", "li", dt=1.0, n_steps=10, name="small")
+    return Workbench(dataset="digits", spec=spec, **params)
+
+
+def until(dashboard, condition, timeout=120.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out; state {dashboard.session.state}"
+        dashboard.poll()
+        time.sleep(0.02)
+    dashboard.poll()
+
+
+def finished(dashboard):
+    return lambda: dashboard.session.state in ("done", "failed")
+
+
+def test_a_run_streams_batches_epochs_rasters_and_traces_then_shows_results():
+    dash = TrainingDashboard(workbench=small_workbench(), autopoll=False)
+    pn.panel(dash).get_root()  # renders
+    dash.set_setting("epochs", 2)
+    dash.set_setting("sample_every", 2)
+    assert dash.start(), dash.problems
+    until(dash, finished(dash))
+    assert dash.session.state == "done", dash.session.error
+    batches = dash._batches.data
+    assert len(batches) > 10 and batches["batch"].is_monotonic_increasing
+    assert np.isfinite(batches["loss"]).all()
+    assert list(dash._epoch_rows.data["epoch"]) == [1, 2]
+    raster = dash._rasters["hidden"].data
+    assert len(raster) > 0 and raster["neuron"].max() < 24
+    traces = dash._trace_pipe.data
+    assert set(traces["neuron"]) == {"0", "1", "2"}
+    run = dash.workbench.run
+    assert run is not None and run.spec.population("hidden").size == 24
+    assert f"{100 * run.metrics['test_accuracy']:.1f} %" in dash._result.object
+    assert dash._confusion.objects and not dash._save.disabled
+    assert dash.first_update_s is not None and dash.first_update_s > 0
+    assert not dash._start.disabled and dash._stop_button.disabled
+    # the run folder downloads as a zip holding the run's files
+    import zipfile
+
+    names = zipfile.ZipFile(dash._zip_run()).namelist()
+    assert "run/spec.json" in names and "run/weights.safetensors" in names
+
+
+def test_stop_ends_the_run_after_the_current_batch():
+    dash = TrainingDashboard(workbench=small_workbench(), autopoll=False)
+    dash.set_setting("epochs", 50)
+    assert dash.start()
+    until(dash, lambda: len(dash._batches.data) >= 3)
+    dash.stop()
+    assert dash.session.state == "stopping"
+    until(dash, finished(dash), timeout=60)
+    run = dash.workbench.run
+    assert run.metrics["stopped"] and run.metrics["epochs"] == 1
+    assert "stopped early" in dash._result.object
+
+
+def test_pause_holds_the_worker_and_resume_continues():
+    dash = TrainingDashboard(workbench=small_workbench(), autopoll=False)
+    dash.set_setting("epochs", 50)
+    assert dash.start()
+    until(dash, lambda: len(dash._batches.data) >= 2)
+    dash.toggle_pause()
+    assert dash.session.state == "paused" and dash._pause.label == "Resume"
+    time.sleep(0.3)
+    dash.poll()
+    held = len(dash._batches.data)
+    time.sleep(1.0)
+    dash.poll()
+    assert len(dash._batches.data) == held  # nothing trained while paused
+    dash.toggle_pause()
+    until(dash, lambda: len(dash._batches.data) > held + 2)
+    dash.stop()  # stop works from a pause too
+    until(dash, finished(dash), timeout=60)
+    assert dash.session.state == "done"
+
+
+def test_start_is_refused_with_the_field_and_allowed_range():
+    wb = small_workbench()
+    wb.limits.max_epochs = 5
+    dash = TrainingDashboard(workbench=wb, autopoll=False)
+    dash.set_setting("epochs", 6)
+    dash.set_setting("lr", -1.0)
+    assert not dash.start()
+    messages = [str(p) for p in dash.problems]
+    assert any(m.startswith("training.epochs") and "limit of 5" in m for m in messages)
+    assert dash.session.state == "idle" and not dash.session.active
+    dash.set_setting("epochs", 1)
+    assert not dash.start()
+    assert [p.path for p in dash.problems] == ["training.lr"]
+    wb.limits.max_neurons = 10
+    dash.set_setting("lr", 0.01)
+    assert not dash.start()
+    assert any("neurons exceed" in str(p) for p in dash.problems)
+
+
+def test_a_network_that_does_not_fit_the_data_fails_with_the_field():
+    wb = small_workbench()
+    wb.spec = feedforward([5, 8, 3], "lif", "li", dt=1.0, n_steps=10)
+    dash = TrainingDashboard(workbench=wb, autopoll=False)
+    dash.set_setting("epochs", 1)
+    assert dash.start()
+    until(dash, finished(dash))
+    assert dash.session.state == "failed"
+    assert "input_size" in dash.session.error and "64 channels" in dash.session.error
+    assert not dash._start.disabled  # the session stays usable
+
+
+def test_a_large_recording_is_downsampled_before_it_reaches_the_browser():
+    rng = np.random.default_rng(0)
+    spikes = (rng.random((1000, 1000)) < 0.05).astype(np.float32)
+    frame = plots.raster_frame(spikes, 1.0)
+    assert frame["neuron"].nunique() <= plots.MAX_RASTER_NEURONS
+    kept = plots.pick_neurons(1000)
+    assert len(frame) == int(spikes[:, kept].sum())  # every spike of the neurons shown
+    v = rng.normal(size=(1000, 1000))
+    v[500, 3] = 50.0  # a spike-like peak survives min/max decimation
+    traces = plots.trace_frame(v, 1.0, [3, 7])
+    assert len(traces) <= 2 * plots.MAX_TRACE_POINTS and traces["v"].max() == 50.0
+
+
+def test_each_dashboard_streams_only_its_own_run():
+    first = TrainingDashboard(workbench=small_workbench(), autopoll=False)
+    second = TrainingDashboard(workbench=small_workbench(), autopoll=False)
+    first.set_setting("epochs", 1)
+    assert first.start()
+    until(first, finished(first))
+    second.poll()
+    assert len(second._batches.data) == 0 and second.workbench.run is None
+
+
+@pytest.fixture(autouse=True)
+def _no_leftover_threads():
+    yield
+    import threading
+
+    for t in threading.enumerate():
+        if t.name == "workbench-training":
+            t.join(30)
+
+
+def test_recording_events_use_the_recording_format():
+    # The dashboard reads SampleRecorded's xarray recording through recording.population.
+    dash = TrainingDashboard(workbench=small_workbench(), autopoll=False)
+    ds = xr.Dataset(
+        {
+            "v": (("time", "sample", "neuron"), np.zeros((10, 1, 34), np.float32)),
+            "spikes": (("time", "sample", "neuron"), np.zeros((10, 1, 34), np.float32)),
+        },
+        coords={
+            "population": ("neuron", ["hidden"] * 24 + ["output"] * 10),
+            "unit": ("neuron", list(range(24)) + list(range(10))),
+        },
+        attrs={"dt_ms": 1.0},
+    )
+    ds["spikes"][3, 0, 5] = 1.0
+    dash._send_recording(ds)
+    assert dash._rasters["hidden"].data.to_dict("list") == {"time": [3.0], "neuron": [5.0]}
