@@ -26,10 +26,11 @@ test: lint
 test-fast: setup
 	$(PY) -m pytest -m "not slow"
 
-# The main job.  Until the web app exists: a short Yin-Yang training run with a progress bar
-# that prints the test accuracy (the run folder goes to runs/).
+# The main job: serve the web app on http://localhost:5006/ (local compute, no external
+# services; PORT=... to change it).
+PORT ?= 5006
 app: setup
-	$(VENV)/bin/workbench train --dataset yinyang --epochs 5 --seed 0 --out runs/app-$$(date +%Y%m%d-%H%M%S)
+	$(VENV)/bin/workbench app --port $(PORT)
 
 bench: setup
 	$(PY) -m pip install --quiet -c constraints.txt -r requirements-bench.txt

@@ -6,7 +6,6 @@ import time
 import holoviews as hv
 import numpy as np
 import panel as pn
-import pytest
 import xarray as xr
 
 from workbench.spec import feedforward
@@ -42,16 +41,15 @@ def test_a_run_streams_batches_epochs_rasters_and_traces_then_shows_results():
     dash.set_setting("epochs", 2)
     dash.set_setting("sample_every", 2)
     assert dash.start(), dash.problems
-    until(dash, finished(dash))
-    assert dash.session.state == "done", dash.session.error
-    batches = dash._batches.data
-    assert len(batches) > 10 and batches["batch"].is_monotonic_increasing
+    assert dash.wait(timeout=120) == "done", dash.session.error
+    batches = dash._curves.data
+    assert len(batches["batch"]) > 10 and np.all(np.diff(batches["batch"]) > 0)
     assert np.isfinite(batches["loss"]).all()
-    assert list(dash._epoch_rows.data["epoch"]) == [1, 2]
+    assert list(dash._val.data["epoch"]) == [1, 2]
     raster = dash._rasters["hidden"].data
-    assert len(raster) > 0 and raster["neuron"].max() < 24
-    traces = dash._trace_pipe.data
-    assert set(traces["neuron"]) == {"0", "1", "2"}
+    assert len(raster["time"]) > 0 and max(raster["neuron"]) < 24
+    traces = dash._traces.data
+    assert traces["neuron"] == ["0", "1", "2"] and len(traces["xs"][0]) == 10
     run = dash.workbench.run
     assert run is not None and run.spec.population("hidden").size == 24
     assert f"{100 * run.metrics['test_accuracy']:.1f} %" in dash._result.object
@@ -69,7 +67,7 @@ def test_stop_ends_the_run_after_the_current_batch():
     dash = TrainingDashboard(workbench=small_workbench(), autopoll=False)
     dash.set_setting("epochs", 50)
     assert dash.start()
-    until(dash, lambda: len(dash._batches.data) >= 3)
+    until(dash, lambda: len(dash._curves.data["batch"]) >= 3)
     dash.stop()
     assert dash.session.state == "stopping"
     until(dash, finished(dash), timeout=60)
@@ -82,17 +80,17 @@ def test_pause_holds_the_worker_and_resume_continues():
     dash = TrainingDashboard(workbench=small_workbench(), autopoll=False)
     dash.set_setting("epochs", 50)
     assert dash.start()
-    until(dash, lambda: len(dash._batches.data) >= 2)
+    until(dash, lambda: len(dash._curves.data["batch"]) >= 2)
     dash.toggle_pause()
     assert dash.session.state == "paused" and dash._pause.label == "Resume"
     time.sleep(0.3)
     dash.poll()
-    held = len(dash._batches.data)
+    held = len(dash._curves.data["batch"])
     time.sleep(1.0)
     dash.poll()
-    assert len(dash._batches.data) == held  # nothing trained while paused
+    assert len(dash._curves.data["batch"]) == held  # nothing trained while paused
     dash.toggle_pause()
-    until(dash, lambda: len(dash._batches.data) > held + 2)
+    until(dash, lambda: len(dash._curves.data["batch"]) > held + 2)
     dash.stop()  # stop works from a pause too
     until(dash, finished(dash), timeout=60)
     assert dash.session.state == "done"
@@ -149,17 +147,7 @@ def test_each_dashboard_streams_only_its_own_run():
     assert first.start()
     until(first, finished(first))
     second.poll()
-    assert len(second._batches.data) == 0 and second.workbench.run is None
-
-
-@pytest.fixture(autouse=True)
-def _no_leftover_threads():
-    yield
-    import threading
-
-    for t in threading.enumerate():
-        if t.name == "workbench-training":
-            t.join(30)
+    assert len(second._curves.data["batch"]) == 0 and second.workbench.run is None
 
 
 def test_recording_events_use_the_recording_format():
@@ -178,4 +166,7 @@ def test_recording_events_use_the_recording_format():
     )
     ds["spikes"][3, 0, 5] = 1.0
     dash._send_recording(ds)
-    assert dash._rasters["hidden"].data.to_dict("list") == {"time": [3.0], "neuron": [5.0]}
+    assert {k: list(v) for k, v in dash._rasters["hidden"].data.items()} == {
+        "time": [3.0],
+        "neuron": [5.0],
+    }

@@ -8,11 +8,11 @@ Two parts:
   queue.  ``pause()`` holds the worker between batches, ``stop()`` ends it after the current
   batch (the core's ``StopSignal``).  The worker never touches a plot.
 - :class:`TrainingDashboard` (a ``pn.viewable.Viewer``): the controls and plots.  ``poll()``
-  drains the queue on the session's own thread and sends what arrived to the plots: batch rows
-  are streamed into ``hv.streams.Buffer`` s holding DataFrames (incremental), the latest
-  recorded sample replaces the rasters and traces through ``hv.streams.Pipe`` s, downsampled
-  (:mod:`workbench.widgets.plots`) so a 1,000 x 1,000 recording stays small.  In a served app
-  or notebook a periodic callback calls ``poll`` every ``period_ms``.
+  drains the queue on the session's own thread and sends what arrived to the plots, Bokeh
+  figures whose data sources it updates (see :mod:`workbench.widgets.plots` for why not
+  HoloViews here): batch rows are streamed (only the new rows travel), the latest recorded
+  sample replaces the rasters and traces, downsampled so a 1,000 x 1,000 recording stays
+  small.  In a served app or notebook a periodic callback calls ``poll`` every ``period_ms``.
 
 CSS classes for browser tests: ``wb-algorithm`` (select), ``wb-start``, ``wb-pause``,
 ``wb-stop``, ``wb-save`` (buttons), ``wb-status`` (the status line: state, epoch, batch and
@@ -24,10 +24,10 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import multiprocessing
 import queue
 import shutil
 import tempfile
-import threading
 import time
 import typing
 import zipfile
@@ -35,15 +35,15 @@ from pathlib import Path
 
 import holoviews as hv
 import numpy as np
-import pandas as pd
 import panel as pn
 import param
+from bokeh.models import ColumnDataSource, Range1d, Span
 
 from workbench.algorithms import ALGORITHMS
-from workbench.experiment import save_run, train, training_config
+from workbench.experiment import RunConfig, load_run, save_run, train, training_config
 from workbench.recording import population
 from workbench.spec import NetworkSpec, Problem, SpecError
-from workbench.training import BatchEnd, EpochEnd, RunEnd, SampleRecorded, StopSignal
+from workbench.training import BatchEnd, EpochEnd, RunEnd, SampleRecorded
 
 from . import plots
 from .state import Workbench
@@ -53,62 +53,111 @@ SAMPLE_EVERY = 5  # batches between recorded samples while the dashboard watches
 
 @dataclasses.dataclass(frozen=True)
 class Finished:
-    """The worker's last event: the run (or the error that ended it)."""
+    """The worker's last event: the saved run folder (or the error that ended the run)."""
 
-    run: object | None
+    folder: str | None
     error: str | None
     seconds: float
 
 
+def _context():
+    """Worker processes come from a fork server that has imported the core once (a fresh
+    process per run, started in a fraction of a second; never a fork of the threaded server)."""
+    ctx = multiprocessing.get_context("forkserver")
+    ctx.set_forkserver_preload(["workbench.experiment"])
+    return ctx
+
+
+def warm_up() -> None:
+    """Start the fork server now (it imports torch and the core once, ~5 s), so that a
+    student's first Start does not wait for it; ``workbench app`` calls this at start-up."""
+    from multiprocessing import forkserver
+
+    _context()
+    forkserver.ensure_running()
+
+
+def _train_in_process(config: dict, spec_json: str, folder: str, events, stop, resume) -> None:
+    """The worker process: train, send the events, save the run folder.  One torch thread, so
+    a lab's sessions share the machine's cores fairly."""
+    import torch
+
+    torch.set_num_threads(1)
+    started = time.perf_counter()
+
+    def gate(event) -> None:  # send the event; hold here while paused
+        if isinstance(event, RunEnd):
+            return  # its history is in the run folder
+        if isinstance(event, SampleRecorded):  # what the plots need, not the currents
+            event = SampleRecorded(event.epoch, event.batch, event.recording[["v", "spikes"]])
+        events.put(event)
+        while not resume.wait(0.05):
+            if stop.is_set():
+                break
+
+    try:
+        run = train(RunConfig.from_dict(config), [gate], stop, NetworkSpec.from_json(spec_json))
+        save_run(run, folder)
+    except Exception as exc:  # shown to the user; the session stays usable
+        events.put(Finished(None, f"{type(exc).__name__}: {exc}", 0.0))
+        return
+    events.put(Finished(folder, None, time.perf_counter() - started))
+
+
 class TrainingSession(param.Parameterized):
-    """One training run at a time, in a worker thread; events on ``events`` (a queue)."""
+    """One training run at a time, in its own process; its events arrive on ``events``.
+
+    A process, not a thread: a training loop holds Python's GIL most of the time, and in a
+    thread it starved the server that draws this session's plots (and every other student's)
+    to ~2 updates per second.  ``pause`` and ``stop`` are process-shared events the run checks
+    between batches; the finished run is a run folder under ``folder``.
+    """
 
     state = param.Selector(objects=["idle", "running", "paused", "stopping", "done", "failed"])
     error = param.String("")
 
-    def __init__(self, **params):
+    def __init__(self, folder: str | Path | None = None, **params):
         super().__init__(**params)
-        self.events: queue.Queue = queue.Queue()
-        self._thread: threading.Thread | None = None
-        self._stop = StopSignal()
-        self._resume = threading.Event()
-        self._resume.set()
+        self.folder = Path(folder) if folder else None
+        self.events = queue.SimpleQueue()
+        self._process = None
+        self._stop = self._resume = None
+        self._runs = 0
         self.started_at: float | None = None
 
     @property
     def active(self) -> bool:
-        return self._thread is not None and self._thread.is_alive()
+        return self._process is not None and self._process.is_alive()
 
     def start(self, config, spec: NetworkSpec) -> None:
         """Train ``config`` on ``spec`` in the background (refused while a run is active)."""
         if self.active:
             raise RuntimeError("a training run is already going; stop it first")
-        self._stop = StopSignal()
+        ctx = _context()
+        if self.folder is None:
+            self.folder = Path(tempfile.mkdtemp(prefix="workbench-session-"))
+        self._runs += 1
+        out = self.folder / f"run-{self._runs}"
+        self.events = ctx.Queue()
+        self._stop, self._resume = ctx.Event(), ctx.Event()
         self._resume.set()
-        self.events = queue.Queue()
         self.error = ""
         self.started_at = time.perf_counter()
         self.state = "running"
-        self._thread = threading.Thread(
-            target=self._work, args=(config, spec), name="workbench-training", daemon=True
+        self._process = ctx.Process(
+            target=_train_in_process,
+            args=(
+                config.to_dict(),
+                spec.to_json(),
+                str(out),
+                self.events,
+                self._stop,
+                self._resume,
+            ),
+            name="workbench-training",
+            daemon=True,
         )
-        self._thread.start()
-
-    def _gate(self, event) -> None:
-        """A callback of the run: queue the event, and hold the worker here while paused."""
-        self.events.put(event)
-        while not self._resume.wait(0.05):
-            if self._stop.is_set():
-                break
-
-    def _work(self, config, spec: NetworkSpec) -> None:
-        started = time.perf_counter()
-        try:
-            run = train(config, callbacks=[self._gate], stop=self._stop, spec=spec)
-        except Exception as exc:  # shown to the user; the session stays usable
-            self.events.put(Finished(None, f"{type(exc).__name__}: {exc}", 0.0))
-            return
-        self.events.put(Finished(run, None, time.perf_counter() - started))
+        self._process.start()
 
     def pause(self) -> None:
         if self.state == "running":
@@ -121,18 +170,39 @@ class TrainingSession(param.Parameterized):
             self.state = "running"
 
     def stop(self, wait: float = 0.0) -> None:
-        """End the run after the current batch (``wait``: seconds to wait for the worker)."""
+        """End the run after the current batch (``wait``: seconds to wait for the worker,
+        which is then terminated if it has not ended)."""
         if self.active:
             self._stop.set()
             self._resume.set()
             self.state = "stopping"
             if wait:
-                self._thread.join(wait)
+                self._process.join(wait)
+                if self._process.is_alive():
+                    self._process.terminate()
+                    self._process.join(5)
 
     def finished(self, event: Finished) -> None:
         """Called by the view when the worker's :class:`Finished` event arrives."""
         self.error = event.error or ""
         self.state = "failed" if event.error else "done"
+        if self._process is not None:
+            self._process.join(10)
+
+    def check_alive(self) -> Finished | None:
+        """A :class:`Finished` for a worker that died without saying so (killed, out of
+        memory), else ``None``."""
+        if self._process is None or self.state not in ("running", "paused", "stopping"):
+            return None
+        if self._process.is_alive() or self._process.exitcode == 0:
+            return None
+        return Finished(None, f"the training process died (exit code {self._process.exitcode})", 0)
+
+    def close(self) -> None:
+        """Stop any run and remove this session's run folders."""
+        self.stop(wait=10.0)
+        if self.folder is not None:
+            shutil.rmtree(self.folder, ignore_errors=True)
 
 
 def _field_widget(field: dataclasses.Field, value, hint):
@@ -161,6 +231,7 @@ class TrainingDashboard(pn.viewable.Viewer):
         params.setdefault("workbench", Workbench())
         super().__init__(**params)
         self.session = TrainingSession()
+        self.run_folder: Path | None = None
         self._autopoll = autopoll
         self._callback = None
         self._update_times: list[float] = []
@@ -197,14 +268,6 @@ class TrainingDashboard(pn.viewable.Viewer):
         self._trace_pop.param.watch(self._on_trace_choice, "value")
         self._trace_neurons.param.watch(self._on_trace_choice, "value")
 
-        self._batches = hv.streams.Buffer(
-            pd.DataFrame({"batch": [], "loss": [], "accuracy": []}), length=100_000, index=False
-        )
-        self._epoch_rows = hv.streams.Buffer(
-            pd.DataFrame({"epoch": [], "val_accuracy": []}), length=10_000, index=False
-        )
-        self._rasters: dict[str, hv.streams.Pipe] = {}
-        self._trace_pipe = hv.streams.Pipe(data=plots.trace_frame(np.zeros((0, 0)), 1.0, []))
         self._last_recording = None
         self._plots = pn.Column(sizing_mode="stretch_width")
         self._build_plots()
@@ -310,79 +373,72 @@ class TrainingDashboard(pn.viewable.Viewer):
 
     # ------------------------------------------------------------------ plots
     def _build_plots(self) -> None:
-        opts = {"backend_opts": {"plot.output_backend": "webgl"}} if self.workbench.webgl else {}
-        loss = hv.DynamicMap(
-            lambda data: hv.Curve(data, "batch", "loss").opts(
-                title="training loss", responsive=True, min_height=200, **opts
-            ),
-            streams=[self._batches],
-        )
-        accuracy = hv.DynamicMap(
-            lambda data: hv.Curve(data, "batch", ("accuracy", "batch accuracy")).opts(
-                title="accuracy (batches; validation per epoch)",
-                responsive=True,
-                min_height=200,
-                ylim=(0, 1.02),
-                **opts,
-            ),
-            streams=[self._batches],
-        )
-        val = hv.DynamicMap(
-            lambda data: hv.Curve(data, "epoch", ("val_accuracy", "validation accuracy")).opts(
-                title="validation accuracy per epoch",
-                responsive=True,
-                min_height=200,
-                ylim=(0, 1.02),
-                **opts,
-            ),
-            streams=[self._epoch_rows],
-        )
+        """The live figures of the session's network (rebuilt when the network changes)."""
         spec = self.workbench.spec
-        rasters = []
+        webgl = self.workbench.webgl
+        duration = (0, spec.n_steps * spec.dt)
+        self._curves = ColumnDataSource({"batch": [], "loss": [], "accuracy": []})
+        self._val = ColumnDataSource({"batch": [], "epoch": [], "val_accuracy": []})
+        loss = plots.live_figure("training loss", "batch", "loss", webgl)
+        loss.line("batch", "loss", source=self._curves)
+        accuracy = plots.live_figure(
+            "accuracy (batches; validation per epoch)", "batch", "accuracy", webgl
+        )
+        accuracy.y_range = Range1d(0, 1.02)
+        accuracy.line("batch", "accuracy", source=self._curves, legend_label="batch")
+        accuracy.scatter(
+            "batch",
+            "val_accuracy",
+            source=self._val,
+            size=7,
+            color="#d62728",
+            legend_label="validation",
+        )
+        accuracy.legend.location = "bottom_right"
         self._rasters = {}
+        rasters = []
         for pop in spec.populations:
             if not pop.spiking:
                 continue
-            pipe = hv.streams.Pipe(data=pd.DataFrame({"time": [], "neuron": []}))
-            self._rasters[pop.name] = pipe
+            source = ColumnDataSource({"time": [], "neuron": []})
+            self._rasters[pop.name] = source
+            fig = plots.live_figure(f"{pop.name} spikes", "time (ms)", f"{pop.name} neuron", webgl)
+            fig.x_range, fig.y_range = Range1d(*duration), Range1d(-0.5, pop.size - 0.5)
+            fig.scatter("time", "neuron", source=source, marker="square", size=3)
             rasters.append(
-                pn.pane.HoloViews(
-                    hv.DynamicMap(
-                        lambda data, name=pop.name, size=pop.size: plots.raster(
-                            data, name, size, xlim=(0, spec.n_steps * spec.dt), **opts
-                        ),
-                        streams=[pipe],
-                    ),
-                    sizing_mode="stretch_width",
-                    css_classes=[f"wb-raster-{pop.name}"],
-                )
+                pn.Column(fig, sizing_mode="stretch_width", css_classes=[f"wb-raster-{pop.name}"])
             )
-        names = [p.name for p in spec.populations]
+        self._traces = ColumnDataSource({"xs": [], "ys": [], "neuron": [], "color": []})
+        self._trace_fig = plots.live_figure("membrane", "time (ms)", "membrane", webgl)
+        self._trace_fig.x_range = Range1d(*duration)
+        self._trace_fig.multi_line("xs", "ys", color="color", source=self._traces)
+        self._threshold = Span(dimension="width", line_dash="dashed", line_color="black")
+        self._trace_fig.add_layout(self._threshold)
+        names = spec.population_names
         self._trace_pop.options = names
         if self.trace_population not in names:
             self.trace_population = names[0]
         self._trace_pop.value = self.trace_population
-        traces = hv.DynamicMap(self._trace_plot, streams=[self._trace_pipe])
+        self._set_trace_labels()
         self._plots.objects = [
             pn.Row(
-                pn.pane.HoloViews(loss, sizing_mode="stretch_width", css_classes=["wb-loss-plot"]),
-                pn.pane.HoloViews(accuracy, sizing_mode="stretch_width"),
-                pn.pane.HoloViews(val, sizing_mode="stretch_width"),
+                pn.Column(loss, sizing_mode="stretch_width", css_classes=["wb-loss-plot"]),
+                pn.pane.Bokeh(accuracy, sizing_mode="stretch_width"),
             ),
             pn.Row(*rasters) if rasters else pn.pane.Markdown("No spiking population."),
             pn.Row(self._trace_pop, self._trace_neurons),
-            pn.pane.HoloViews(traces, sizing_mode="stretch_width"),
+            pn.pane.Bokeh(self._trace_fig, sizing_mode="stretch_width"),
         ]
 
-    def _trace_plot(self, data):
+    def _set_trace_labels(self) -> None:
+        """Title and threshold line of the trace plot for the chosen population."""
         name = self.trace_population
         spec = self.workbench.spec
-        threshold = None
-        if name in spec.population_names:
-            pop = spec.population(name)
-            threshold = pop.params.get("threshold") if pop.spiking else None
-        opts = {"backend_opts": {"plot.output_backend": "webgl"}} if self.workbench.webgl else {}
-        return plots.traces(data, name, threshold, xlim=(0, spec.n_steps * spec.dt), **opts)
+        pop = spec.population(name) if name in spec.population_names else None
+        threshold = pop.params.get("threshold") if pop is not None and pop.spiking else None
+        self._trace_fig.title.text = f"{name} membrane (threshold dashed)"
+        self._threshold.location = threshold
+        self._threshold.visible = threshold is not None
 
     def _on_spec(self, *_):
         if not self.session.active:
@@ -390,6 +446,7 @@ class TrainingDashboard(pn.viewable.Viewer):
 
     def _on_trace_choice(self, *_):
         self.trace_population = self._trace_pop.value or ""
+        self._set_trace_labels()
         try:
             neurons = [int(v) for v in self._trace_neurons.value.replace(",", " ").split()]
         except ValueError:
@@ -403,8 +460,6 @@ class TrainingDashboard(pn.viewable.Viewer):
 
     def _reset_plots(self) -> None:
         self._build_plots()
-        self._batches.clear()
-        self._epoch_rows.clear()
         self._last_recording = None
         self._update_times = []
         self.first_update_s = None
@@ -416,19 +471,28 @@ class TrainingDashboard(pn.viewable.Viewer):
     def _send_recording(self, ds) -> None:
         """Rasters of every spiking population and the chosen traces of one recorded sample."""
         dt = float(ds.attrs.get("dt_ms", self.workbench.spec.dt))
-        for name, pipe in self._rasters.items():
+        for name, source in self._rasters.items():
             part = population(ds, name)
             if part.sizes["neuron"]:
-                pipe.send(plots.raster_frame(part["spikes"].isel(sample=0).values, dt))
+                source.data = dict(plots.raster_frame(part["spikes"].isel(sample=0).values, dt))
         part = population(ds, self.trace_population)
         if part.sizes["neuron"]:
             n = part.sizes["neuron"]
             neurons = [k for k in self.trace_neurons if 0 <= k < n]
-            self._trace_pipe.send(plots.trace_frame(part["v"].isel(sample=0).values, dt, neurons))
+            frame = plots.trace_frame(part["v"].isel(sample=0).values, dt, neurons)
+            self._traces.data = plots.multi_line_data(frame)
 
     # ------------------------------------------------------------------ the periodic update
     def poll(self) -> int:
-        """Drain the worker's events into the plots; returns how many events arrived."""
+        """Drain the worker's events into the plots; returns how many events arrived.
+
+        The document is held while the plots change: one message to the browser, and Bokeh
+        walks the page's model graph once instead of after every changed property (that walk
+        over the whole app cost ~0.1 s per change)."""
+        with pn.io.hold(freeze=True):
+            return self._drain()
+
+    def _drain(self) -> int:
         batches, epochs, recording, finished = [], [], None, None
         n = 0
         while True:
@@ -451,9 +515,16 @@ class TrainingDashboard(pn.viewable.Viewer):
             elif isinstance(event, RunEnd):
                 pass
         if batches:
-            self._batches.send(pd.DataFrame(batches, columns=["batch", "loss", "accuracy"]))
+            self._curves.stream(dict(zip(("batch", "loss", "accuracy"), zip(*batches))))
         if epochs:
-            self._epoch_rows.send(pd.DataFrame(epochs, columns=["epoch", "val_accuracy"]))
+            steps = self._steps_per_epoch
+            self._val.stream(
+                {
+                    "batch": [e * steps for e, _ in epochs],
+                    "epoch": [e for e, _ in epochs],
+                    "val_accuracy": [a for _, a in epochs],
+                }
+            )
         if recording is not None:
             self._last_recording = recording
             self._send_recording(recording)
@@ -462,10 +533,24 @@ class TrainingDashboard(pn.viewable.Viewer):
             self._update_times.append(now)
             if self.first_update_s is None and self.session.started_at is not None:
                 self.first_update_s = now - self.session.started_at
+        if finished is None:
+            finished = self.session.check_alive()
         if finished is not None:
             self._finish(finished)
         self._update_status()
         return n
+
+    def wait(self, timeout: float | None = None) -> str:
+        """Block until the run ends, updating the plots meanwhile (for scripts and notebooks
+        executed top to bottom); returns the final state."""
+        deadline = None if timeout is None else time.monotonic() + timeout
+        while self.session.state in ("running", "paused", "stopping"):
+            if deadline is not None and time.monotonic() > deadline:
+                break
+            self.poll()
+            time.sleep(self.period_ms / 1000)
+        self.poll()
+        return self.session.state
 
     def update_rate(self, window: float = 2.0) -> float:
         """Plot updates per second over the last ``window`` seconds."""
@@ -498,7 +583,8 @@ class TrainingDashboard(pn.viewable.Viewer):
         if event.error:
             self._show_problems([Problem("run", event.error)])
             return
-        run = event.run
+        run = load_run(event.folder)
+        self.run_folder = Path(event.folder)
         self.workbench.run = run
         m = run.metrics
         stopped = " (stopped early)" if m.get("stopped") else ""
@@ -515,23 +601,18 @@ class TrainingDashboard(pn.viewable.Viewer):
         self._save.disabled = False
 
     def _zip_run(self):
-        """The finished run's folder (``save_run``) as a zip file to download."""
-        run = self.workbench.run
-        tmp = Path(tempfile.mkdtemp(prefix="workbench-run-"))
-        try:
-            folder = save_run(run, tmp / "run")
-            buffer = io.BytesIO()
-            with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-                for path in sorted(folder.rglob("*")):
-                    zf.write(path, path.relative_to(folder.parent))
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
+        """The finished run's folder as a zip file to download."""
+        buffer = io.BytesIO()
+        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
+            for path in sorted(self.run_folder.rglob("*")):
+                zf.write(path, Path("run") / path.relative_to(self.run_folder))
         buffer.seek(0)
         return buffer
 
     def teardown(self) -> None:
-        """Stop the run and the periodic callback (a session ended)."""
-        self.stop(wait=5.0)
+        """Stop the run and the periodic callback, remove the session's run folders (a
+        session ended)."""
+        self.session.close()
         if self._callback is not None:
             self._callback.stop()
             self._callback = None

@@ -9,6 +9,7 @@ axes that mean the same thing: every plot's time axis is ``time`` in ms.
 from __future__ import annotations
 
 import holoviews as hv
+import holoviews.plotting.bokeh  # noqa: F401  (the plotting extension every .opts here needs)
 import numpy as np
 import pandas as pd
 
@@ -89,15 +90,54 @@ def trace_frame(v, dt: float, neurons, limit: int = MAX_TRACE_POINTS) -> pd.Data
 
 def traces(frame: pd.DataFrame, population: str, threshold: float | None = None, **opts):
     """Membrane traces (one line per neuron) with the threshold as a dashed line; always an
-    ``hv.Overlay``, so a ``DynamicMap`` of it keeps one type as neurons come and go."""
+    ``hv.Overlay`` without a legend (hover names the neuron), so updating it with the same
+    neurons changes data only, not the plot's objects, which keeps a live page fast."""
     vdim = voltage_dim(population)
     data = frame.rename(columns={"v": vdim.name})
     curves = [
-        hv.Curve(part, TIME, vdim, label=f"neuron {k}")
+        hv.Curve(part, TIME, [vdim, "neuron"], label=f"neuron {k}").opts(tools=["hover"])
         for k, part in data.groupby("neuron", sort=False)
-    ] or [hv.Curve(data, TIME, vdim)]
-    if threshold is not None:
-        curves.append(hv.HLine(threshold).opts(color="black", line_dash="dashed"))
+    ] or [hv.Curve(data, TIME, [vdim, "neuron"])]
+    level = np.nan if threshold is None else threshold
+    curves.append(hv.HLine(level).opts(color="black", line_dash="dashed"))
     return hv.Overlay(curves).opts(
-        title=f"{population} membrane", responsive=True, min_height=180, **opts
+        title=f"{population} membrane",
+        responsive=True,
+        min_height=180,
+        show_legend=False,
+        **opts,
     )
+
+
+# ---------------------------------------------------------------------------- live figures
+# The training dashboard draws with Bokeh directly: its updates then change data sources only
+# (a stream or a replaced column), which the browser receives as small patches.  HoloViews
+# re-renders touch the plots' objects too, and each such change made Bokeh walk the whole
+# page's model graph (~0.3 s per update for the app), which capped updates at ~2 per second.
+PALETTE = ("#1f77b4", "#ff7f0e", "#2ca02c", "#d62728", "#9467bd", "#8c564b", "#e377c2")
+
+
+def live_figure(title: str, x_label: str, y_label: str, webgl: bool = False):
+    """An empty Bokeh figure for data that a periodic callback updates."""
+    from bokeh.plotting import figure
+
+    fig = figure(
+        title=title,
+        height=220,
+        sizing_mode="stretch_width",
+        output_backend="webgl" if webgl else "canvas",
+        tools="pan,wheel_zoom,box_zoom,reset,save,hover",
+    )
+    fig.xaxis.axis_label, fig.yaxis.axis_label = x_label, y_label
+    return fig
+
+
+def multi_line_data(frame: pd.DataFrame) -> dict:
+    """A :func:`trace_frame` as the columns of a Bokeh ``multi_line``: one line per neuron."""
+    groups = list(frame.groupby("neuron", sort=False))
+    return {
+        "xs": [part["time"].to_numpy() for _, part in groups],
+        "ys": [part["v"].to_numpy() for _, part in groups],
+        "neuron": [name for name, _ in groups],
+        "color": [PALETTE[k % len(PALETTE)] for k in range(len(groups))],
+    }

@@ -131,6 +131,22 @@ def make_parser() -> argparse.ArgumentParser:
         "one after another in this process)",
     )
     grid.add_argument("--out", help="folder to create for results.csv, summary.csv and runs/")
+
+    app = commands.add_parser(
+        "app", help="serve the web app (Build, Data, Train, Compare, Hardware) on this machine"
+    )
+    app.add_argument("--port", type=_nonnegative_int, default=5006)
+    app.add_argument("--address", default="localhost", help="interface to listen on")
+    app.add_argument("--show", action="store_true", help="open a browser tab")
+    app.add_argument(
+        "--webgl", action="store_true", help="Bokeh's WebGL output (canvas is the default)"
+    )
+    # Per-session limits (a teaching lab's students share one server).
+    app.add_argument("--max-neurons", type=_positive_int, default=2000)
+    app.add_argument("--max-steps", type=_positive_int, default=2000)
+    app.add_argument("--max-epochs", type=_positive_int, default=200)
+    app.add_argument("--max-concurrent-runs", type=_positive_int, default=1)
+    app.add_argument("--max-compare-runs", type=_positive_int, default=24)
     return parser
 
 
@@ -243,7 +259,24 @@ def cmd_compare(args) -> int:
     return 1 if result.failed else 0  # some runs failed (each is in the table and results.csv)
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "compare": cmd_compare}
+def cmd_app(args) -> int:
+    # The UI is imported here only: the rest of the CLI (and the core) runs without it.
+    from workbench.widgets.app import serve
+    from workbench.widgets.state import Limits
+
+    limits = Limits(
+        max_neurons=args.max_neurons,
+        max_steps=args.max_steps,
+        max_epochs=args.max_epochs,
+        max_concurrent_runs=args.max_concurrent_runs,
+        max_compare_runs=args.max_compare_runs,
+    )
+    print(f"SNN Workbench: http://{args.address}:{args.port}/  (Ctrl-C stops)", flush=True)
+    serve(args.port, args.address, args.show, limits, args.webgl)
+    return 0
+
+
+COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "compare": cmd_compare, "app": cmd_app}
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -1,0 +1,116 @@
+"""The served app in a real browser (Playwright driving Debian's Chromium): build a network, pick
+a backend, train, watch the plots change, stop; a second session at the same time sees none of
+it; and no request leaves localhost.  Screenshots go to docs/img/ (the README shows them)."""
+
+import time
+from pathlib import Path
+
+import pytest
+
+from workbench.widgets.browser import chromium_path, launch, offline, running_app
+
+pytestmark = pytest.mark.skipif(
+    chromium_path() is None, reason="Debian's chromium is not installed (.ci/run installs it)"
+)
+playwright = pytest.importorskip("playwright.sync_api")
+
+IMG = Path(__file__).resolve().parents[1] / "docs" / "img"
+VIEWPORT = {"width": 1400, "height": 1000}
+
+
+@pytest.fixture(scope="module")
+def app_url():
+    with running_app("--max-epochs", "100") as url:
+        yield url
+
+
+@pytest.fixture(scope="module")
+def browser():
+    with playwright.sync_playwright() as p:
+        b = launch(p)
+        yield b
+        b.close()
+
+
+def open_session(browser, url):
+    context = browser.new_context(viewport=VIEWPORT)
+    blocked = offline(context)
+    page = context.new_page()
+    errors = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(url)
+    page.locator(".react-flow__node").first.wait_for(timeout=120_000)  # the builder is drawn
+    return context, page, blocked, errors
+
+
+def tab(page, name):
+    page.locator(".bk-tab", has_text=name).first.click()
+    time.sleep(0.5)
+
+
+def shot(page, name, locator=None):
+    IMG.mkdir(parents=True, exist_ok=True)
+    (locator or page).screenshot(path=str(IMG / name))
+
+
+def status(page) -> str:
+    """The dashboard's status line (Panel renders panes in shadow roots, which CSS locators
+    pierce but the host's inner_text does not include)."""
+    line = page.locator(".wb-status p")
+    return line.first.inner_text() if line.count() else ""
+
+
+def wait_for(condition, timeout=60.0, what="condition"):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
+def test_build_choose_backend_train_stop_with_isolated_sessions(app_url, browser):
+    ctx1, page, blocked1, errors1 = open_session(browser, app_url)
+
+    # Build: add a population and a projection through the editor's controls
+    tab(page, "Build")
+    page.locator(".wb-add-name input").first.fill("extra")
+    page.locator(".wb-add-population button").first.click()
+    page.locator(".react-flow__node[data-id='extra']").wait_for(timeout=20_000)
+    shot(page, "build.png")
+
+    # Hardware: Xylo's resource report
+    tab(page, "Hardware")
+    page.locator(".wb-backend select").first.select_option("xylo")
+    page.locator(".wb-resources").first.wait_for(timeout=30_000)
+    shot(page, "hardware.png")
+    page.locator(".wb-backend select").first.select_option("float")
+
+    # Train: Start, the loss curve and the raster change while it runs, Stop
+    tab(page, "Train")
+    page.locator(".wb-start button").first.click()
+    wait_for(lambda: "batch" in status(page), 120, "the first batch")
+    loss = page.locator(".wb-loss-plot").first
+    first = loss.screenshot()
+    raster = page.locator(".wb-raster-hidden").first
+    raster_first = raster.screenshot()
+    time.sleep(3.0)
+    assert loss.screenshot() != first, "the loss curve did not change"
+    assert raster.screenshot() != raster_first, "the raster did not change"
+    shot(page, "train.png")
+
+    # A second session at the same time: its own network, no run
+    ctx2, page2, blocked2, errors2 = open_session(browser, app_url)
+    tab(page2, "Build")
+    assert page2.get_by_text("extra", exact=True).count() == 0
+    tab(page2, "Train")
+    assert "running" not in status(page2)
+
+    page.locator(".wb-stop button").first.click()
+    wait_for(lambda: "done" in status(page), 120, "the run to stop")
+    page.locator(".wb-test-accuracy").get_by_text("Test accuracy").wait_for(timeout=60_000)
+    shot(page, "train-done.png")
+    assert "running" not in status(page2)
+
+    assert blocked1 == [] and blocked2 == [], (blocked1 + blocked2)[:5]
+    assert errors1 == [] and errors2 == [], (errors1 + errors2)[:3]
+    ctx2.close()
+    ctx1.close()

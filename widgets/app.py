@@ -1,0 +1,96 @@
+"""The web app: tabs Build, Data, Train, Compare and Hardware over one session's Workbench.
+
+``create_app()`` builds everything for one session; ``serve()`` hands Panel the *function*, so
+every browser session gets its own ``Workbench``, its own training and its own comparison
+(an object served directly would be shared by every student).  Nothing per-user goes into
+``pn.state.cache``.  When a session closes its runs are stopped.
+
+Everything the page loads comes from this server (``inline`` resources): the app works with no
+network, and a browser test holds that.
+"""
+
+from __future__ import annotations
+
+import panel as pn
+
+from .builder import NetworkBuilder
+from .compare import CompareView
+from .dashboard import TrainingDashboard, warm_up
+from .data import DataPicker
+from .hardware import BackendPicker
+from .state import Limits, Workbench
+
+TABS = ("Build", "Data", "Train", "Compare", "Hardware")
+
+
+def extension() -> None:
+    """Load Panel's HoloViews/Bokeh support with every resource served locally (JupyterLab and
+    ``panel serve`` alike): no request leaves the machine."""
+    pn.extension("tabulator", inline=True, notifications=False)
+    pn.config.inline = True
+
+
+class App(pn.viewable.Viewer):
+    """One session's app: its Workbench and the components over it."""
+
+    def __init__(self, limits: Limits | None = None, webgl: bool = False, **params):
+        super().__init__(**params)
+        values = limits.param.values() if limits is not None else {}
+        session_limits = Limits(**{k: v for k, v in values.items() if k != "name"})
+        self.workbench = Workbench(limits=session_limits, webgl=webgl)
+        self.builder = NetworkBuilder(workbench=self.workbench)
+        self.data = DataPicker(workbench=self.workbench)
+        self.dashboard = TrainingDashboard(workbench=self.workbench)
+        self.compare = CompareView(workbench=self.workbench)
+        self.hardware = BackendPicker(workbench=self.workbench)
+        self.tabs = pn.Tabs(
+            *zip(TABS, (self.builder, self.data, self.dashboard, self.compare, self.hardware)),
+            # only the open tab is in the page: every plot update makes Bokeh walk the page's
+            # model graph, and with all five tabs that walk halved the dashboard's update rate
+            dynamic=True,
+            sizing_mode="stretch_width",
+        )
+
+    def teardown(self, *_) -> None:
+        """Stop this session's training and comparison (its browser tab closed)."""
+        self.dashboard.teardown()
+        self.compare.stop()
+
+    def __panel__(self):
+        header = pn.pane.Markdown(
+            "# SNN Workbench\nBuild a spiking network, pick data and a backend, train it and "
+            "compare algorithms. This session's network and runs are its own.",
+            sizing_mode="stretch_width",
+        )
+        return pn.Column(header, self.tabs, sizing_mode="stretch_width")
+
+
+def create_app(limits: Limits | None = None, webgl: bool = False) -> pn.viewable.Viewable:
+    """A fresh app for one session; its runs stop when the session is destroyed."""
+    app = App(limits=limits, webgl=webgl)
+    if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
+        pn.state.on_session_destroyed(app.teardown)
+    return pn.panel(app)
+
+
+def serve(
+    port: int = 5006,
+    address: str = "localhost",
+    show: bool = False,
+    limits: Limits | None = None,
+    webgl: bool = False,
+) -> None:
+    """Serve the app on ``address:port`` until interrupted (one app per browser session)."""
+    extension()
+    warm_up()
+    limits = limits or Limits()
+    origins = [f"{host}:{port}" for host in ("localhost", "127.0.0.1", address)]
+    pn.serve(
+        {"/": lambda: create_app(limits, webgl)},
+        port=port,
+        address=address,
+        show=show,
+        title="SNN Workbench",
+        websocket_origin=sorted(set(origins)),
+        threaded=False,
+    )
