@@ -161,7 +161,7 @@ def test_limits_and_settings_are_checked_before_anything_starts(tmp_path):
     view.epochs.value = 1
     assert not view.start()
     assert "algorithms" in alerts(view.messages) and "at least one" in alerts(view.messages)
-    assert not view.running and view._thread is None and not any(tmp_path.iterdir())
+    assert not view.running and view._process is None and not any(tmp_path.iterdir())
 
 
 # ------------------------------------------------------------------------------------ traces

@@ -170,3 +170,19 @@ def test_recording_events_use_the_recording_format():
         "time": [3.0],
         "neuron": [5.0],
     }
+
+
+def test_a_session_runs_at_most_its_limit_of_runs_at_once():
+    from workbench.widgets.compare import CompareView
+
+    wb = small_workbench()
+    dash = TrainingDashboard(workbench=wb, autopoll=False)
+    view = CompareView(workbench=wb)
+    dash.set_setting("epochs", 50)
+    assert dash.start() and wb.active_runs == 1
+    assert not view.start()
+    assert any("1 run(s) going at once" in str(p) for p in view.check())
+    dash.stop()
+    until(dash, finished(dash), timeout=60)
+    assert wb.active_runs == 0
+    assert not any("going at once" in str(p) for p in view.check())

@@ -79,12 +79,16 @@ def serve(
     show: bool = False,
     limits: Limits | None = None,
     webgl: bool = False,
+    allow_origins: list[str] | None = None,
 ) -> None:
-    """Serve the app on ``address:port`` until interrupted (one app per browser session)."""
+    """Serve the app on ``address:port`` until interrupted (one app per browser session).
+    Browsers may connect through localhost, ``address`` and ``allow_origins`` (``host[:port]``,
+    e.g. the lab server's name when listening on 0.0.0.0)."""
     extension()
     warm_up()
     limits = limits or Limits()
-    origins = [f"{host}:{port}" for host in ("localhost", "127.0.0.1", address)]
+    hosts = ["localhost", "127.0.0.1", address]
+    origins = [f"{host}:{port}" for host in hosts] + list(allow_origins or [])
     pn.serve(
         {"/": lambda: create_app(limits, webgl)},
         port=port,

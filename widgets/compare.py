@@ -38,7 +38,6 @@ import copy
 import queue
 import shutil
 import tempfile
-import threading
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,9 +69,9 @@ from workbench.experiment import (
     resolve_encoder,
 )
 from workbench.spec import Problem, SpecError
-from workbench.training import StopSignal
 
 from . import plots
+from .dashboard import worker_context
 from .state import Workbench
 
 # the measures plotted per algorithm x backend (columns of Comparison.results)
@@ -124,10 +123,15 @@ def emulator_backends() -> list[str]:
     return out
 
 
-def _worker(arguments: dict, events: queue.Queue) -> None:
-    """Run a comparison (in the worker thread): only puts events on ``events``."""
+def _worker(arguments: dict, events, stop) -> None:
+    """Run a comparison in the worker process, one run after another: only puts events on
+    ``events``.  A process, not a thread of the server: a training loop holds the GIL and
+    would starve the page of every session on the server."""
+    import torch
+
+    torch.set_num_threads(1)
     try:
-        result = compare(**arguments, callbacks=[events.put])
+        result = compare(**arguments, stop=stop, callbacks=[events.put])
     except Exception as exc:
         events.put(_Done(None, describe_error(exc)))
     else:
@@ -157,9 +161,9 @@ class CompareView(pn.viewable.Viewer):
         wb = self.workbench
         self._rows: list[dict] = []
         self._total = 0
-        self._events: queue.Queue = queue.Queue()
-        self._thread: threading.Thread | None = None
-        self._stop_signal: StopSignal | None = None
+        self._events = queue.SimpleQueue()
+        self._process = None  # the worker process (see _worker)
+        self._stop_signal = None
         self._session_folder: Path | None = None  # the temporary folder this view made
         self.traces: list[BackendTrace] = []  # the last traces shown
 
@@ -317,8 +321,15 @@ class CompareView(pn.viewable.Viewer):
             problems.append(
                 Problem(
                     "comparison",
-                    "one is running; stop it or let it finish before starting another "
-                    f"(this session may have {limits.max_concurrent_runs} run(s) going at once)",
+                    "one is running; stop it or let it finish before starting another",
+                )
+            )
+        elif self.workbench.active_runs >= limits.max_concurrent_runs:
+            problems.append(
+                Problem(
+                    "comparison",
+                    f"this session may have {limits.max_concurrent_runs} run(s) going at once "
+                    "(a training run is going); stop it or raise --max-concurrent-runs",
                 )
             )
         arguments = self._arguments()
@@ -378,16 +389,21 @@ class CompareView(pn.viewable.Viewer):
         except OSError as exc:
             self.messages.objects = [_alert(Problem("folder", describe_error(exc)))]
             return False
-        self._stop_signal = arguments["stop"] = StopSignal()
-        self._events = queue.Queue()
+        ctx = worker_context()
+        self._stop_signal = ctx.Event()
+        self._events = ctx.Queue()
         self._rows = []
         self._total = len(cells)
         self.comparison = None
         self.running = True
-        self._thread = threading.Thread(
-            target=_worker, args=(arguments, self._events), name="wb-compare", daemon=True
+        self.workbench.active_runs += 1
+        self._process = ctx.Process(
+            target=_worker,
+            args=(arguments, self._events, self._stop_signal),
+            name="workbench-compare",
+            daemon=True,
         )
-        self._thread.start()
+        self._process.start()
         self._refresh()
         return True
 
@@ -411,14 +427,25 @@ class CompareView(pn.viewable.Viewer):
                 self._total = event.total
             elif isinstance(event, _Done):
                 self.running = False
+                self.workbench.active_runs -= 1
                 self.comparison = event.comparison
                 if event.comparison is not None:
                     self._rows = list(event.comparison.rows)  # in grid order
                 if event.error:
                     self.messages.objects = [_alert(Problem("comparison", event.error))]
-                if self._thread is not None:
-                    self._thread.join(timeout=1.0)
-                    self._thread = None
+                if self._process is not None:
+                    self._process.join(timeout=1.0)
+                    self._process = None
+        process = self._process
+        if self.running and process is not None and not process.is_alive() and n == 0:
+            # the worker ended without a word (terminated, out of memory)
+            self.running = False
+            self.workbench.active_runs -= 1
+            self._process = None
+            self.messages.objects = [
+                _alert(Problem("comparison", f"the worker process ended ({process.exitcode})"))
+            ]
+            n = 1
         if n:
             self._refresh()
         return n
@@ -429,11 +456,14 @@ class CompareView(pn.viewable.Viewer):
         remove the session's temporary folder once nothing writes to it.  Returns whether the
         worker has ended."""
         self.cancel()
-        if self._thread is not None:
-            self._thread.join(timeout)
-            if self._thread.is_alive():
+        if self._process is not None:
+            self._process.join(timeout)
+            if self._process.is_alive():  # the session is gone: end the current run too
+                self._process.terminate()
+                self._process.join(5)
+            if self._process.is_alive():
                 return False
-        self.poll()
+        self.poll()  # a terminated worker's comparison ends there (see poll)
         if self._session_folder is not None:
             shutil.rmtree(self._session_folder, ignore_errors=True)
             self._session_folder = None

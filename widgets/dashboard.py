@@ -4,9 +4,9 @@ loss and accuracy curves, spike rasters and membrane traces while the run goes o
 Two parts:
 
 - :class:`TrainingSession` (a ``param.Parameterized`` model, no Panel): one training run at a
-  time in a worker thread (``experiment.train`` on the session's network), whose events go onto a
-  queue.  ``pause()`` holds the worker between batches, ``stop()`` ends it after the current
-  batch (the core's ``StopSignal``).  The worker never touches a plot.
+  time in a worker process (``experiment.train`` on the session's network), whose events come
+  back on a queue.  ``pause()`` holds the worker between batches, ``stop()`` ends it after the
+  current batch.  The worker never touches a plot.
 - :class:`TrainingDashboard` (a ``pn.viewable.Viewer``): the controls and plots.  ``poll()``
   drains the queue on the session's own thread and sends what arrived to the plots, Bokeh
   figures whose data sources it updates (see :mod:`workbench.widgets.plots` for why not
@@ -60,7 +60,7 @@ class Finished:
     seconds: float
 
 
-def _context():
+def worker_context():
     """Worker processes come from a fork server that has imported the core once (a fresh
     process per run, started in a fraction of a second; never a fork of the threaded server)."""
     ctx = multiprocessing.get_context("forkserver")
@@ -73,7 +73,7 @@ def warm_up() -> None:
     student's first Start does not wait for it; ``workbench app`` calls this at start-up."""
     from multiprocessing import forkserver
 
-    _context()
+    worker_context()
     forkserver.ensure_running()
 
 
@@ -133,7 +133,7 @@ class TrainingSession(param.Parameterized):
         """Train ``config`` on ``spec`` in the background (refused while a run is active)."""
         if self.active:
             raise RuntimeError("a training run is already going; stop it first")
-        ctx = _context()
+        ctx = worker_context()
         if self.folder is None:
             self.folder = Path(tempfile.mkdtemp(prefix="workbench-session-"))
         self._runs += 1
@@ -312,10 +312,22 @@ class TrainingDashboard(pn.viewable.Viewer):
     # ------------------------------------------------------------------ controls
     def start(self) -> bool:
         """Check everything, then start training in the background; False if refused."""
+        wb = self.workbench
         if self.session.active:
             self._show_problems([Problem("run", "a run is going; stop it before starting another")])
             return False
-        wb = self.workbench
+        if wb.active_runs >= wb.limits.max_concurrent_runs:
+            limit = wb.limits.max_concurrent_runs
+            self._show_problems(
+                [
+                    Problem(
+                        "run",
+                        f"this session may have {limit} run(s) going at once (a comparison is "
+                        "going); stop it or raise --max-concurrent-runs",
+                    )
+                ]
+            )
+            return False
         training = self.training_settings()
         problems = wb.problems()
         epochs = training.get("epochs", 0)
@@ -338,6 +350,7 @@ class TrainingDashboard(pn.viewable.Viewer):
         self._reset_plots()
         self._epochs = int(epochs) if isinstance(epochs, int) else 0
         self.session.start(config, NetworkSpec.from_json(wb.spec.to_json()))
+        wb.active_runs += 1
         self._set_buttons()
         if self._autopoll and self._callback is None:
             self._callback = pn.state.add_periodic_callback(self.poll, period=self.period_ms)
@@ -576,6 +589,7 @@ class TrainingDashboard(pn.viewable.Viewer):
 
     def _finish(self, event: Finished) -> None:
         self.session.finished(event)
+        self.workbench.active_runs -= 1
         self._set_buttons()
         if self._callback is not None:
             self._callback.stop()

@@ -64,6 +64,11 @@ class Workbench(param.Parameterized):
     limits = param.ClassSelector(class_=Limits)
     webgl = param.Boolean(False, doc="Bokeh's WebGL output (6x slower than canvas headless)")
     run = param.Parameter(None, doc="the last finished training run (workbench.experiment.Run)")
+    active_runs = param.Integer(
+        0,
+        bounds=(0, None),
+        doc="training runs and comparisons going on (limits.max_concurrent_runs)",
+    )
 
     def __init__(self, **params):
         params.setdefault("limits", Limits())

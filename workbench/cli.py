@@ -139,6 +139,13 @@ def make_parser() -> argparse.ArgumentParser:
     app.add_argument("--address", default="localhost", help="interface to listen on")
     app.add_argument("--show", action="store_true", help="open a browser tab")
     app.add_argument(
+        "--allow-origin",
+        action="append",
+        default=[],
+        metavar="HOST[:PORT]",
+        help="another name browsers reach the server by (repeatable), e.g. lab.example.org:5006",
+    )
+    app.add_argument(
         "--webgl", action="store_true", help="Bokeh's WebGL output (canvas is the default)"
     )
     # Per-session limits (a teaching lab's students share one server).
@@ -272,7 +279,7 @@ def cmd_app(args) -> int:
         max_compare_runs=args.max_compare_runs,
     )
     print(f"SNN Workbench: http://{args.address}:{args.port}/  (Ctrl-C stops)", flush=True)
-    serve(args.port, args.address, args.show, limits, args.webgl)
+    serve(args.port, args.address, args.show, limits, args.webgl, args.allow_origin)
     return 0
 
 
