@@ -186,3 +186,16 @@ def test_a_session_runs_at_most_its_limit_of_runs_at_once():
     until(dash, finished(dash), timeout=60)
     assert wb.active_runs == 0
     assert not any("going at once" in str(p) for p in view.check())
+
+
+def test_the_worker_module_imports_no_ui_library():
+    # The fork server preloads it: a UI import there would cost every worker ~3 s.
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, workbench.widgets.worker; "
+        "print(sorted({'panel', 'holoviews', 'bokeh', 'param'} & set(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"

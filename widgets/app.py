@@ -15,10 +15,11 @@ import panel as pn
 
 from .builder import NetworkBuilder
 from .compare import CompareView
-from .dashboard import TrainingDashboard, warm_up
+from .dashboard import TrainingDashboard
 from .data import DataPicker
 from .hardware import BackendPicker
 from .state import Limits, Workbench
+from .worker import warm_up
 
 TABS = ("Build", "Data", "Train", "Compare", "Hardware")
 

@@ -56,7 +56,6 @@ from workbench.compare import (
     Comparison,
     RunFinished,
     cell_config,
-    compare,
     describe_error,
     grid,
 )
@@ -71,21 +70,13 @@ from workbench.experiment import (
 from workbench.spec import Problem, SpecError
 
 from . import plots
-from .dashboard import worker_context
 from .state import Workbench
+from .worker import ComparisonDone, compare_in_process, worker_context
 
 # the measures plotted per algorithm x backend (columns of Comparison.results)
 PLOTTED = ("test_accuracy", "train_seconds", "spikes_per_sample", "peak_memory_mb")
 CELL = hv.Dimension("cell", label="algorithm · backend")
 CALIBRATION_SAMPLES = 256  # training samples a chip with calibrate() is calibrated on
-
-
-@dataclass(frozen=True)
-class _Done:
-    """The worker's last event: the comparison, or why it could not run."""
-
-    comparison: Comparison | None
-    error: str | None = None
 
 
 @dataclass
@@ -121,21 +112,6 @@ def emulator_backends() -> list[str]:
         if cls is not None and hasattr(cls, "check"):
             out.append(name)
     return out
-
-
-def _worker(arguments: dict, events, stop) -> None:
-    """Run a comparison in the worker process, one run after another: only puts events on
-    ``events``.  A process, not a thread of the server: a training loop holds the GIL and
-    would starve the page of every session on the server."""
-    import torch
-
-    torch.set_num_threads(1)
-    try:
-        result = compare(**arguments, stop=stop, callbacks=[events.put])
-    except Exception as exc:
-        events.put(_Done(None, describe_error(exc)))
-    else:
-        events.put(_Done(result))
 
 
 class CompareView(pn.viewable.Viewer):
@@ -398,7 +374,7 @@ class CompareView(pn.viewable.Viewer):
         self.running = True
         self.workbench.active_runs += 1
         self._process = ctx.Process(
-            target=_worker,
+            target=compare_in_process,
             args=(arguments, self._events, self._stop_signal),
             name="workbench-compare",
             daemon=True,
@@ -425,7 +401,7 @@ class CompareView(pn.viewable.Viewer):
             if isinstance(event, RunFinished):
                 self._rows.append(event.row)
                 self._total = event.total
-            elif isinstance(event, _Done):
+            elif isinstance(event, ComparisonDone):
                 self.running = False
                 self.workbench.active_runs -= 1
                 self.comparison = event.comparison

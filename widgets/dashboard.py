@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import dataclasses
 import io
-import multiprocessing
 import queue
 import shutil
 import tempfile
@@ -40,68 +39,16 @@ import param
 from bokeh.models import ColumnDataSource, Range1d, Span
 
 from workbench.algorithms import ALGORITHMS
-from workbench.experiment import RunConfig, load_run, save_run, train, training_config
+from workbench.experiment import load_run, training_config
 from workbench.recording import population
 from workbench.spec import NetworkSpec, Problem, SpecError
 from workbench.training import BatchEnd, EpochEnd, RunEnd, SampleRecorded
 
 from . import plots
 from .state import Workbench
+from .worker import Finished, train_in_process, worker_context
 
 SAMPLE_EVERY = 5  # batches between recorded samples while the dashboard watches
-
-
-@dataclasses.dataclass(frozen=True)
-class Finished:
-    """The worker's last event: the saved run folder (or the error that ended the run)."""
-
-    folder: str | None
-    error: str | None
-    seconds: float
-
-
-def worker_context():
-    """Worker processes come from a fork server that has imported the core once (a fresh
-    process per run, started in a fraction of a second; never a fork of the threaded server)."""
-    ctx = multiprocessing.get_context("forkserver")
-    ctx.set_forkserver_preload(["workbench.experiment"])
-    return ctx
-
-
-def warm_up() -> None:
-    """Start the fork server now (it imports torch and the core once, ~5 s), so that a
-    student's first Start does not wait for it; ``workbench app`` calls this at start-up."""
-    from multiprocessing import forkserver
-
-    worker_context()
-    forkserver.ensure_running()
-
-
-def _train_in_process(config: dict, spec_json: str, folder: str, events, stop, resume) -> None:
-    """The worker process: train, send the events, save the run folder.  One torch thread, so
-    a lab's sessions share the machine's cores fairly."""
-    import torch
-
-    torch.set_num_threads(1)
-    started = time.perf_counter()
-
-    def gate(event) -> None:  # send the event; hold here while paused
-        if isinstance(event, RunEnd):
-            return  # its history is in the run folder
-        if isinstance(event, SampleRecorded):  # what the plots need, not the currents
-            event = SampleRecorded(event.epoch, event.batch, event.recording[["v", "spikes"]])
-        events.put(event)
-        while not resume.wait(0.05):
-            if stop.is_set():
-                break
-
-    try:
-        run = train(RunConfig.from_dict(config), [gate], stop, NetworkSpec.from_json(spec_json))
-        save_run(run, folder)
-    except Exception as exc:  # shown to the user; the session stays usable
-        events.put(Finished(None, f"{type(exc).__name__}: {exc}", 0.0))
-        return
-    events.put(Finished(folder, None, time.perf_counter() - started))
 
 
 class TrainingSession(param.Parameterized):
@@ -145,7 +92,7 @@ class TrainingSession(param.Parameterized):
         self.started_at = time.perf_counter()
         self.state = "running"
         self._process = ctx.Process(
-            target=_train_in_process,
+            target=train_in_process,
             args=(
                 config.to_dict(),
                 spec.to_json(),
