@@ -75,6 +75,10 @@ def test_build_choose_backend_train_stop_with_isolated_sessions(app_url, browser
     page.locator(".wb-add-name input").first.fill("extra")
     page.locator(".wb-add-population button").first.click()
     page.locator(".react-flow__node[data-id='extra']").wait_for(timeout=20_000)
+    page.locator(".wb-proj-source select").first.select_option(label="hidden")
+    page.locator(".wb-proj-target select").first.select_option(label="extra")
+    page.locator(".wb-add-projection button").first.click()
+    page.locator(".react-flow__edge[data-id='hidden->extra']").wait_for(timeout=20_000)
     shot(page, "build.png")
 
     # Hardware: Xylo's resource report

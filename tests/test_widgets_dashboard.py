@@ -50,6 +50,8 @@ def test_a_run_streams_batches_epochs_rasters_and_traces_then_shows_results():
     assert len(raster["time"]) > 0 and max(raster["neuron"]) < 24
     traces = dash._traces.data
     assert traces["neuron"] == ["0", "1", "2"] and len(traces["xs"][0]) == 10
+    threshold = dash.workbench.spec.population("hidden").params["threshold"]
+    assert list(dash._threshold.data["v"]) == [threshold, threshold]
     run = dash.workbench.run
     assert run is not None and run.spec.population("hidden").size == 24
     assert f"{100 * run.metrics['test_accuracy']:.1f} %" in dash._result.object

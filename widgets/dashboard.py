@@ -36,7 +36,7 @@ import holoviews as hv
 import numpy as np
 import panel as pn
 import param
-from bokeh.models import ColumnDataSource, Range1d, Span
+from bokeh.models import ColumnDataSource, Range1d
 
 from workbench.algorithms import ALGORITHMS
 from workbench.experiment import load_run, training_config
@@ -372,8 +372,9 @@ class TrainingDashboard(pn.viewable.Viewer):
         self._trace_fig = plots.live_figure("membrane", "time (ms)", "membrane", webgl)
         self._trace_fig.x_range = Range1d(*duration)
         self._trace_fig.multi_line("xs", "ys", color="color", source=self._traces)
-        self._threshold = Span(dimension="width", line_dash="dashed", line_color="black")
-        self._trace_fig.add_layout(self._threshold)
+        # the threshold as a data line (a Span would not widen the autoranged y axis to it)
+        self._threshold = ColumnDataSource({"time": [], "v": []})
+        self._trace_fig.line("time", "v", source=self._threshold, line_dash="dashed", color="black")
         names = spec.population_names
         self._trace_pop.options = names
         if self.trace_population not in names:
@@ -397,8 +398,12 @@ class TrainingDashboard(pn.viewable.Viewer):
         pop = spec.population(name) if name in spec.population_names else None
         threshold = pop.params.get("threshold") if pop is not None and pop.spiking else None
         self._trace_fig.title.text = f"{name} membrane (threshold dashed)"
-        self._threshold.location = threshold
-        self._threshold.visible = threshold is not None
+        end = spec.n_steps * spec.dt
+        self._threshold.data = (
+            {"time": [0.0, end], "v": [threshold, threshold]}
+            if threshold is not None
+            else {"time": [], "v": []}
+        )
 
     def _on_spec(self, *_):
         if not self.session.active:
