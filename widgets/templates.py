@@ -1,61 +1,50 @@
 """Networks to start from: each a function returning a fresh, valid :class:`NetworkSpec`.
 
-The builder offers them by name; every one reads the Yin-Yang input (5 latency-coded channels:
-x, y, 1-x, 1-y and a bias spike) and has 3 outputs, so each trains as it is.
+The builder offers them by name; every one is built the way ``workbench train`` builds the
+Yin-Yang reference (5 latency-coded input channels: x, y, 1-x, 1-y and a bias spike; 3
+outputs), so each trains as it is.
 """
 
 from __future__ import annotations
 
-from workbench.experiment import reference_config
-from workbench.spec import NetworkSpec, Projection, feedforward
+from workbench.data import load_dataset
+from workbench.experiment import build_spec, make_run_encoder, reference_config, resolve_encoder
+from workbench.spec import NetworkSpec, Projection
+
+
+def _reference(backend: str = "float", **changes) -> NetworkSpec:
+    """The Yin-Yang reference network (on ``backend``) with ``changes`` to its RunConfig."""
+    config = reference_config("yinyang", backend=backend)
+    for key, value in changes.items():
+        setattr(config, key, value)
+    config.encoder = resolve_encoder(config)
+    return build_spec(config, load_dataset("yinyang"), make_run_encoder(config))
+
+
+def _with_recurrence(spec: NetworkSpec, name: str) -> NetworkSpec:
+    """``spec`` with all-to-all recurrent synapses within its hidden population (1-step delay)."""
+    spec.name = name
+    spec.projections.insert(
+        1, Projection("hidden", "hidden", recurrent=True, weight_mean=0.0, weight_std=0.05)
+    )
+    return spec.validate()
 
 
 def yinyang() -> NetworkSpec:
     """The Yin-Yang reference network of surrogate-gradient training: 5-120-3, LIF -> LI."""
-    c = reference_config("yinyang")
-    return feedforward(
-        [5, *c.hidden, 3],
-        c.neuron,
-        c.readout,
-        c.neuron_params,
-        c.readout_params,
-        dt=c.dt,
-        n_steps=c.n_steps,
-        weight_init=c.weight_init,
-        name="yinyang-5-120-3",
-    )
+    return _reference()
 
 
 def recurrent() -> NetworkSpec:
-    """5-64-3 with all-to-all recurrent synapses within the hidden population (1-step delay)."""
-    spec = yinyang()
-    spec.name = "recurrent-5-64-3"
-    spec.populations[0].size = 64
-    spec.projections.insert(
-        1, Projection("hidden", "hidden", recurrent=True, weight_mean=0.0, weight_std=0.05)
-    )
-    return spec.validate()
+    """5-64-3 with a recurrent hidden population."""
+    return _with_recurrence(_reference(hidden=[64]), "recurrent-5-64-3")
 
 
 def xylo_sized() -> NetworkSpec:
-    """A network that fits SynSense Xylo (16 inputs, 1000 hidden, 8 outputs): 5-63-3, LIF
-    throughout, recurrent hidden population, time constants that bit-shift decay realises."""
-    c = reference_config("yinyang", backend="xylo")
-    spec = feedforward(
-        [5, 63, 3],
-        "lif",
-        "lif",
-        c.neuron_params,
-        c.readout_params,
-        dt=c.dt,
-        n_steps=c.n_steps,
-        weight_init=c.weight_init,
-        name="xylo-5-63-3",
-    )
-    spec.projections.insert(
-        1, Projection("hidden", "hidden", recurrent=True, weight_mean=0.0, weight_std=0.05)
-    )
-    return spec.validate()
+    """A network that fits SynSense Xylo (16 inputs, 1000 hidden, 8 outputs, at most 64
+    recurrent synapses per hidden neuron): 5-63-3, LIF throughout, recurrent hidden population,
+    with time constants that Xylo's bit-shift decay realises (its Yin-Yang reference)."""
+    return _with_recurrence(_reference("xylo", hidden=[63], readout="lif"), "xylo-5-63-3")
 
 
 TEMPLATES = {
