@@ -118,3 +118,31 @@ def test_build_choose_backend_train_stop_with_isolated_sessions(app_url, browser
     assert errors1 == [] and errors2 == [], (errors1 + errors2)[:3]
     ctx2.close()
     ctx1.close()
+
+
+def test_compare_runs_a_grid_and_shows_its_results(app_url, browser):
+    context, page, blocked, errors = open_session(browser, app_url)
+    tab(page, "Compare")
+    algorithms = page.locator(".wb-compare-algorithms input").first
+    algorithms.click()
+    page.locator(
+        ".wb-compare-algorithms .choices__item--choice", has_text="surrogate"
+    ).first.click()
+    epochs = page.locator(".wb-compare-epochs input").first
+    epochs.fill("1")
+    epochs.press("Tab")
+    time.sleep(0.5)
+    page.locator(".wb-compare-run button").first.click()
+
+    def progress() -> str:
+        line = page.locator(".wb-compare-status p")
+        return line.first.inner_text() if line.count() else ""
+
+    wait_for(lambda: "1 of 1 runs done" in progress(), 300, "the comparison to finish")
+    assert "failed" not in progress()
+    row = page.locator(".wb-compare-table .tabulator-row").first
+    row.wait_for(timeout=30_000)
+    assert row.inner_text().split()[:2] == ["surrogate", "float"]
+    shot(page, "compare.png")
+    assert blocked == [] and errors == [], (blocked + errors)[:5]
+    context.close()

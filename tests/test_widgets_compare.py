@@ -27,7 +27,7 @@ SMALL = {"hidden": [20], "n_steps": 10}
 
 def make_view(folder=None, **workbench):
     wb = Workbench(dataset="digits", **workbench)
-    return CompareView(workbench=wb, folder=None if folder is None else str(folder))
+    return CompareView(workbench=wb, folder=None if folder is None else str(folder), autopoll=False)
 
 
 def choose(view, algorithms, backends, seeds=1, epochs=1):
@@ -168,7 +168,7 @@ def test_limits_and_settings_are_checked_before_anything_starts(tmp_path):
 
 
 def yinyang_view(**workbench):
-    return CompareView(workbench=Workbench(dataset="yinyang", **workbench))
+    return CompareView(workbench=Workbench(dataset="yinyang", **workbench), autopoll=False)
 
 
 def test_traces_on_float_and_an_emulator_differ():

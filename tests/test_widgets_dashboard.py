@@ -179,7 +179,7 @@ def test_a_session_runs_at_most_its_limit_of_runs_at_once():
 
     wb = small_workbench()
     dash = TrainingDashboard(workbench=wb, autopoll=False)
-    view = CompareView(workbench=wb)
+    view = CompareView(workbench=wb, autopoll=False)
     dash.set_setting("epochs", 50)
     assert dash.start() and wb.active_runs == 1
     assert not view.start()
@@ -201,3 +201,12 @@ def test_the_worker_module_imports_no_ui_library():
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == "[]"
+
+
+def test_the_settings_follow_the_reference_of_the_dataset():
+    wb = Workbench()  # Yin-Yang
+    dash = TrainingDashboard(workbench=wb, autopoll=False)
+    assert dash.training_settings()["lr"] == 0.01
+    wb.dataset = "digits"
+    settings = dash.training_settings()
+    assert settings["lr"] == 0.005 and settings["surrogate_scale"] == 5.0

@@ -53,9 +53,10 @@ class App(pn.viewable.Viewer):
         )
 
     def teardown(self, *_) -> None:
-        """Stop this session's training and comparison (its browser tab closed)."""
+        """Stop this session's training and comparison (its browser tab closed).  The server
+        waits meanwhile, so the workers get a moment to end cleanly and are then terminated."""
         self.dashboard.teardown()
-        self.compare.stop()
+        self.compare.stop(timeout=1.0)
 
     def __panel__(self):
         header = pn.pane.Markdown(

@@ -1103,8 +1103,16 @@ class NetworkBuilder(pn.viewable.Viewer):
     def _on_file(self, event) -> None:
         if event.new:
             raw = event.new
-            self.json_input.value = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
-            self.load_json(self.json_input.value)
+            try:
+                text = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
+            except UnicodeDecodeError as exc:
+                self.load_error.object = (
+                    f"**Not loaded:** the file is not UTF-8 text ({exc.reason})"
+                )
+                self.load_error.visible = True
+                return
+            self.json_input.value = text
+            self.load_json(text)
 
     def _spec_file(self):
         return io.StringIO(self.spec_json())

@@ -70,6 +70,7 @@ from workbench.experiment import (
 from workbench.spec import Problem, SpecError
 
 from . import plots
+from .hardware import is_emulator
 from .state import Workbench
 from .worker import ComparisonDone, compare_in_process, worker_context
 
@@ -109,7 +110,7 @@ def emulator_backends() -> list[str]:
             cls = backend_class(name)
         except Exception:  # a plugin that fails to load is not offered as an emulator
             continue
-        if cls is not None and hasattr(cls, "check"):
+        if is_emulator(cls):
             out.append(name)
     return out
 
@@ -130,8 +131,10 @@ class CompareView(pn.viewable.Viewer):
     comparison = param.Parameter(None, doc="the last finished comparison (Comparison)")
     out = param.Parameter(None, doc="the folder of the last comparison started (Path)")
 
-    def __init__(self, **params):
+    def __init__(self, autopoll: bool = True, **params):
         super().__init__(**params)
+        self._autopoll = autopoll  # a periodic callback polls while a comparison runs
+        self._callback = None
         if self.workbench is None:
             raise ValueError("workbench: CompareView needs the session's Workbench")
         wb = self.workbench
@@ -380,17 +383,22 @@ class CompareView(pn.viewable.Viewer):
             daemon=True,
         )
         self._process.start()
+        if self._autopoll and self._callback is None:
+            self._callback = pn.state.add_periodic_callback(self.poll, period=500)
         self._refresh()
         return True
 
     def cancel(self) -> None:
-        """Stop the comparison: runs not yet started are cancelled, the current one finishes."""
+        """Stop the comparison: runs not yet started are cancelled, the current one ends after
+        its current batch (its row shows the epochs it trained)."""
         if self._stop_signal is not None:
             self._stop_signal.set()
             self.stop_button.disabled = True
 
     def poll(self) -> int:
         """Bring the worker's events to the widgets; returns how many there were."""
+        process = self._process
+        dead = process is not None and not process.is_alive()  # before draining: no race
         n = 0
         while True:
             try:
@@ -402,8 +410,7 @@ class CompareView(pn.viewable.Viewer):
                 self._rows.append(event.row)
                 self._total = event.total
             elif isinstance(event, ComparisonDone):
-                self.running = False
-                self.workbench.active_runs -= 1
+                self._ended()
                 self.comparison = event.comparison
                 if event.comparison is not None:
                     self._rows = list(event.comparison.rows)  # in grid order
@@ -412,31 +419,37 @@ class CompareView(pn.viewable.Viewer):
                 if self._process is not None:
                     self._process.join(timeout=1.0)
                     self._process = None
-        process = self._process
-        if self.running and process is not None and not process.is_alive() and n == 0:
-            # the worker ended without a word (terminated, out of memory)
-            self.running = False
-            self.workbench.active_runs -= 1
+        if dead and self.running:  # the worker ended without a word (terminated, out of memory)
+            self._ended()
             self._process = None
             self.messages.objects = [
                 _alert(Problem("comparison", f"the worker process ended ({process.exitcode})"))
             ]
-            n = 1
+            n += 1
         if n:
             self._refresh()
         return n
 
+    def _ended(self) -> None:
+        """The comparison is over: free the session's run slot and stop polling."""
+        if self.running:
+            self.running = False
+            self.workbench.active_runs -= 1
+        if self._callback is not None:
+            self._callback.stop()
+            self._callback = None
+
     def stop(self, timeout: float = 10.0) -> bool:
-        """End this session's comparison (the app calls it when the session closes): cancel
-        the runs not yet started, wait up to ``timeout`` seconds for the current one, and
-        remove the session's temporary folder once nothing writes to it.  Returns whether the
-        worker has ended."""
+        """End this session's comparison (the app calls it when the session closes, with a
+        short ``timeout``: the server waits meanwhile): stop it, wait up to ``timeout`` seconds
+        for the worker to end after its current batch (then terminate it), and remove the
+        session's temporary folder.  Returns whether the worker has ended."""
         self.cancel()
         if self._process is not None:
             self._process.join(timeout)
-            if self._process.is_alive():  # the session is gone: end the current run too
+            if self._process.is_alive():
                 self._process.terminate()
-                self._process.join(5)
+                self._process.join(2)
             if self._process.is_alive():
                 return False
         self.poll()  # a terminated worker's comparison ends there (see poll)

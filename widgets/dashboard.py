@@ -42,7 +42,7 @@ from workbench.algorithms import ALGORITHMS
 from workbench.experiment import load_run, training_config
 from workbench.recording import population
 from workbench.spec import NetworkSpec, Problem, SpecError
-from workbench.training import BatchEnd, EpochEnd, RunEnd, SampleRecorded
+from workbench.training import BatchEnd, EpochEnd, SampleRecorded
 
 from . import plots
 from .state import Workbench
@@ -146,8 +146,13 @@ class TrainingSession(param.Parameterized):
         return Finished(None, f"the training process died (exit code {self._process.exitcode})", 0)
 
     def close(self) -> None:
-        """Stop any run and remove this session's run folders."""
-        self.stop(wait=10.0)
+        """Stop any run at once and remove this session's run folders (the session ended:
+        the server waits meanwhile, and nobody will read the run)."""
+        if self.active:
+            self._stop.set()
+            self._resume.set()
+            self._process.terminate()
+            self._process.join(2)
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
 
@@ -219,6 +224,8 @@ class TrainingDashboard(pn.viewable.Viewer):
         self._plots = pn.Column(sizing_mode="stretch_width")
         self._build_plots()
         self.param.watch(self._on_algorithm, "algorithm")
+        # the settings start from the reference of the algorithm on this dataset and backend
+        self.workbench.param.watch(self._on_algorithm, ["dataset", "backend"])
         self.workbench.param.watch(self._on_spec, "spec")
         self._on_algorithm()
 
@@ -238,17 +245,8 @@ class TrainingDashboard(pn.viewable.Viewer):
         self._settings.objects = list(self._setting_widgets.values())
 
     def training_settings(self) -> dict:
-        """The hyperparameters as the widgets hold them (strings parsed as the field's type)."""
-        cls = ALGORITHMS[self.algorithm].config_class
-        defaults = dataclasses.asdict(cls())
-        out = {}
-        for name, widget in self._setting_widgets.items():
-            value = widget.value
-            default = defaults.get(name)
-            if isinstance(default, tuple | list) and isinstance(value, str):
-                value = type(default)(float(v) for v in value.replace(",", " ").split())
-            out[name] = value
-        return out
+        """The hyperparameters as the widgets hold them."""
+        return {name: widget.value for name, widget in self._setting_widgets.items()}
 
     def set_setting(self, name: str, value) -> None:
         """Set one hyperparameter's widget (as a user would)."""
@@ -477,8 +475,6 @@ class TrainingDashboard(pn.viewable.Viewer):
                 recording = event.recording
             elif isinstance(event, Finished):
                 finished = event
-            elif isinstance(event, RunEnd):
-                pass
         if batches:
             self._curves.stream(dict(zip(("batch", "loss", "accuracy"), zip(*batches))))
         if epochs:
@@ -549,7 +545,11 @@ class TrainingDashboard(pn.viewable.Viewer):
         if event.error:
             self._show_problems([Problem("run", event.error)])
             return
-        run = load_run(event.folder)
+        try:
+            run = load_run(event.folder)
+        except Exception as exc:  # shown, not raised inside the periodic callback
+            self._show_problems([Problem("run", f"the run folder could not be read: {exc}")])
+            return
         self.run_folder = Path(event.folder)
         self.workbench.run = run
         m = run.metrics

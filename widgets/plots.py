@@ -88,27 +88,6 @@ def trace_frame(v, dt: float, neurons, limit: int = MAX_TRACE_POINTS) -> pd.Data
     return pd.concat(parts, ignore_index=True)
 
 
-def traces(frame: pd.DataFrame, population: str, threshold: float | None = None, **opts):
-    """Membrane traces (one line per neuron) with the threshold as a dashed line; always an
-    ``hv.Overlay`` without a legend (hover names the neuron), so updating it with the same
-    neurons changes data only, not the plot's objects, which keeps a live page fast."""
-    vdim = voltage_dim(population)
-    data = frame.rename(columns={"v": vdim.name})
-    curves = [
-        hv.Curve(part, TIME, [vdim, "neuron"], label=f"neuron {k}").opts(tools=["hover"])
-        for k, part in data.groupby("neuron", sort=False)
-    ] or [hv.Curve(data, TIME, [vdim, "neuron"])]
-    level = np.nan if threshold is None else threshold
-    curves.append(hv.HLine(level).opts(color="black", line_dash="dashed"))
-    return hv.Overlay(curves).opts(
-        title=f"{population} membrane",
-        responsive=True,
-        min_height=180,
-        show_legend=False,
-        **opts,
-    )
-
-
 # ---------------------------------------------------------------------------- live figures
 # The training dashboard draws with Bokeh directly: its updates then change data sources only
 # (a stream or a replaced column), which the browser receives as small patches.  HoloViews

@@ -107,12 +107,13 @@ def cell_config(cell: dict) -> experiment.RunConfig:
     return config
 
 
-def run_cell(cell: dict) -> dict:
+def run_cell(cell: dict, stop=None) -> dict:
     """Train one cell and return its row (a plain dict with the :data:`COLUMNS`).
 
     ``cell``: ``dataset``, ``algorithm``, ``backend``, ``seed``, and optionally ``epochs``,
     ``overrides`` (a dict merged into the run configuration) and ``run_dir`` (where to save the
-    run folder).  Never raises for a failing run: the row's ``error`` says what went wrong.
+    run folder).  ``stop`` (anything with ``is_set()``) ends the training after its current
+    batch.  Never raises for a failing run: the row's ``error`` says what went wrong.
     """
     row = _empty_row(cell)
     try:
@@ -122,7 +123,7 @@ def run_cell(cell: dict) -> dict:
         load_dataset(config.dataset)
         warm_up_torch()
         with peak_memory() as peak:
-            run = experiment.train(config)
+            run = experiment.train(config, stop=stop)
     except Exception as exc:
         row["error"] = describe_error(exc)
         return row
@@ -429,7 +430,8 @@ def compare(
     execute (default :class:`InlineExecutor`; the caller owns and shuts down any other).
     ``callbacks`` get a :class:`RunFinished` per run, in this thread.  ``stop``: a
     :class:`~workbench.training.StopSignal`; once set, runs that have not started are cancelled
-    (reported with the error ``cancelled``) and running ones finish.
+    (reported with the error ``cancelled``); a run in this process (``InlineExecutor``) ends
+    after its current batch, a pool's running ones finish.
 
     Every setting is checked before the first run (:class:`~workbench.spec.SpecError`).
     """
@@ -475,7 +477,12 @@ def compare(
         for index, cell in enumerate(cells):
             if stopping():
                 break
-            pending[executor.submit(run_cell, cell)] = index
+            # a run in this process also stops mid-run; a pool's runs are cancelled if waiting
+            inline = isinstance(executor, InlineExecutor)
+            future = (
+                executor.submit(run_cell, cell, stop) if inline else executor.submit(run_cell, cell)
+            )
+            pending[future] = index
             for future in [f for f in pending if f.done()]:  # an inline run is done already
                 finish(future)
         for future in as_completed(list(pending)):
