@@ -210,3 +210,41 @@ def test_the_settings_follow_the_reference_of_the_dataset():
     wb.dataset = "digits"
     settings = dash.training_settings()
     assert settings["lr"] == 0.005 and settings["surrogate_scale"] == 5.0
+
+
+def test_a_worker_ends_when_its_server_is_killed(tmp_path):
+    # The worker's parent is the fork server, which outlives a killed server process: the
+    # worker must notice by itself, or it trains on with nobody to see it.
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    script = tmp_path / "server.py"
+    script.write_text(
+        "from workbench.spec import feedforward\n"
+        "from workbench.widgets.dashboard import TrainingSession\n"
+        "from workbench.widgets.state import Workbench\n"
+        "import time\n"
+        "if __name__ == '__main__':\n"
+        "    spec = feedforward([64, 24, 10], 'lif', 'li', dt=1.0, n_steps=10)\n"
+        "    wb = Workbench(dataset='digits', spec=spec)\n"
+        "    session = TrainingSession()\n"
+        "    session.start(wb.run_config('surrogate', {'epochs': 200}), spec)\n"
+        "    print(session._process.pid, flush=True)\n"
+        "    time.sleep(600)\n"
+    )
+    server = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)
+    worker = int(server.stdout.readline())
+    os.kill(worker, 0)  # running
+    server.send_signal(signal.SIGKILL)
+    server.wait()
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        try:
+            os.kill(worker, 0)
+        except ProcessLookupError:
+            return
+        time.sleep(0.2)
+    os.kill(worker, signal.SIGKILL)
+    raise AssertionError("the worker outlived its server by 20 s")

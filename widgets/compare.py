@@ -35,6 +35,7 @@ Widgets browser tests can find (``css_classes``):
 from __future__ import annotations
 
 import copy
+import os
 import queue
 import shutil
 import tempfile
@@ -378,7 +379,7 @@ class CompareView(pn.viewable.Viewer):
         self.workbench.active_runs += 1
         self._process = ctx.Process(
             target=compare_in_process,
-            args=(arguments, self._events, self._stop_signal),
+            args=(arguments, self._events, self._stop_signal, os.getpid()),
             name="workbench-compare",
             daemon=True,
         )

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import io
+import os
 import queue
 import shutil
 import tempfile
@@ -100,6 +101,7 @@ class TrainingSession(param.Parameterized):
                 self.events,
                 self._stop,
                 self._resume,
+                os.getpid(),
             ),
             name="workbench-training",
             daemon=True,

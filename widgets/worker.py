@@ -10,6 +10,8 @@ process-shared events for stop (and pause) between batches.
 from __future__ import annotations
 
 import multiprocessing
+import os
+import threading
 import time
 from dataclasses import dataclass
 
@@ -45,11 +47,30 @@ def warm_up() -> None:
     forkserver.ensure_running()
 
 
-def train_in_process(config: dict, spec_json: str, folder: str, events, stop, resume) -> None:
+def follow(server: int, period: float = 1.0) -> None:
+    """End this worker when process ``server`` is gone.  A worker's parent is the fork server,
+    which outlives a killed app server; without this, a run went on training for an hour with
+    nobody to see it."""
+
+    def watch() -> None:
+        while True:
+            time.sleep(period)
+            try:
+                os.kill(server, 0)
+            except ProcessLookupError:
+                os._exit(1)
+
+    threading.Thread(target=watch, name="follow-server", daemon=True).start()
+
+
+def train_in_process(
+    config: dict, spec_json: str, folder: str, events, stop, resume, server: int
+) -> None:
     """The worker process: train, send the events, save the run folder.  One torch thread, so
-    a lab's sessions share the machine's cores fairly."""
+    a lab's sessions share the machine's cores fairly.  Ends with process ``server``."""
     import torch
 
+    follow(server)
     torch.set_num_threads(1)
     started = time.perf_counter()
 
@@ -80,11 +101,13 @@ class ComparisonDone:
     error: str | None = None
 
 
-def compare_in_process(arguments: dict, events, stop) -> None:
+def compare_in_process(arguments: dict, events, stop, server: int) -> None:
     """Run ``compare(**arguments)`` one run after another, with one torch thread; its
-    ``RunFinished`` events and a last :class:`ComparisonDone` go on ``events``."""
+    ``RunFinished`` events and a last :class:`ComparisonDone` go on ``events``.  Ends with
+    process ``server``."""
     import torch
 
+    follow(server)
     torch.set_num_threads(1)
     try:
         result = compare(**arguments, stop=stop, callbacks=[events.put])
