@@ -435,7 +435,7 @@ class NetworkBuilder(pn.viewable.Viewer):
         """Add a population node with ``model``'s default parameters, before the output;
         returns its node id.  An empty ``name`` picks ``MODEL1``, ``MODEL2``, ..."""
         name = name or self._free_name(model)
-        node_id = self._free_id(name)
+        node_id = self._unused(name, {n["id"] for n in self.flow.nodes}, "_")
         model_params = MODELS[model].defaults() if model in MODELS else {}
         data = {"name": name, "model": model, "size": size, **model_params}
         node = self._node(node_id, POPULATION_TYPE, data, position or self._new_position())
@@ -446,7 +446,7 @@ class NetworkBuilder(pn.viewable.Viewer):
 
     def add_projection(self, source: str, target: str, recurrent: bool = False, **data) -> str:
         """Add a projection edge from node ``source`` to node ``target``; returns its id."""
-        edge_id = self._free_edge_id(f"{source}->{target}")
+        edge_id = self._unused(f"{source}->{target}", {e["id"] for e in self.flow.edges}, ":")
         fields = {
             "recurrent": recurrent,
             "delay": 0,
@@ -822,19 +822,13 @@ class NetworkBuilder(pn.viewable.Viewer):
             k += 1
         return f"{model}{k}"
 
-    def _free_id(self, name: str) -> str:
-        ids = {n["id"] for n in self.flow.nodes}
-        node_id, k = name, 1
-        while node_id in ids:
-            node_id, k = f"{name}_{k}", k + 1
-        return node_id
-
-    def _free_edge_id(self, base: str) -> str:
-        ids = {e["id"] for e in self.flow.edges}
-        edge_id, k = base, 1
-        while edge_id in ids:
-            edge_id, k = f"{base}:{k}", k + 1
-        return edge_id
+    @staticmethod
+    def _unused(base: str, taken: set[str], sep: str) -> str:
+        """``base``, or ``base<sep>1``, ``base<sep>2``, ... : the first not in ``taken``."""
+        out, k = base, 1
+        while out in taken:
+            out, k = f"{base}{sep}{k}", k + 1
+        return out
 
     def _names(self) -> list[str]:
         return [
