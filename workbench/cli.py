@@ -132,6 +132,12 @@ def make_parser() -> argparse.ArgumentParser:
     )
     grid.add_argument("--out", help="folder to create for results.csv, summary.csv and runs/")
 
+    labs = commands.add_parser(
+        "labs", help="write the student and teacher versions of lab notebooks"
+    )
+    labs.add_argument("src", help="folder of lab notebooks (solutions between markers)")
+    labs.add_argument("out", help="folder for student/ and teacher/")
+
     app = commands.add_parser(
         "app", help="serve the web app (Build, Data, Train, Compare, Hardware) on this machine"
     )
@@ -266,6 +272,14 @@ def cmd_compare(args) -> int:
     return 1 if result.failed else 0  # some runs failed (each is in the table and results.csv)
 
 
+def cmd_labs(args) -> int:
+    from workbench.labs import write_versions
+
+    for path in write_versions(args.src, args.out):
+        print(path)
+    return 0
+
+
 def cmd_app(args) -> int:
     # The UI is imported here only: the rest of the CLI (and the core) runs without it.
     from workbench.widgets.app import serve
@@ -283,7 +297,13 @@ def cmd_app(args) -> int:
     return 0
 
 
-COMMANDS = {"train": cmd_train, "evaluate": cmd_evaluate, "compare": cmd_compare, "app": cmd_app}
+COMMANDS = {
+    "train": cmd_train,
+    "evaluate": cmd_evaluate,
+    "compare": cmd_compare,
+    "labs": cmd_labs,
+    "app": cmd_app,
+}
 
 
 def main(argv: list[str] | None = None) -> int:
