@@ -924,19 +924,19 @@ class NetworkBuilder(pn.viewable.Viewer):
         self.form_problems.object = "\n".join(f"- `{p.path}`: {p.message}" for p in problems)
         self.form_problems.visible = bool(problems)
 
-    def _patch_node(self, node_id: str, key: str, value) -> None:
+    def _patch(self, patch, item_id: str, key: str, value) -> None:
+        """``patch`` (the flow's patch_node_data or patch_edge_data) one field from the form."""
         self._form_patching = True
         try:
-            self.flow.patch_node_data(node_id, {key: value})
+            patch(item_id, {key: value})
         finally:
             self._form_patching = False
 
+    def _patch_node(self, node_id: str, key: str, value) -> None:
+        self._patch(self.flow.patch_node_data, node_id, key, value)
+
     def _patch_edge(self, edge_id: str, key: str, value) -> None:
-        self._form_patching = True
-        try:
-            self.flow.patch_edge_data(edge_id, {key: value})
-        finally:
-            self._form_patching = False
+        self._patch(self.flow.patch_edge_data, edge_id, key, value)
 
     @staticmethod
     def _field(label: str, value, kind: str, key: str, on_change, description: str = ""):

@@ -22,6 +22,7 @@ the measured plot updates per second), ``wb-loss-plot``, ``wb-raster-<population
 
 from __future__ import annotations
 
+import collections
 import dataclasses
 import io
 import os
@@ -118,18 +119,12 @@ class TrainingSession(param.Parameterized):
             self._resume.set()
             self.state = "running"
 
-    def stop(self, wait: float = 0.0) -> None:
-        """End the run after the current batch (``wait``: seconds to wait for the worker,
-        which is then terminated if it has not ended)."""
+    def stop(self) -> None:
+        """End the run after the current batch."""
         if self.active:
             self._stop.set()
             self._resume.set()
             self.state = "stopping"
-            if wait:
-                self._process.join(wait)
-                if self._process.is_alive():
-                    self._process.terminate()
-                    self._process.join(5)
 
     def finished(self, event: Finished) -> None:
         """Called by the view when the worker's :class:`Finished` event arrives."""
@@ -145,14 +140,13 @@ class TrainingSession(param.Parameterized):
             return None
         if self._process.is_alive() or self._process.exitcode == 0:
             return None
-        return Finished(None, f"the training process died (exit code {self._process.exitcode})", 0)
+        return Finished(None, f"the training process died (exit code {self._process.exitcode})")
 
     def close(self) -> None:
         """Stop any run at once and remove this session's run folders (the session ended:
         the server waits meanwhile, and nobody will read the run)."""
         if self.active:
-            self._stop.set()
-            self._resume.set()
+            self.stop()
             self._process.terminate()
             self._process.join(2)
         if self.folder is not None:
@@ -188,7 +182,7 @@ class TrainingDashboard(pn.viewable.Viewer):
         self.run_folder: Path | None = None
         self._autopoll = autopoll
         self._callback = None
-        self._update_times: list[float] = []
+        self._update_times: collections.deque[float] = collections.deque()  # the last 2 s
         self.first_update_s: float | None = None
         self._epochs = 0
         self._steps_per_epoch = 1
@@ -311,9 +305,9 @@ class TrainingDashboard(pn.viewable.Viewer):
         self._set_buttons()
         self._update_status()
 
-    def stop(self, wait: float = 0.0) -> None:
-        """Stop the run after its current batch (the app calls this when a session ends)."""
-        self.session.stop(wait)
+    def stop(self) -> None:
+        """Stop the run after its current batch (the Stop button)."""
+        self.session.stop()
         self._set_buttons()
         self._update_status()
 
@@ -426,7 +420,7 @@ class TrainingDashboard(pn.viewable.Viewer):
     def _reset_plots(self) -> None:
         self._build_plots()
         self._last_recording = None
-        self._update_times = []
+        self._update_times.clear()
         self.first_update_s = None
         self._last_batch = None
         self._result.object = ""
@@ -516,10 +510,12 @@ class TrainingDashboard(pn.viewable.Viewer):
         return self.session.state
 
     def update_rate(self, window: float = 2.0) -> float:
-        """Plot updates per second over the last ``window`` seconds."""
+        """Plot updates per second over the last ``window`` seconds (older times are dropped,
+        so the status line costs the same at the end of a long run as at its start)."""
         now = time.perf_counter()
-        recent = [t for t in self._update_times if now - t <= window]
-        return len(recent) / window
+        while self._update_times and now - self._update_times[0] > window:
+            self._update_times.popleft()
+        return len(self._update_times) / window
 
     def _update_status(self) -> None:
         state = self.session.state
@@ -559,7 +555,7 @@ class TrainingDashboard(pn.viewable.Viewer):
         self._result.object = (
             f"### Test accuracy {100 * m['test_accuracy']:.1f} %{stopped}\n"
             f"validation {100 * m['val_accuracy']:.1f} % · best epoch {m.get('best_epoch')} · "
-            f"{m.get('train_seconds', event.seconds):.1f} s · "
+            f"{m['train_seconds']:.1f} s · "
             f"{m.get('test_spikes_per_sample', float('nan')):.1f} spikes per sample"
         )
         confusion = m.get("test_confusion")

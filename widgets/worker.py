@@ -27,7 +27,6 @@ class Finished:
 
     folder: str | None
     error: str | None
-    seconds: float
 
 
 def worker_context():
@@ -72,7 +71,6 @@ def train_in_process(
 
     follow(server)
     torch.set_num_threads(1)
-    started = time.perf_counter()
 
     def gate(event) -> None:  # send the event; hold here while paused
         if isinstance(event, RunEnd):
@@ -88,9 +86,9 @@ def train_in_process(
         run = train(RunConfig.from_dict(config), [gate], stop, NetworkSpec.from_json(spec_json))
         save_run(run, folder)
     except Exception as exc:  # shown to the user; the session stays usable
-        events.put(Finished(None, f"{type(exc).__name__}: {exc}", 0.0))
+        events.put(Finished(None, f"{type(exc).__name__}: {exc}"))
         return
-    events.put(Finished(folder, None, time.perf_counter() - started))
+    events.put(Finished(folder, None))
 
 
 @dataclass(frozen=True)
