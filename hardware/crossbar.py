@@ -427,6 +427,21 @@ class Crossbar(EmulatedNetwork):
         self._programming = self._draw_programming()
         self._cache.clear()
 
+    def runtime_state(self) -> dict:
+        """The chip's state beyond its weights (for a training checkpoint): how often it was
+        re-programmed and where its read-noise streams stand."""
+        state = {name: g.get_state() for name, g in self._read_generators.items()}
+        return {"programmings": self.programmings, "read": state}
+
+    def load_runtime_state(self, state: dict) -> None:
+        if state["programmings"] != self.programmings:
+            self.programmings = state["programmings"]
+            self._programming = self._draw_programming()
+            self._cache.clear()
+        self._read_generators.clear()
+        for device, generator_state in state["read"].items():
+            self._read_generator(torch.device(device)).set_state(generator_state)
+
     def reset_read_noise(self, read_seed: int | None = None) -> None:
         """Restart the read-noise stream (from ``read_seed`` if given)."""
         if read_seed is not None:

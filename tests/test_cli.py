@@ -14,6 +14,7 @@ RUN_FILES = {
     "metrics.json",
     "weights.safetensors",
     "recording.nc",
+    "manifest.json",
 }
 
 
@@ -55,8 +56,11 @@ def test_train_writes_a_complete_run_folder(digits_run):
     assert {"test_accuracy", "val_accuracy", "train_seconds", "epochs"} <= set(metrics)
     assert metrics["epochs"] == 2 and summary["test_accuracy"] == metrics["test_accuracy"]
     config = json.loads((out / "config.json").read_text())
-    assert config["seed"] == 1 and config["hidden"] == [40] and "spec_hash" in config
-    assert not [p for p in out.parent.iterdir() if p.name.endswith(".part")]
+    assert config["seed"] == 1 and config["hidden"] == [40]
+    manifest = json.loads((out / "manifest.json").read_text())
+    assert manifest["seed"] == 1 and manifest["spec_hash"] and manifest["backend"] == "float"
+    # no temporary folder, and no checkpoint once the run folder is complete
+    assert [p.name for p in out.parent.iterdir()] == [out.name]
 
 
 def test_evaluate_gives_the_stored_metrics_to_the_last_digit(digits_run):
@@ -152,7 +156,7 @@ def test_a_run_folder_whose_spec_was_edited_is_refused_in_one_line(digits_run, t
     (copy / "spec.json").write_text(json.dumps(spec))
     done = workbench("evaluate", str(copy))
     assert done.returncode == 2 and "Traceback" not in done.stderr
-    assert "spec_hash differs" in done.stderr and len(done.stderr.strip().splitlines()) == 1
+    assert "spec.json differs" in done.stderr and len(done.stderr.strip().splitlines()) == 1
 
 
 def test_an_unwritable_out_folder_is_refused_before_training(tmp_path):

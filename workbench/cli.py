@@ -1,7 +1,9 @@
 """The ``workbench`` command: train a network into a run folder, evaluate a run folder, compare.
 
     workbench train --dataset yinyang --seed 0 --out runs/yy0
+    workbench resume runs/yy0          # after the training process was killed
     workbench evaluate runs/yy0
+    workbench runs runs/               # every run folder (and resumable run) as a table
     workbench compare --dataset digits --algorithms surrogate --seeds 3 --out runs/cmp
 
 Choices for ``--algorithm(s)`` and ``--backend(s)`` are whatever is registered, so new
@@ -14,6 +16,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import shutil
 import sys
 
 from workbench import experiment
@@ -21,7 +24,8 @@ from workbench.algorithms import ALGORITHMS
 from workbench.backends import available_backends
 from workbench.compare import compare, process_pool
 from workbench.neurons import MODELS, SURROGATES
-from workbench.spec import SpecError
+from workbench.spec import Problem, SpecError
+from workbench.store import Checkpoint, checkpoint_dir, list_runs
 from workbench.training import BatchEnd, EpochEnd, RunEnd, RunStart
 
 
@@ -100,6 +104,24 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--n-steps", type=_positive_int)
     train.add_argument("--dt", type=_positive_float, help="time step in ms")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--checkpoint-every",
+        type=_positive_int,
+        default=1,
+        metavar="N",
+        help="save the training state every N epochs beside the run folder (default 1); "
+        "`workbench resume OUT` continues a killed run from it",
+    )
+
+    resume = commands.add_parser(
+        "resume", help="finish a run whose training was killed, from its last checkpoint"
+    )
+    resume.add_argument("run_dir", help="the --out of the interrupted `workbench train`")
+    resume.add_argument("--quiet", action="store_true", help="no progress bar")
+
+    runs = commands.add_parser("runs", help="list the run folders under a folder as a table")
+    runs.add_argument("store", nargs="?", default="runs", help="folder to search (default runs)")
+    runs.add_argument("--csv", action="store_true", help="comma-separated instead of a table")
 
     evaluate = commands.add_parser("evaluate", help="re-compute a run folder's metrics")
     evaluate.add_argument("run_dir")
@@ -221,13 +243,54 @@ class ProgressBar:
 def cmd_train(args) -> int:
     config = config_from_args(args)
     out = experiment.check_out_dir(args.out)
+    checkpoint = Checkpoint(checkpoint_dir(out), every=args.checkpoint_every)
+    if checkpoint.exists():
+        raise SpecError(
+            [
+                Problem(
+                    "out",
+                    f"{str(out)!r} has an unfinished run (checkpoint in "
+                    f"{str(checkpoint.folder)!r}): `workbench resume {out}` finishes it",
+                )
+            ]
+        )
     callbacks = [] if args.quiet else [ProgressBar()]
-    run = experiment.train(config, callbacks=callbacks)  # checks every setting before work
+    # checks every setting before work
+    run = experiment.train(config, callbacks=callbacks, checkpoint=checkpoint)
+    return _finish(run, out, checkpoint)
+
+
+def _finish(run, out, checkpoint: Checkpoint) -> int:
+    """Write the run folder, then drop its checkpoint; print the run's summary."""
     experiment.save_run(run, out)
+    shutil.rmtree(checkpoint.folder, ignore_errors=True)
     summary = {
         k: run.metrics[k] for k in ("test_accuracy", "val_accuracy", "train_seconds", "epochs")
     }
     print(json.dumps({"run": str(out), **summary}))
+    return 0
+
+
+def cmd_resume(args) -> int:
+    out = experiment.check_out_dir(args.run_dir)
+    checkpoint = Checkpoint(checkpoint_dir(out))
+    if not checkpoint.exists():
+        raise SpecError(
+            [Problem("run_dir", f"{str(out)!r} has no unfinished run to resume (no checkpoint)")]
+        )
+    callbacks = [] if args.quiet else [ProgressBar()]
+    run = experiment.resume(checkpoint.folder, callbacks=callbacks)
+    return _finish(run, out, checkpoint)
+
+
+def cmd_runs(args) -> int:
+    table = list_runs(args.store)
+    if args.csv:
+        print(table.to_csv(index=False), end="")
+    elif table.empty:
+        print(f"no runs under {args.store}")
+    else:
+        print(table.to_string(index=False, na_rep="-", float_format=lambda x: f"{x:.4f}"))
     return 0
 
 
@@ -299,6 +362,8 @@ def cmd_app(args) -> int:
 
 COMMANDS = {
     "train": cmd_train,
+    "resume": cmd_resume,
+    "runs": cmd_runs,
     "evaluate": cmd_evaluate,
     "compare": cmd_compare,
     "labs": cmd_labs,
@@ -322,6 +387,12 @@ def main(argv: list[str] | None = None) -> int:
             print(f"interrupted{kept}", file=sys.stderr)
         else:
             print("interrupted; no run folder was written", file=sys.stderr)
+            if args.command in ("train", "resume"):
+                print(
+                    f"`workbench resume {args.out if args.command == 'train' else args.run_dir}` "
+                    "continues from the last finished epoch",
+                    file=sys.stderr,
+                )
         return 130
 
 

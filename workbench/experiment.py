@@ -7,7 +7,10 @@ dataset and a seed.  :func:`train` runs it; :func:`save_run` writes a run folder
 :func:`load_run` and :func:`evaluate_run` bring it back.
 
 A run folder holds ``spec.json``, ``config.json``, ``history.csv``, ``metrics.json``,
-``weights.safetensors`` and ``recording.nc`` (a few test samples, every population).
+``weights.safetensors``, ``recording.nc`` (a few test samples, every population) and
+``manifest.json`` (version, spec hash, seed, backend, and each file's size and hash: see
+:mod:`workbench.store`).  ``train(config, checkpoint=FOLDER)`` saves the training state there
+after every epoch; :func:`resume` continues a killed run from it to the same final weights.
 """
 
 from __future__ import annotations
@@ -25,13 +28,13 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from workbench import __version__
 from workbench.algorithms import get_algorithm
 from workbench.backends import build
 from workbench.data import Dataset, load_dataset, make_encoder, make_loaders
 from workbench.neurons import MODELS
 from workbench.recording import save_netcdf, to_dataset
 from workbench.spec import NetworkSpec, Problem, SpecError, feedforward
+from workbench.store import MANIFEST, Checkpoint, read_manifest, write_manifest
 from workbench.training import EVAL_BATCH_SIZE, History, evaluate
 
 RUN_FILES = (
@@ -41,6 +44,7 @@ RUN_FILES = (
     "metrics.json",
     "weights.safetensors",
     "recording.nc",
+    MANIFEST,
 )
 
 
@@ -52,6 +56,7 @@ class TrainingData:
     dataset: Dataset
     encoder: object
     seed: int = 0
+    checkpoint: Checkpoint | None = None  # where the training loop saves and resumes its state
 
 
 @dataclass
@@ -340,12 +345,23 @@ def prepare(config: RunConfig, spec: NetworkSpec | None = None):
     return TrainingData(dataset, encoder, config.seed), spec, network, hyper
 
 
-def train(config: RunConfig, callbacks=(), stop=None, spec: NetworkSpec | None = None) -> Run:
+def train(
+    config: RunConfig,
+    callbacks=(),
+    stop=None,
+    spec: NetworkSpec | None = None,
+    checkpoint: str | os.PathLike | Checkpoint | None = None,
+) -> Run:
     """Train ``config`` from scratch (seeded) and measure it on the validation and test splits.
 
-    ``spec`` optionally gives the network (see :func:`prepare`)."""
+    ``spec`` optionally gives the network (see :func:`prepare`).  ``checkpoint``: a folder (or
+    :class:`~workbench.store.Checkpoint`) where the training state is saved after every epoch;
+    if it already holds the state of this same run, training resumes from there."""
+    given_spec = spec
     torch.manual_seed(config.seed)
     data, spec, network, hyper = prepare(config, spec)
+    if checkpoint is not None:
+        data.checkpoint = _open_checkpoint(checkpoint, config, given_spec)
     started = time.perf_counter()
     history = get_algorithm(config.algorithm).fit(network, data, hyper, callbacks, stop)
     seconds = time.perf_counter() - started
@@ -359,6 +375,42 @@ def train(config: RunConfig, callbacks=(), stop=None, spec: NetworkSpec | None =
         stopped=history.stopped,
     )
     return Run(config, spec, network, history, metrics, data)
+
+
+def _open_checkpoint(checkpoint, config: RunConfig, spec: NetworkSpec | None) -> Checkpoint:
+    """The run's checkpoint, holding its configuration (and the spec it was given); refuses
+    one that belongs to another run."""
+    if not isinstance(checkpoint, Checkpoint):
+        checkpoint = Checkpoint(checkpoint)
+    mine = {"config": config.to_dict(), "spec": spec.to_dict() if spec is not None else None}
+    theirs = checkpoint.read_json("run.json")
+    if theirs is None:
+        checkpoint.write_json("run.json", mine)
+    elif theirs != json.loads(json.dumps(mine)):
+        raise SpecError(
+            [
+                Problem(
+                    "checkpoint",
+                    f"{str(checkpoint.folder)!r} holds the checkpoint of another run (its "
+                    "run.json differs from this configuration); choose another folder",
+                )
+            ]
+        )
+    return checkpoint
+
+
+def resume(checkpoint: str | os.PathLike, callbacks=(), stop=None) -> Run:
+    """Continue the run whose training state is in the folder ``checkpoint`` (written by
+    ``train(..., checkpoint=...)``) and return it, finished."""
+    state = Checkpoint(checkpoint)
+    saved = state.read_json("run.json")
+    if saved is None:
+        raise SpecError(
+            [Problem("checkpoint", f"{str(checkpoint)!r} holds no checkpoint (no run.json)")]
+        )
+    config = RunConfig.from_dict(saved["config"])
+    spec = NetworkSpec.from_dict(saved["spec"]) if saved["spec"] is not None else None
+    return train(config, callbacks, stop, spec, checkpoint=state)
 
 
 def measure(network, data: TrainingData, readout: str) -> dict:
@@ -417,8 +469,7 @@ def save_run(run: Run, out: str | os.PathLike, n_recorded: int = 4) -> Path:
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".part", dir=out.parent))
     try:
         (tmp / "spec.json").write_text(run.spec.to_json())
-        manifest = {"workbench_version": __version__, "spec_hash": run.spec.digest()}
-        (tmp / "config.json").write_text(json.dumps({**run.config.to_dict(), **manifest}, indent=2))
+        (tmp / "config.json").write_text(json.dumps(run.config.to_dict(), indent=2))
         run.history.to_csv(tmp / "history.csv")
         (tmp / "metrics.json").write_text(json.dumps(run.metrics, indent=2))
         save_file(
@@ -427,6 +478,7 @@ def save_run(run: Run, out: str | os.PathLike, n_recorded: int = 4) -> Path:
         )
         if run.data is not None:
             save_netcdf(record_samples(run.network, run.data, n_recorded), tmp / "recording.nc")
+        write_manifest(tmp, run)  # last: it lists (and hashes) every other file
         umask = os.umask(0)
         os.umask(umask)
         tmp.chmod(0o777 & ~umask)  # mkdtemp makes the folder private; a run folder is not
@@ -470,17 +522,15 @@ def load_run(path: str | os.PathLike, dataset: str | None = None) -> Run:
                 )
             ]
         )
-    raw = json.loads((path / "config.json").read_text())
-    config = RunConfig.from_dict(
-        {k: v for k, v in raw.items() if k not in ("workbench_version", "spec_hash")}
-    )
+    manifest = read_manifest(path)  # every file as the run wrote it
+    config = RunConfig.from_dict(json.loads((path / "config.json").read_text()))
     if dataset is not None and dataset != config.dataset:
         # Another dataset is encoded its own reference way, at the network's dt and length.
         config.dataset = dataset
         config.encoder = reference_config(dataset).encoder
         config.encoder = resolve_encoder(config)
     spec = NetworkSpec.from_json((path / "spec.json").read_text())
-    if raw.get("spec_hash") not in (None, spec.digest()):
+    if manifest["spec_hash"] != spec.digest():
         raise SpecError(
             [
                 Problem(

@@ -106,10 +106,12 @@ import torch
 import torch.nn.functional as F
 
 from workbench.algorithms import Algorithm, register_algorithm
+from workbench.algorithms.loop import first_epoch
 from workbench.data import make_loaders
 from workbench.neurons import STEPS, initial_state, li_step
 from workbench.recording import to_dataset
 from workbench.spec import INPUT, NetworkSpec, Problem, Projection, SpecError
+from workbench.store import load_random_state, random_state
 from workbench.training import (
     EVAL_BATCH_SIZE,
     BatchEnd,
@@ -553,7 +555,16 @@ def _fit(name: str, network, data, config: LocalConfig, callbacks, stop) -> Hist
     best, best_state, stale = -1.0, None, 0
     assignments = None
     readout = network.weight(layout.readout)
-    for epoch in range(1, config.epochs + 1):
+    checkpoint = getattr(data, "checkpoint", None)
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        network.load_state_dict(saved["network"])
+        learner.load(saved["learner"])
+        assignments = saved["assignments"]
+        history = History(rows=saved["history"], best_epoch=saved["best_epoch"])
+        best, best_state, stale = saved["best"], saved["best_state"], saved["stale"]
+        load_random_state(saved["random"], network, data.encoder, loaders["train"], fixed["train"])
+    for epoch in range(first_epoch(saved, config), config.epochs + 1):
         started = time.perf_counter()
         for batch, (features, labels) in enumerate(loaders["train"], start=1):
             spikes = data.encoder(features)
@@ -614,6 +625,21 @@ def _fit(name: str, network, data, config: LocalConfig, callbacks, stop) -> Hist
         if stop is not None and stop.is_set():
             history.stopped = True
             break
+        if checkpoint is not None and checkpoint.due(epoch):
+            checkpoint.save(
+                {
+                    "epoch": epoch,
+                    "network": network.state_dict(),
+                    "learner": learner.state(),
+                    "assignments": assignments,
+                    "history": history.rows,
+                    "best_epoch": history.best_epoch,
+                    "best": best,
+                    "best_state": best_state,
+                    "stale": stale,
+                    "random": random_state(network, data.encoder, loaders["train"], fixed["train"]),
+                }
+            )
         if config.patience and stale >= config.patience:
             break
     if best_state is not None:

@@ -9,7 +9,10 @@ Adam with the configured learning-rate schedule, the events of :mod:`workbench.t
 ``RunEnd``), a :class:`~workbench.training.StopSignal` honoured after the current batch,
 validation with :func:`~workbench.training.evaluate` after every epoch, early stopping after
 ``patience`` epochs without a better validation accuracy, and the best validation epoch's
-weights restored at the end.
+weights restored at the end.  When ``data.checkpoint`` is a
+:class:`~workbench.store.Checkpoint`, the loop saves its whole state there after epochs and, if
+the checkpoint already holds a state, resumes from it (same final weights as a run that was
+never interrupted).
 
 The configuration is any dataclass with the fields :func:`loop_problems` checks: ``epochs``,
 ``batch_size``, ``lr``, ``schedule``, ``weight_decay``, ``readout``, ``patience`` and
@@ -29,6 +32,7 @@ import torch
 from workbench.data import make_loaders
 from workbench.recording import to_dataset
 from workbench.spec import Problem
+from workbench.store import load_random_state, random_state
 from workbench.training import (
     EVAL_BATCH_SIZE,
     BatchEnd,
@@ -107,7 +111,16 @@ def fit_epochs(
     emit(callbacks, RunStart(algorithm, config.epochs, n_batches, asdict(config)))
     history = History()
     best, best_state, stale = -1.0, None, 0
-    for epoch in range(1, config.epochs + 1):
+    checkpoint = getattr(data, "checkpoint", None)
+    saved = checkpoint.load() if checkpoint is not None else None
+    if saved is not None:
+        network.load_state_dict(saved["network"])
+        optimiser.load_state_dict(saved["optimiser"])
+        schedule.load_state_dict(saved["schedule"])
+        history = History(rows=saved["history"], best_epoch=saved["best_epoch"])
+        best, best_state, stale = saved["best"], saved["best_state"], saved["stale"]
+        load_random_state(saved["random"], network, data.encoder, loaders["train"])
+    for epoch in range(first_epoch(saved, config), config.epochs + 1):
         started = time.perf_counter()
         total_loss = total_correct = total = skipped = 0
         for batch, (features, labels) in enumerate(loaders["train"], start=1):
@@ -157,12 +170,37 @@ def fit_epochs(
         if stop is not None and stop.is_set():
             history.stopped = True
             break
+        if checkpoint is not None and checkpoint.due(epoch):
+            checkpoint.save(
+                {
+                    "epoch": epoch,
+                    "network": network.state_dict(),
+                    "optimiser": optimiser.state_dict(),
+                    "schedule": schedule.state_dict(),
+                    "history": history.rows,
+                    "best_epoch": history.best_epoch,
+                    "best": best,
+                    "best_state": best_state,
+                    "stale": stale,
+                    "random": random_state(network, data.encoder, loaders["train"]),
+                }
+            )
         if config.patience and stale >= config.patience:
             break
     if best_state is not None:
         network.load_state_dict(best_state)
     emit(callbacks, RunEnd(history, history.stopped))
     return history
+
+
+def first_epoch(saved: dict | None, config) -> int:
+    """The epoch a run starts with: 1, or the one after a checkpoint's (past the last when the
+    checkpointed run had already stopped early)."""
+    if saved is None:
+        return 1
+    if config.patience and saved["stale"] >= config.patience:
+        return config.epochs + 1
+    return saved["epoch"] + 1
 
 
 def _first_sample(network, result, labels):
