@@ -6,12 +6,12 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-fast lint app bench clean
+.PHONY: setup test test-fast lint app bench labs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
-	$(PY) -m pip install --quiet -c constraints.txt -e ".[app,test]"
+	$(PY) -m pip install --quiet -c constraints.txt -e ".[app,cluster,test]"
 	touch $(STAMP)
 
 setup: $(STAMP)
@@ -35,6 +35,10 @@ app: setup
 bench: setup
 	$(PY) -m pip install --quiet -c constraints.txt -r requirements-bench.txt
 	$(PY) benchmarks/train_step.py
+
+# Student (placeholders that raise) and teacher (solutions) versions of the lab notebooks.
+labs: setup
+	$(VENV)/bin/workbench labs notebooks build/labs
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache

@@ -24,7 +24,7 @@ def test_environment_yml_lists_the_same_packages_and_bounds_as_pyproject():
     extras = project["optional-dependencies"]
     wanted = {
         _name(r): r.replace(" ", "")
-        for r in project["dependencies"] + extras["app"] + extras["test"]
+        for r in project["dependencies"] + extras["app"] + extras["cluster"] + extras["test"]
         if _name(r) != project["name"]  # the test extra includes the app extra
     }
     env = yaml.safe_load((ROOT / "environment.yml").read_text())

@@ -5,6 +5,7 @@
     workbench evaluate runs/yy0
     workbench runs runs/               # every run folder (and resumable run) as a table
     workbench compare --dataset digits --algorithms surrogate --seeds 3 --out runs/cmp
+    workbench sweep --dataset digits --param training.lr=0.002,0.005 --workers 2 --out runs/lr
 
 Choices for ``--algorithm(s)`` and ``--backend(s)`` are whatever is registered, so new
 algorithms and chip emulators appear here without a change to this file.  Bad input gets one
@@ -15,6 +16,7 @@ left behind.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import shutil
 import sys
@@ -22,7 +24,15 @@ import sys
 from workbench import experiment
 from workbench.algorithms import ALGORITHMS
 from workbench.backends import available_backends
-from workbench.compare import compare, process_pool
+from workbench.compare import (
+    COLUMNS,
+    compare,
+    dask_executor,
+    grid,
+    run_name,
+    sweep,
+    sweep_grid,
+)
 from workbench.neurons import MODELS, SURROGATES
 from workbench.spec import Problem, SpecError
 from workbench.store import Checkpoint, checkpoint_dir, list_runs
@@ -79,6 +89,43 @@ def _positive_float(text: str) -> float:
     if not value > 0 or value == float("inf"):
         raise argparse.ArgumentTypeError(f"{text!r} must be a finite number > 0")
     return value
+
+
+def _param(text: str) -> tuple[str, list]:
+    """``training.lr=0.005,0.01`` -> ``("training.lr", [0.005, 0.01])`` (values as JSON; bare
+    words as text)."""
+    key, sep, values = text.partition("=")
+    if not sep or not key or not values:
+        raise argparse.ArgumentTypeError(f"{text!r} must be SETTING=VALUE1,VALUE2,...")
+    try:
+        parsed = json.loads(f"[{values}]")
+    except json.JSONDecodeError:
+        parsed = values.split(",")
+    return key, parsed
+
+
+def _executor_arguments(parser) -> None:
+    where = parser.add_mutually_exclusive_group()
+    where.add_argument(
+        "--workers",
+        type=_positive_int,
+        default=1,
+        help="runs at a time on a Dask LocalCluster started for this command, one process "
+        "with one torch thread each (default 1: one after another in this process)",
+    )
+    where.add_argument(
+        "--scheduler",
+        metavar="ADDRESS",
+        help="run on the Dask cluster whose scheduler is at ADDRESS (e.g. tcp://host:8786); "
+        "its workers need this package installed",
+    )
+
+
+def _executor(args):
+    """Where the runs of ``compare``/``sweep`` execute: in this process, or on Dask."""
+    if args.scheduler is None and args.workers == 1:
+        return contextlib.nullcontext(None)
+    return dask_executor(args.scheduler, args.workers)
 
 
 def make_parser() -> argparse.ArgumentParser:
@@ -145,14 +192,28 @@ def make_parser() -> argparse.ArgumentParser:
     )
     grid.add_argument("--seeds", type=_positive_int, default=3, help="seeds 0 .. N-1 (default 3)")
     grid.add_argument("--epochs", type=_positive_int, help="default: each reference's")
-    grid.add_argument(
-        "--workers",
-        type=_positive_int,
-        default=1,
-        help="runs at a time, each in its own process with one torch thread (default 1: "
-        "one after another in this process)",
-    )
+    _executor_arguments(grid)
     grid.add_argument("--out", help="folder to create for results.csv, summary.csv and runs/")
+
+    sweep = commands.add_parser(
+        "sweep", help="train one algorithm for every combination of settings x seeds"
+    )
+    sweep.add_argument("--dataset", required=True, choices=sorted(experiment.DATASET_REFERENCES))
+    sweep.add_argument("--algorithm", default="surrogate", choices=sorted(ALGORITHMS))
+    sweep.add_argument("--backend", choices=available_backends(), help="default: the algorithm's")
+    sweep.add_argument(
+        "--param",
+        action="append",
+        required=True,
+        type=_param,
+        metavar="SETTING=V1,V2,...",
+        help="a run setting (dotted path, e.g. training.lr or hidden) and its values as JSON "
+        "(e.g. training.lr=0.005,0.01 or 'hidden=[40],[120]'); repeat for more settings",
+    )
+    sweep.add_argument("--seeds", type=_positive_int, default=1, help="seeds 0 .. N-1 (default 1)")
+    sweep.add_argument("--epochs", type=_positive_int, help="default: the reference's")
+    _executor_arguments(sweep)
+    sweep.add_argument("--out", help="folder to create for results.csv, summary.csv and runs/")
 
     labs = commands.add_parser(
         "labs", help="write the student and teacher versions of lab notebooks"
@@ -303,7 +364,9 @@ def cmd_evaluate(args) -> int:
 def report_run(event) -> None:
     """One progress line per finished run of ``workbench compare`` (a compare callback)."""
     row = event.row
-    name = f"[{event.done}/{event.total}] {row['algorithm']}-{row['backend']}-seed{row['seed']}"
+    params = {k: v for k, v in row.items() if k not in COLUMNS}
+    name = run_name(row["algorithm"], row["backend"], row["seed"], params)
+    name = f"[{event.done}/{event.total}] {name}"
     if row["error"]:
         print(f"{name}  error: {row['error']}", file=sys.stderr, flush=True)
     else:
@@ -316,8 +379,8 @@ def report_run(event) -> None:
 
 
 def cmd_compare(args) -> int:
-    executor = process_pool(args.workers) if args.workers > 1 else None
-    try:
+    grid(args.dataset, args.algorithms, args.backends, args.seeds, epochs=args.epochs)  # checks
+    with _executor(args) as executor:
         result = compare(
             args.dataset,
             args.algorithms,
@@ -328,11 +391,30 @@ def cmd_compare(args) -> int:
             executor=executor,
             callbacks=[report_run],
         )
-    finally:
-        if executor is not None:
-            executor.shutdown(cancel_futures=True)
     print(result.table())
     return 1 if result.failed else 0  # some runs failed (each is in the table and results.csv)
+
+
+def cmd_sweep(args) -> int:
+    params = dict(args.param)
+    if len(params) < len(args.param):
+        raise SpecError([Problem("param", "a setting is given more than once")])
+    backend = args.backend
+    sweep_grid(args.dataset, args.algorithm, params, backend, args.seeds, epochs=args.epochs)
+    with _executor(args) as executor:
+        result = sweep(
+            args.dataset,
+            args.algorithm,
+            params,
+            backend,
+            args.seeds,
+            epochs=args.epochs,
+            out=args.out,
+            executor=executor,
+            callbacks=[report_run],
+        )
+    print(result.table())
+    return 1 if result.failed else 0
 
 
 def cmd_labs(args) -> int:
@@ -366,6 +448,7 @@ COMMANDS = {
     "runs": cmd_runs,
     "evaluate": cmd_evaluate,
     "compare": cmd_compare,
+    "sweep": cmd_sweep,
     "labs": cmd_labs,
     "app": cmd_app,
 }
@@ -382,7 +465,7 @@ def main(argv: list[str] | None = None) -> int:
         print(f"error: {exc.filename or ''}: {exc.strerror or exc}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:
-        if args.command == "compare":
+        if args.command in ("compare", "sweep"):
             kept = f"; {args.out}/results.csv lists the runs that finished" if args.out else ""
             print(f"interrupted{kept}", file=sys.stderr)
         else:

@@ -38,7 +38,10 @@ Columns of ``results.csv`` (see :data:`COLUMNS`):
 
 from __future__ import annotations
 
+import contextlib
 import copy
+import itertools
+import json
 import math
 import multiprocessing
 import os
@@ -88,9 +91,19 @@ GRID_AXES = ("dataset", "algorithm", "backend", "seed")  # not settable through 
 # ------------------------------------------------------------------------------------ one run
 
 
-def run_name(algorithm: str, backend: str, seed: int) -> str:
-    """The name of a cell (and of its run folder): ``<algorithm>-<backend>-seed<S>``."""
-    return f"{algorithm}-{backend}-seed{seed}"
+def run_name(algorithm: str, backend: str, seed: int, params: dict | None = None) -> str:
+    """The name of a cell (and of its run folder): ``<algorithm>-<backend>-seed<S>``, with a
+    sweep's settings before the seed (``surrogate-float-training.lr=0.01-seed0``)."""
+    swept = "".join(f"{key}={label(value)}-" for key, value in (params or {}).items())
+    return re.sub(r"[^A-Za-z0-9._=+-]", "_", f"{algorithm}-{backend}-{swept}seed{seed}")
+
+
+def label(value):
+    """A swept value as it appears in a table: numbers and text as they are, anything else
+    (a list of hidden sizes, say) as its JSON."""
+    if isinstance(value, (int, float, str)) and not isinstance(value, bool):
+        return value
+    return json.dumps(value)
 
 
 def cell_config(cell: dict) -> experiment.RunConfig:
@@ -154,6 +167,7 @@ def _empty_row(cell: dict) -> dict:
         epochs=None,
         error=None,
     )
+    row.update({key: label(value) for key, value in cell.get("params", {}).items()})
     return row
 
 
@@ -304,6 +318,61 @@ def _seeds(seeds, problems: list[Problem]) -> list[int]:
     return seeds
 
 
+def sweep_grid(
+    dataset: str,
+    algorithm: str,
+    params: dict[str, Sequence],
+    backend: str | None = None,
+    seeds: int | Iterable[int] = 1,
+    *,
+    epochs: int | None = None,
+    overrides: dict | None = None,
+) -> list[dict]:
+    """The cells of a sweep (see :func:`sweep`): every combination of ``params`` x seeds, each
+    combination's settings checked before any run starts."""
+    problems = []
+    if not isinstance(params, dict) or not params:
+        raise SpecError([Problem("params", f"{params!r} must be a non-empty dict")])
+    fields = {f for f in experiment.RunConfig.__dataclass_fields__}
+    for key, values in params.items():
+        head = key.split(".")[0] if isinstance(key, str) else None
+        if head not in fields or head in GRID_AXES:
+            allowed = sorted(fields - set(GRID_AXES))
+            problems.append(
+                Problem(f"params.{key}", f"is not a run setting; a dotted path into {allowed}")
+            )
+        elif isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
+            problems.append(Problem(f"params.{key}", f"{values!r} must be a non-empty list"))
+    if problems:
+        raise SpecError(problems)
+    base = grid(
+        dataset, algorithm, backend, seeds, epochs=epochs, overrides=overrides
+    )  # checks the rest
+    cells = []
+    for combination in itertools.product(*params.values()):
+        chosen = dict(zip(params, combination))
+        merged = copy.deepcopy(base[0]["overrides"])
+        for key, value in chosen.items():
+            merged = experiment._merge(merged, _nested(key, value))
+        for cell in base:
+            cells.append({**cell, "overrides": merged, "params": chosen})
+        try:
+            experiment.training_config(cell_config(cells[-1]))
+        except SpecError as exc:
+            problems += [Problem(f"{p.path} (with {chosen})", p.message) for p in exc.problems]
+    if problems:
+        raise SpecError(problems)
+    return cells
+
+
+def _nested(key: str, value) -> dict:
+    """``"training.lr", 0.01`` -> ``{"training": {"lr": 0.01}}``."""
+    out = value
+    for part in reversed(key.split(".")):
+        out = {part: out}
+    return out
+
+
 # ------------------------------------------------------------------------------------ compare
 
 
@@ -323,11 +392,18 @@ class Comparison:
     dataset: str
     rows: list[dict] = field(default_factory=list)
     out: Path | None = None
+    params: list[str] = field(default_factory=list)  # a sweep's settings, a column each
+
+    @property
+    def keys(self) -> list[str]:
+        """The columns that say which configuration a row ran (all but the seed)."""
+        return ["algorithm", "backend", *self.params]
 
     @property
     def results(self) -> pd.DataFrame:
-        """One row per run, the :data:`COLUMNS`."""
-        table = pd.DataFrame(self.rows, columns=list(COLUMNS))
+        """One row per run: algorithm, backend, the swept settings, then the :data:`COLUMNS`."""
+        columns = [*self.keys, *(c for c in COLUMNS if c not in self.keys)]
+        table = pd.DataFrame(self.rows, columns=columns)
         return table.astype({"seed": "Int64", "epochs": "Int64"})
 
     @property
@@ -335,31 +411,33 @@ class Comparison:
         return [row for row in self.rows if row["error"]]
 
     def summary(self) -> pd.DataFrame:
-        """Per (algorithm, backend): ``n_runs`` that completed, ``n_failed``, and the mean and
-        standard deviation (over seeds, ``ddof=1``; nan for one run) of each measured column
-        over the completed runs."""
+        """Per configuration (algorithm, backend, swept settings): ``n_runs`` that completed,
+        ``n_failed``, and the mean and standard deviation (over seeds, ``ddof=1``; nan for one
+        run) of each measured column over the completed runs."""
         results = self.results
         out = []
-        for (algorithm, backend), group in results.groupby(["algorithm", "backend"], sort=False):
+        for key, group in results.groupby(self.keys, sort=False):
             ok = group[group["error"].isna()]
-            row = {"algorithm": algorithm, "backend": backend, "n_runs": len(ok)}
+            row = {**dict(zip(self.keys, key)), "n_runs": len(ok)}
             row["n_failed"] = len(group) - len(ok)
             for column in SUMMARISED:
                 values = ok[column].astype(float)
                 row[f"{column}_mean"] = values.mean() if len(ok) else math.nan
                 row[f"{column}_std"] = values.std() if len(ok) else math.nan
             out.append(row)
-        columns = ["algorithm", "backend", "n_runs", "n_failed"]
+        columns = [*self.keys, "n_runs", "n_failed"]
         columns += [f"{c}_{s}" for c in SUMMARISED for s in ("mean", "std")]
         return pd.DataFrame(out, columns=columns)
 
     def table(self) -> str:
         """The summary as aligned text, each measure as ``mean ± std``."""
         summary = self.summary()
-        header = ["algorithm", "backend", "runs", *(h for h, _ in SUMMARISED.values())]
+        names = len(self.keys)
+        header = [*self.keys, "runs", *(h for h, _ in SUMMARISED.values())]
         lines = [header]
         for _, s in summary.iterrows():
-            cells = [s["algorithm"], s["backend"], f"{s['n_runs']}/{s['n_runs'] + s['n_failed']}"]
+            cells = [str(s[k]) for k in self.keys]
+            cells.append(f"{s['n_runs']}/{s['n_runs'] + s['n_failed']}")
             for column, (_, fmt) in SUMMARISED.items():
                 mean, std = s[f"{column}_mean"], s[f"{column}_std"]
                 if math.isnan(mean):
@@ -373,7 +451,8 @@ class Comparison:
 
         def aligned(cells: list[str]) -> str:  # names to the left, numbers to the right
             padded = [
-                c.ljust(w) if k < 2 else c.rjust(w) for k, (c, w) in enumerate(zip(cells, widths))
+                c.ljust(w) if k < names else c.rjust(w)
+                for k, (c, w) in enumerate(zip(cells, widths))
             ]
             return "  ".join(padded)
 
@@ -436,13 +515,29 @@ def compare(
     Every setting is checked before the first run (:class:`~workbench.spec.SpecError`).
     """
     cells = grid(dataset, algorithms, backends, seeds, epochs=epochs, overrides=overrides)
-    comparison = Comparison(dataset)
+    return run_grid(dataset, cells, out=out, executor=executor, callbacks=callbacks, stop=stop)
+
+
+def run_grid(
+    dataset: str,
+    cells: list[dict],
+    *,
+    params: Sequence[str] = (),
+    out: str | os.PathLike | None = None,
+    executor: Executor | None = None,
+    callbacks: Iterable[Callable] = (),
+    stop=None,
+) -> Comparison:
+    """Run ``cells`` (from :func:`grid` or :func:`sweep_grid`) on ``executor`` and collect
+    their rows as they finish (see :func:`compare` for ``out``, ``callbacks`` and ``stop``);
+    ``params`` name the swept settings, a column each."""
+    comparison = Comparison(dataset, params=list(params))
     if out is not None:
         out = experiment.check_out_dir(out).absolute()
         (out / "runs").mkdir(parents=True, exist_ok=True)
         comparison.out = out
         for cell in cells:
-            name = run_name(cell["algorithm"], cell["backend"], cell["seed"])
+            name = run_name(cell["algorithm"], cell["backend"], cell["seed"], cell.get("params"))
             cell["run_dir"] = str(out / "runs" / name)
     executor = executor if executor is not None else InlineExecutor()
     callbacks = list(callbacks)
@@ -498,14 +593,89 @@ def compare(
     return comparison
 
 
+def sweep(
+    dataset: str,
+    algorithm: str,
+    params: dict[str, Sequence],
+    backend: str | None = None,
+    seeds: int | Iterable[int] = 1,
+    *,
+    epochs: int | None = None,
+    overrides: dict | None = None,
+    out: str | os.PathLike | None = None,
+    executor: Executor | None = None,
+    callbacks: Iterable[Callable] = (),
+    stop=None,
+) -> Comparison:
+    """Train ``algorithm`` on ``dataset`` for every combination of ``params`` x ``seeds``.
+
+    ``params`` maps dotted run settings to the values to try, e.g.
+    ``{"training.lr": [0.005, 0.01], "hidden": [[40], [120]]}``; each becomes a column of
+    ``results.csv`` (a list as its JSON) and of the summary.  ``backend`` defaults to the
+    algorithm's own; everything else is as in :func:`compare` (runs stream back as they finish
+    on any executor, a failed run is a row with its error).
+    """
+    cells = sweep_grid(
+        dataset, algorithm, params, backend, seeds, epochs=epochs, overrides=overrides
+    )
+    return run_grid(
+        dataset,
+        cells,
+        params=list(params),
+        out=out,
+        executor=executor,
+        callbacks=callbacks,
+        stop=stop,
+    )
+
+
+@contextlib.contextmanager
+def dask_executor(scheduler: str | None = None, workers: int | None = None):
+    """A ``concurrent.futures`` executor on a Dask cluster, closed on exit: the scheduler at
+    ``scheduler`` (``tcp://host:8786``), or a ``LocalCluster`` of ``workers`` processes with
+    one thread each (Dask starts its workers with ``OMP_NUM_THREADS=1``).  Needs the
+    ``cluster`` extra (``dask[distributed]``)."""
+    try:
+        from distributed import Client, LocalCluster
+    except ImportError:
+        raise SpecError(
+            [
+                Problem(
+                    "scheduler" if scheduler else "workers",
+                    "needs Dask: pip install 'snn-workbench[cluster]'",
+                )
+            ]
+        ) from None
+    if scheduler is not None:
+        client, cluster = Client(scheduler), None
+    else:
+        cluster = LocalCluster(
+            n_workers=workers or 1,
+            threads_per_worker=1,
+            processes=True,
+            dashboard_address=None,
+        )
+        client = Client(cluster)
+    try:
+        yield client.get_executor()
+    finally:
+        client.close()
+        if cluster is not None:
+            cluster.close()
+
+
 __all__ = [
     "COLUMNS",
     "Comparison",
     "InlineExecutor",
     "RunFinished",
     "compare",
+    "dask_executor",
     "grid",
     "process_pool",
     "run_cell",
+    "run_grid",
+    "sweep",
+    "sweep_grid",
     "write_csv_atomic",
 ]
