@@ -24,15 +24,7 @@ import sys
 from workbench import experiment
 from workbench.algorithms import ALGORITHMS
 from workbench.backends import available_backends
-from workbench.compare import (
-    COLUMNS,
-    compare,
-    dask_executor,
-    grid,
-    run_name,
-    sweep,
-    sweep_grid,
-)
+from workbench.compare import COLUMNS, dask_executor, grid, run_grid, run_name, sweep_grid
 from workbench.neurons import MODELS, SURROGATES
 from workbench.spec import Problem, SpecError
 from workbench.store import Checkpoint, checkpoint_dir, list_runs
@@ -379,36 +371,28 @@ def report_run(event) -> None:
 
 
 def cmd_compare(args) -> int:
-    grid(args.dataset, args.algorithms, args.backends, args.seeds, epochs=args.epochs)  # checks
-    with _executor(args) as executor:
-        result = compare(
-            args.dataset,
-            args.algorithms,
-            args.backends,
-            args.seeds,
-            epochs=args.epochs,
-            out=args.out,
-            executor=executor,
-            callbacks=[report_run],
-        )
-    print(result.table())
-    return 1 if result.failed else 0  # some runs failed (each is in the table and results.csv)
+    cells = grid(args.dataset, args.algorithms, args.backends, args.seeds, epochs=args.epochs)
+    return _run_grid(args, cells)
 
 
 def cmd_sweep(args) -> int:
     params = dict(args.param)
     if len(params) < len(args.param):
         raise SpecError([Problem("param", "a setting is given more than once")])
-    backend = args.backend
-    sweep_grid(args.dataset, args.algorithm, params, backend, args.seeds, epochs=args.epochs)
+    cells = sweep_grid(
+        args.dataset, args.algorithm, params, args.backend, args.seeds, epochs=args.epochs
+    )
+    return _run_grid(args, cells, list(params))
+
+
+def _run_grid(args, cells: list[dict], params: list[str] = ()) -> int:
+    """Run checked cells where ``--workers``/``--scheduler`` say; print the summary.  Exit code
+    1 when some runs failed (each is in the table and results.csv)."""
     with _executor(args) as executor:
-        result = sweep(
+        result = run_grid(
             args.dataset,
-            args.algorithm,
-            params,
-            backend,
-            args.seeds,
-            epochs=args.epochs,
+            cells,
+            params=params,
             out=args.out,
             executor=executor,
             callbacks=[report_run],
