@@ -1,6 +1,7 @@
 """Labs: student and teacher versions from one source, and self-checking exercises."""
 
 import json
+from pathlib import Path
 
 import nbformat
 import pytest
@@ -86,7 +87,42 @@ def test_write_versions_writes_both_for_notebooks_with_exercises(tmp_path):
 
 
 def test_every_committed_notebooks_markers_pair_up():
-    from pathlib import Path
-
     for path in sorted((Path(__file__).resolve().parents[1] / "notebooks").glob("*.ipynb")):
         solutions(json.loads(path.read_text()))  # raises LabError naming the cell
+
+
+NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
+LAB_NUMBERS = [f"{n:02d}" for n in range(4, 11)]
+
+
+@pytest.mark.parametrize("number", LAB_NUMBERS)
+def test_each_lab_has_checked_exercises_and_a_student_version_without_answers(number):
+    paths = sorted(NOTEBOOKS.glob(f"{number}_*.ipynb"))
+    assert len(paths) == 1, f"notebook {number} is missing (or there are several)"
+    nb = json.loads(paths[0].read_text())
+    assert solutions(nb) >= 2, f"{paths[0].name}: a lab needs at least two exercises"
+    code = [c for c in nb["cells"] if c["cell_type"] == "code"]
+    sources = ["".join(c["source"]) if isinstance(c["source"], list) else c["source"] for c in code]
+    # every exercise is followed by a cell that checks it
+    exercise_cells = [k for k, s in enumerate(sources) if "# BEGIN SOLUTION" in s]
+    for k in exercise_cells:
+        assert any("check(" in s for s in sources[k:]), f"{paths[0].name}: exercise unchecked"
+    answers = [  # each solution block's code lines, comments aside
+        [line.strip() for line in block.split("# END SOLUTION")[0].split("\n")]
+        for s in sources
+        for block in s.split("# BEGIN SOLUTION")[1:]
+    ]
+    answers = [[x for x in a if x and not x.startswith("#")] for a in answers]
+    student = [
+        "".join(c["source"]) if isinstance(c["source"], list) else c["source"]
+        for c in student_version(nb)["cells"]
+        if c["cell_type"] == "code"
+    ]
+    student_lines = [line.strip() for source in student for line in source.split("\n")]
+    assert not any("SOLUTION" in line for line in student_lines)
+    # No answer survives whole (a single line of one, `with torch.no_grad():` say, may also be
+    # part of the lesson outside the exercise).
+    flat = "\n".join(student_lines)
+    leaked = [a for a in answers if a and "\n".join(a) in flat]
+    assert not leaked, f"{paths[0].name}: the student version shows answers: {leaked}"
+    assert student_lines.count(PLACEHOLDER) == solutions(nb)
