@@ -24,8 +24,12 @@ def test_environment_yml_lists_the_same_packages_and_bounds_as_pyproject():
     extras = project["optional-dependencies"]
     wanted = {
         _name(r): r.replace(" ", "")
-        for r in project["dependencies"] + extras["app"] + extras["cluster"] + extras["test"]
-        if _name(r) != project["name"]  # the test extra includes the app extra
+        for r in project["dependencies"]
+        + extras["app"]
+        + extras["cluster"]
+        + extras["nir"]
+        + extras["test"]
+        if _name(r) != project["name"]  # the test extra includes the other extras
     }
     env = yaml.safe_load((ROOT / "environment.yml").read_text())
     listed = {}
@@ -46,6 +50,26 @@ def test_environment_yml_lists_the_same_packages_and_bounds_as_pyproject():
 def test_constraints_pin_the_cpu_build_of_torch():
     lines = (ROOT / "constraints.txt").read_text().splitlines()
     assert "torch==2.13.0" in [line.strip() for line in lines]
+
+
+def test_the_test_extra_includes_every_other_extra_and_nir_is_pinned():
+    extras = _pyproject()["project"]["optional-dependencies"]
+    assert extras["nir"] == ["nir>=1.0"]
+    included = next(r for r in extras["test"] if _name(r) == "snn-workbench")
+    assert set(included[included.index("[") + 1 : -1].split(",")) == set(extras) - {"test"}
+    pins = [line.strip() for line in (ROOT / "constraints.txt").read_text().splitlines()]
+    assert "nir==1.0.8" in pins
+    bench = [line.strip() for line in (ROOT / "requirements-bench.txt").read_text().splitlines()]
+    assert "nir==1.0.8" in bench  # the peers' nirtorch needs it; the same pin
+
+
+def test_ci_installs_the_peer_libraries_without_touching_torch():
+    script = (ROOT / ".ci" / "run").read_text()
+    setup = script.index("make setup")
+    peers = script.index("--no-deps snntorch==1.0.0 norse==1.1.0")
+    bench = script.index("-r requirements-bench.txt -c constraints.txt")
+    check = script.index("2.13.0+cpu")
+    assert setup < peers < bench < check < script.index("make test")
 
 
 def test_hardware_and_widgets_install_as_subpackages():

@@ -6,6 +6,8 @@
     workbench runs runs/               # every run folder (and resumable run) as a table
     workbench compare --dataset digits --algorithms surrogate --seeds 3 --out runs/cmp
     workbench sweep --dataset digits --param training.lr=0.002,0.005 --workers 2 --out runs/lr
+    workbench export-nir runs/yy0 yy0.nir            # the network as a NIR graph
+    workbench import-nir yy0.nir --out runs/yy0-nir --dataset yinyang
 
 Choices for ``--algorithm(s)`` and ``--backend(s)`` are whatever is registered, so new
 algorithms and chip emulators appear here without a change to this file.  Bad input gets one
@@ -207,6 +209,41 @@ def make_parser() -> argparse.ArgumentParser:
     _executor_arguments(sweep)
     sweep.add_argument("--out", help="folder to create for results.csv, summary.csv and runs/")
 
+    export_nir = commands.add_parser(
+        "export-nir", help="write a run folder's network as a NIR graph (.nir, HDF5)"
+    )
+    export_nir.add_argument("run_dir", help="a run folder (of the float or event backend)")
+    export_nir.add_argument("file", help="the .nir file to write")
+
+    import_nir = commands.add_parser(
+        "import-nir",
+        help="make a run folder of a NIR graph (e.g. from snnTorch or Norse) that "
+        "`workbench evaluate` scores",
+    )
+    import_nir.add_argument("file", help="a .nir file")
+    import_nir.add_argument("--out", required=True, help="run folder to create (must not exist)")
+    import_nir.add_argument(
+        "--dt",
+        type=_positive_float,
+        metavar="MS",
+        help="time step in ms (default: the graph's; snnTorch writes graphs for 0.1 ms, Norse "
+        "for 1 ms, without saying so)",
+    )
+    import_nir.add_argument(
+        "--n-steps", type=_positive_int, help="steps per sample (default: the graph's)"
+    )
+    import_nir.add_argument(
+        "--dataset",
+        choices=sorted(experiment.DATASET_REFERENCES),
+        help="measure the network on this dataset now (else name it to `workbench evaluate`)",
+    )
+    import_nir.add_argument(
+        "--integration",
+        choices=["exact", "euler"],
+        help="how the graph's producer integrated its ODEs (default: the graph's metadata, "
+        "else euler, as snnTorch and Norse do)",
+    )
+
     labs = commands.add_parser(
         "labs", help="write the student and teacher versions of lab notebooks"
     )
@@ -401,6 +438,29 @@ def _run_grid(args, cells: list[dict], params: list[str] = ()) -> int:
     return 1 if result.failed else 0
 
 
+def cmd_export_nir(args) -> int:
+    from workbench import nir_io
+
+    graph = nir_io.export_run(args.run_dir)
+    path = nir_io.write_nir(graph, args.file)
+    print(json.dumps({"file": str(path), "nodes": len(graph.nodes), "edges": len(graph.edges)}))
+    return 0
+
+
+def cmd_import_nir(args) -> int:
+    from workbench import nir_io
+
+    out = experiment.check_out_dir(args.out)
+    spec = nir_io.import_nir(
+        args.file, dt=args.dt, n_steps=args.n_steps, integration=args.integration
+    )
+    run = nir_io.imported_run(spec, args.dataset)
+    experiment.save_run(run, out)
+    summary = {k: run.metrics[k] for k in ("test_accuracy", "val_accuracy") if k in run.metrics}
+    print(json.dumps({"run": str(out), "populations": spec.population_names, **summary}))
+    return 0
+
+
 def cmd_labs(args) -> int:
     from workbench.labs import write_versions
 
@@ -433,6 +493,8 @@ COMMANDS = {
     "evaluate": cmd_evaluate,
     "compare": cmd_compare,
     "sweep": cmd_sweep,
+    "export-nir": cmd_export_nir,
+    "import-nir": cmd_import_nir,
     "labs": cmd_labs,
     "app": cmd_app,
 }

@@ -9,8 +9,11 @@ dataset and a seed.  :func:`train` runs it; :func:`save_run` writes a run folder
 A run folder holds ``spec.json``, ``config.json``, ``history.csv``, ``metrics.json``,
 ``weights.safetensors``, ``recording.nc`` (a few test samples, every population) and
 ``manifest.json`` (version, spec hash, seed, backend, and each file's size and hash: see
-:mod:`workbench.store`).  ``train(config, checkpoint=FOLDER)`` saves the training state there
-after every epoch; :func:`resume` continues a killed run from it to the same final weights.
+:mod:`workbench.store`).  A network trained elsewhere and imported (``workbench import-nir``,
+:mod:`workbench.nir_io`) makes a run folder of algorithm ``"imported"`` without
+``history.csv`` (and without ``recording.nc`` when no dataset was named).
+``train(config, checkpoint=FOLDER)`` saves the training state there after every epoch;
+:func:`resume` continues a killed run from it to the same final weights.
 """
 
 from __future__ import annotations
@@ -46,6 +49,10 @@ RUN_FILES = (
     "recording.nc",
     MANIFEST,
 )
+# What every run folder holds; a run without training history (an imported network) has no
+# history.csv, one imported without a dataset no recording.nc either.
+REQUIRED_RUN_FILES = ("spec.json", "config.json", "metrics.json", "weights.safetensors", MANIFEST)
+IMPORTED = "imported"  # the algorithm of a run folder whose network was trained elsewhere
 
 
 @dataclass
@@ -470,7 +477,8 @@ def save_run(run: Run, out: str | os.PathLike, n_recorded: int = 4) -> Path:
     try:
         (tmp / "spec.json").write_text(run.spec.to_json())
         (tmp / "config.json").write_text(json.dumps(run.config.to_dict(), indent=2))
-        run.history.to_csv(tmp / "history.csv")
+        if len(run.history):
+            run.history.to_csv(tmp / "history.csv")
         (tmp / "metrics.json").write_text(json.dumps(run.metrics, indent=2))
         save_file(
             {k: v.detach().contiguous() for k, v in run.network.state_dict().items()},
@@ -512,7 +520,7 @@ def record_samples(network, data: TrainingData, n: int):
 def load_run(path: str | os.PathLike, dataset: str | None = None) -> Run:
     """Re-build a run from its folder (weights loaded without running any code from it)."""
     path = Path(path)
-    missing = [f for f in RUN_FILES if not (path / f).exists()]
+    missing = [f for f in REQUIRED_RUN_FILES if not (path / f).exists()]
     if missing:
         raise SpecError(
             [
@@ -529,6 +537,16 @@ def load_run(path: str | os.PathLike, dataset: str | None = None) -> Run:
         config.dataset = dataset
         config.encoder = reference_config(dataset).encoder
         config.encoder = resolve_encoder(config)
+    if not config.dataset:
+        raise SpecError(
+            [
+                Problem(
+                    "dataset",
+                    f"{str(path)!r} was imported without a dataset; name one "
+                    f"(one of {sorted(DATASET_REFERENCES)})",
+                )
+            ]
+        )
     spec = NetworkSpec.from_json((path / "spec.json").read_text())
     if manifest["spec_hash"] != spec.digest():
         raise SpecError(
@@ -552,7 +570,9 @@ def load_run(path: str | os.PathLike, dataset: str | None = None) -> Run:
     metrics = json.loads((path / "metrics.json").read_text())
     import pandas as pd
 
-    history = History(rows=pd.read_csv(path / "history.csv").to_dict("records"))
+    history = History()
+    if (path / "history.csv").exists():
+        history = History(rows=pd.read_csv(path / "history.csv").to_dict("records"))
     return Run(config, spec, network, history, metrics, data)
 
 
@@ -574,5 +594,15 @@ def evaluate_run(path: str | os.PathLike, dataset: str | None = None) -> dict:
                 )
             ]
         )
-    metrics = measure(run.network, run.data, training_config(run.config).readout)
-    return {k: metrics.get(k, run.metrics.get(k)) for k in run.metrics}
+    metrics = measure(run.network, run.data, run_readout(run.config, run.spec))
+    # the stored metrics' keys (a trained run's include its training time and epochs); all
+    # that were measured for a run that stored none (imported without a dataset)
+    return {k: metrics.get(k, run.metrics.get(k)) for k in run.metrics or metrics}
+
+
+def run_readout(config: RunConfig, spec: NetworkSpec) -> str:
+    """The readout that scores a run: its algorithm's, or for an imported network its output
+    population's (``max_membrane`` for an ``li`` output, ``spike_count`` for a spiking one)."""
+    if config.algorithm == IMPORTED:
+        return "spike_count" if spec.population(spec.output_name).spiking else "max_membrane"
+    return training_config(config).readout
