@@ -93,9 +93,11 @@ def test_training_killed_mid_epoch_resumes_to_the_same_weights(uninterrupted, tm
 
 KILL_IN_EPOCH_2 = """
 import os, signal, sys
+import torch
 from workbench import experiment
 from workbench.training import BatchEnd
 
+torch.set_num_threads(int(sys.argv[3]))  # the parent's: float sums depend on the thread count
 config = experiment.RunConfig.from_dict(__import__("json").loads(sys.argv[1]))
 
 def kill(event):
@@ -119,7 +121,14 @@ def test_killed_in_the_middle_of_an_epoch_resumes_exactly(algorithm, dataset, ba
     config.training["epochs"] = 2
     folder = tmp_path / "checkpoint"
     killed = subprocess.run(
-        [sys.executable, "-c", KILL_IN_EPOCH_2, json.dumps(config.to_dict()), str(folder)],
+        [
+            sys.executable,
+            "-c",
+            KILL_IN_EPOCH_2,
+            json.dumps(config.to_dict()),
+            str(folder),
+            str(torch.get_num_threads()),
+        ],
         env=ENV,
     )
     assert killed.returncode == -signal.SIGKILL

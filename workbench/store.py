@@ -11,7 +11,8 @@ will become (``.NAME.checkpoint``).  Training saves into it after every ``every`
 complete state of its loop: weights, optimiser and schedule, history, the best epoch's weights,
 early-stopping counters, and every random stream that the next epoch draws from (torch's global
 generator, the loader's shuffling generator, the encoder's, and an emulator's noise).  A run
-resumed from it therefore ends with the same weights as one that was never interrupted.  Each
+resumed from it therefore ends with the same weights as one that was never interrupted (with
+the same number of torch threads: floating-point sums depend on how they are split).  Each
 save goes to a temporary file renamed over the last one, so a process killed while saving
 leaves the previous checkpoint intact.
 
