@@ -232,7 +232,17 @@ class BrainScaleS2(EmulatedNetwork):
                 ("tau_syn", prof.tau_syn_range_us),
             ):
                 hw = pop.params[key] * to_hw
-                if not low <= hw <= high:
+                if key == "tau_syn" and hw == 0:
+                    out.append(
+                        Violation(
+                            f"{path}.params.tau_syn",
+                            "synaptic current (the analog synapse always has one)",
+                            "0 ms (no synaptic current, a delta synapse)",
+                            f"{low:g}-{high:g} us",
+                            prof.name,
+                        )
+                    )
+                elif not low <= hw <= high:
                     out.append(
                         Violation(
                             f"{path}.params.{key}",

@@ -545,6 +545,16 @@ class Xylo(EmulatedNetwork):
                 if key not in prm:
                     continue
                 tau = prm[key]
+                if key == "tau_syn" and tau == 0:
+                    add(
+                        f"populations[{k}].params.tau_syn",
+                        "synaptic current (Xylo neurons integrate every input through one)",
+                        "0 ms (no synaptic current, a delta synapse)",
+                        f"shift 1 or more ({spec.dt * 2**0.5:.3g} ms or longer at dt "
+                        f"{spec.dt:g} ms): a shift of 0 clears the current before it reaches "
+                        "the membrane",
+                    )
+                    continue
                 dash = bitshift(tau, spec.dt)
                 if not (low <= dash <= p.dash_max):
                     lo = spec.dt * 2 ** (low - 0.5) if low else spec.dt

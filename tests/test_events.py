@@ -276,3 +276,13 @@ def test_a_training_step_leaves_no_simulation_behind():
     net.simulate(x)  # replaces the network's reference to the last simulation
     gc.collect()
     assert first() is None
+
+
+def test_a_delta_synapse_is_refused_by_field_not_divided_by():
+    """tau_syn = 0 (no synaptic current) is a valid spec, but the event kernel needs tau_syn > 0:
+    a Problem naming the field, never a ZeroDivisionError."""
+    spec = feedforward([3, 4, 2], "lif", "li", params={"tau_syn": 0.0}).validate()
+    with pytest.raises(SpecError, match=r"populations\[0\]\.params\.tau_syn: 0 \(no synaptic"):
+        EventNetwork(spec)
+    with pytest.raises(SpecError, match=r"populations\[0\]\.params\.tau_syn"):
+        build(spec, "event")

@@ -157,3 +157,12 @@ def test_saturation_limits_the_current_reaching_the_membrane():
     x = torch.zeros(20, 1, 1)
     x[0] = 1
     assert saturated(x).output.max() < 0.1 * linear(x).output.max()
+
+
+def test_a_delta_synapse_is_refused_naming_the_field():
+    spec = feedforward([3, 4, 2], "lif", "li", params={"tau_syn": 0.0}).validate()
+    found = {v.path: v for v in BrainScaleS2.check(spec)}
+    assert "populations[0].params.tau_syn" in found
+    assert "analog synapse" in found["populations[0].params.tau_syn"].limit
+    with pytest.raises(SpecError, match=r"populations\[0\]\.params\.tau_syn"):
+        BrainScaleS2(spec)

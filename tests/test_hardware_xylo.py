@@ -552,3 +552,12 @@ def test_profile_figures_name_their_sources_and_assumptions():
     resources = Xylo.resources(yinyang_like()).set_index("resource")
     assert resources.loc["hidden neurons", "used"] == 120
     assert resources.loc["hidden neurons", "capacity"] == 1000
+
+
+def test_a_delta_synapse_is_refused_naming_the_field_and_why():
+    spec = feedforward([3, 4, 2], "lif", "li", output_params={"tau_syn": 0.0}).validate()
+    found = {v.path: v for v in Xylo.check(spec)}
+    assert set(found) == {"populations[1].params.tau_syn"}
+    assert "clears the current" in found["populations[1].params.tau_syn"].allowed
+    with pytest.raises(SpecError, match=r"populations\[1\]\.params\.tau_syn"):
+        Xylo(spec)

@@ -148,6 +148,48 @@ def test_input_reaches_the_current_at_once_and_the_membrane_one_step_later():
     assert states[1].i.item() == pytest.approx(p.alpha * 2.0, rel=1e-15)
 
 
+@pytest.mark.parametrize("model", ["lif", "alif", "li"])
+def test_tau_syn_zero_is_a_delta_synapse_in_the_steps_and_the_fused_loop(model):
+    """tau_syn = 0: no synaptic current; an input of weight w moves V by exactly w one step
+    after it arrives (the current-based form's ordering), then V decays by beta to v_leak."""
+    from workbench.fused import lif_scan
+
+    dt, tau_mem, v_leak, w = 0.5, 8.0, 0.1, 0.7
+    overrides = {"tau_mem": tau_mem, "tau_syn": 0.0, "v_leak": v_leak}
+    if model != "li":
+        overrides["threshold"] = NEVER
+    p = params(model, dt, **overrides)
+    beta = math.exp(-dt / tau_mem)
+    assert (p.alpha, p.beta, p.current_gain) == (0.0, beta, 1.0)
+    assert propagators(dt, tau_mem, 0.0) == (0.0, beta, 1.0)
+    drive = [0.0, w, 0.0, 0.0, 0.0, -2 * w, 0.0]
+    step = li_step if model == "li" else lif_step
+    states, _ = run(step, p, drive, state(v_leak))
+    v = [s.v.item() for s in states]
+    assert v[0] == v[1] == pytest.approx(v_leak, abs=1e-15)  # the input of step 1 not yet
+    assert v[2] == pytest.approx(v_leak + w, rel=1e-15)  # ... jumps by w in step 2
+    assert v[3] == pytest.approx(v_leak + beta * w, rel=1e-14)  # then decays by beta
+    assert v[4] == pytest.approx(v_leak + beta**2 * w, rel=1e-14)
+    assert v[6] == pytest.approx(v_leak + beta**4 * w - 2 * w, rel=1e-14)
+    assert [s.i.item() for s in states] == drive  # I holds only this step's input
+
+    if model == "alif":
+        return  # the fused loop runs lif and li populations (an alif's AHP current steps)
+    # the fused loop runs the same recursion (spiking here, with a reachable threshold)
+    if model != "li":
+        overrides["threshold"] = 0.5
+        p = params(model, dt, **overrides)
+    x = torch.tensor(drive * 3, dtype=F64).reshape(-1, 1, 1) * torch.linspace(0.5, 2.0, 4)
+    fused_out, fused_v, fused_i = lif_scan(x, None, p, model != "li", Surrogate())
+    states, outputs = run(step, p, x[:, 0], initial_state((1, 4), p, dtype=F64))
+    # last bits only: the fused loop associates the leak term differently ((1 - beta) v_leak)
+    torch.testing.assert_close(fused_v[:, 0], torch.cat([s.v for s in states]), rtol=0, atol=1e-12)
+    torch.testing.assert_close(fused_i[:, 0], torch.cat([s.i for s in states]), rtol=0, atol=0)
+    if model == "lif":
+        assert torch.equal(fused_out[:, 0], outputs)
+        assert outputs.sum() > 2  # the comparison covers spikes and resets
+
+
 def test_resting_state_is_at_v_leak_and_stays_there():
     p = params("lif", v_leak=-0.5)
     start = initial_state((2, 3), p, dtype=F64)

@@ -107,6 +107,24 @@ ROUND_TRIPS = {
             Projection("hidden", "output", delay=[[0, 1, 2, 3]] * 3, weight_std=2.0),
         ],
     ),
+    # no synaptic current (tau_syn = 0: NIR's LIF and LI), zero and subtractive resets
+    "delta-synapse": _spec(
+        [
+            Population(
+                "hidden",
+                9,
+                "lif",
+                {"tau_mem": 20.0, "tau_syn": 0.0, "threshold": 0.8, "v_leak": 0.2, "v_reset": -0.1},
+            ),
+            Population("mid", 7, "lif", {"tau_mem": 7.0, "tau_syn": 0.0, "reset": "subtract"}),
+            Population("output", 3, "li", {"tau_mem": 10.0, "tau_syn": 0.0, "v_leak": -0.05}),
+        ],
+        [
+            Projection("input", "hidden", weight_std=2.0),
+            Projection("hidden", "mid", weight_std=2.0),
+            Projection("mid", "output"),
+        ],
+    ),
     # dt and time constants that are not short decimals in seconds
     "odd-units": _spec(
         [
@@ -410,6 +428,176 @@ def test_a_trained_norse_network_runs_the_same_here():
     torch.testing.assert_close(mine[out]["v"][1:], theirs["v2"][:-1], rtol=1e-5, atol=1e-5)
 
 
+def test_delta_synapse_populations_export_as_nir_lif_and_li():
+    graph = export_nir(build(ROUND_TRIPS["delta-synapse"], seed=3))
+    kinds = {key: type(node).__name__ for key, node in graph.nodes.items()}
+    assert (kinds["hidden"], kinds["mid"], kinds["output"]) == ("LIF", "LIF", "LI")
+    assert graph.nodes["mid"].metadata == {"reset": "subtract"}
+    # a spike of weight w moves V by r dt / tau w = w
+    hidden = graph.nodes["hidden"]
+    assert np.allclose(hidden.r * 5e-4 / hidden.tau, 1.0, rtol=1e-15, atol=0)
+
+
+@pytest.mark.filterwarnings("ignore:nirtorch.extract_nir_graph is being deprecated")
+def test_a_trained_snntorch_leaky_network_runs_the_same_here():
+    """snnTorch: Linear -> Leaky -> Linear -> Leaky (reset to zero, ``reset_delay=False``: the
+    reset NIR's LIF has), trained for a few Adam steps, ``export_to_nir`` (NIR ``LIF`` nodes:
+    no synaptic current), imported with forward-Euler matching at snnTorch's step (0.1 ms) as
+    ``lif`` populations with ``tau_syn = 0``.
+
+    Tolerance and why: snnTorch's Leaky adds this step's input to the membrane in the same
+    step (``mem = beta mem + x``), our delta synapse in the next, so each layer here runs one
+    step later: the hidden layer's traces equal snnTorch's shifted by one step, the output's
+    by two.  Spikes are equal exactly; membranes to float32 rounding (``rtol = atol = 1e-5``;
+    measured max abs error 0, i.e. bit-equal, on membranes up to ~12.5): the decay ``beta``
+    goes through ``tau = dt / (1 - beta)`` in float32 and back through ``exp(-dt / tau_ours)``
+    in float64 and the weight gain ``r dt / tau`` is 1 only to within that rounding (it rounds
+    back to beta's float32 and to exactly 1 here; the tolerance allows an ulp elsewhere).
+    """
+    snn = pytest.importorskip("snntorch", reason="snnTorch is not installed")
+    from snntorch.export_nir import export_to_nir
+
+    torch.manual_seed(0)
+    n_in, n_hidden, n_out, n_steps = 5, 12, 3, 60
+
+    def leaky(n):  # per-neuron tensors: nirtorch's type inference needs the layer's size
+        return snn.Leaky(
+            beta=torch.full((n,), 0.9),
+            threshold=torch.ones(n),
+            reset_mechanism="zero",
+            reset_delay=False,
+            init_hidden=True,
+            output=True,
+        )
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.lif1 = torch.nn.Linear(n_in, n_hidden, bias=False), leaky(n_hidden)
+            self.fc2, self.lif2 = torch.nn.Linear(n_hidden, n_out, bias=False), leaky(n_out)
+
+        def forward(self, x):
+            spikes, _ = self.lif1(self.fc1(x))
+            return self.lif2(self.fc2(spikes))
+
+    net = Net()
+    with torch.no_grad():  # strong enough weights that both layers spike often
+        net.fc1.weight.mul_(2.0)
+        net.fc2.weight.mul_(3.0)
+
+    def simulate(x):
+        net.lif1.reset_mem()
+        net.lif2.reset_mem()
+        trace = {"s1": [], "v1": [], "s2": [], "v2": []}
+        for t in range(x.shape[0]):
+            s1, v1 = net.lif1(net.fc1(x[t]))
+            s2, v2 = net.lif2(net.fc2(s1))
+            for key, value in zip(trace, (s1, v1, s2, v2)):
+                trace[key].append(value)
+        return {key: torch.stack(value) for key, value in trace.items()}
+
+    optimiser = torch.optim.Adam(net.parameters(), lr=0.01)
+    for step in range(5):
+        trace = simulate(random_spikes(n_steps, 8, n_in, seed=step))
+        loss = ((trace["v2"].mean(0) - 0.5) ** 2).mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+
+    spec = import_nir(export_to_nir(net, torch.zeros(n_in)), dt=0.1, n_steps=n_steps)
+    assert [(p.name, p.model, p.params["tau_syn"]) for p in spec.populations] == [
+        ("lif1", "lif", 0.0),
+        ("lif2", "lif", 0.0),
+    ]
+    ours = build(spec)
+    x = random_spikes(n_steps, 16, n_in, seed=99)
+    with torch.no_grad():
+        theirs = simulate(x)
+    mine = run(ours, x)
+    assert theirs["s1"].sum() > 100 and theirs["s2"].sum() > 50
+    assert torch.equal(mine["lif1"]["spikes"][1:], theirs["s1"][:-1])
+    assert torch.equal(mine["lif2"]["spikes"][2:], theirs["s2"][:-2])
+    torch.testing.assert_close(mine["lif1"]["v"][1:], theirs["v1"][:-1], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(mine["lif2"]["v"][2:], theirs["v2"][:-2], rtol=1e-5, atol=1e-5)
+
+
+@pytest.mark.filterwarnings("ignore:nirtorch.extract_nir_graph is being deprecated")
+def test_a_trained_norse_box_network_runs_the_same_here():
+    """Norse: SequentialState(Linear, LIFBoxCell, Linear, LIBoxCell) (no synaptic currents),
+    trained for a few Adam steps, ``to_nir`` (NIR ``LIF`` and ``LI``), imported with
+    forward-Euler matching at Norse's step (1 ms) as ``lif``/``li`` with ``tau_syn = 0``.
+
+    Norse 1.1.0 writes ``tau = dt / tau_inv`` instead of ``1 / tau_inv`` (norse/norse#411); the
+    test corrects it in the graph.  Its ``r = 1`` is right for these cells (``v += dt tau_inv
+    (v_leak - v + x)``, NIR's LIF/LI under Euler), as is the omitted ``v_reset`` (0, Norse's
+    default); the resting potential and threshold carry over unchanged.
+
+    Tolerance and why: Norse adds a step's input to the membrane in that step, our delta
+    synapse in the next, so each layer runs one step later here (hidden by one, readout by
+    two).  Spikes are equal exactly, membranes to float32 rounding (``rtol = atol = 1e-5``;
+    measured max abs error 7e-7 on hidden membranes up to ~2.8, 1.2e-7 on the readout's up
+    to ~0.38): Norse computes
+    ``v + dt/tau (v_leak - v + x)``, we ``v_leak + beta (v - v_leak) + x dt/tau``.
+    """
+    norse = pytest.importorskip("norse.torch", reason="Norse is not installed")
+    from norse.torch.utils.export_nir import to_nir
+
+    torch.manual_seed(0)
+    n_in, n_hidden, n_out, n_steps, dt = 5, 12, 3, 60, 1e-3
+    model = norse.SequentialState(
+        torch.nn.Linear(n_in, n_hidden, bias=False),
+        norse.LIFBoxCell(
+            norse.LIFBoxParameters(
+                tau_mem_inv=torch.tensor(200.0),
+                v_leak=torch.tensor(0.1),
+                v_th=torch.tensor(0.5),
+            )
+        ),
+        torch.nn.Linear(n_hidden, n_out, bias=False),
+        norse.LIBoxCell(norse.LIBoxParameters(tau_mem_inv=torch.tensor(100.0))),
+    )
+    with torch.no_grad():  # strong enough input that the hidden layer spikes often
+        model[0].weight.mul_(4.0)
+
+    def simulate(x):
+        s1_state = s2_state = None
+        trace = {"s1": [], "v1": [], "v2": []}
+        for t in range(x.shape[0]):
+            s1, s1_state = model[1](model[0](x[t]), s1_state)
+            v2, s2_state = model[3](model[2](s1), s2_state)
+            for key, value in zip(trace, (s1, s1_state.v, v2)):
+                trace[key].append(value)
+        return {key: torch.stack(value) for key, value in trace.items()}
+
+    optimiser = torch.optim.Adam(model.parameters(), lr=0.01)
+    for step in range(5):
+        trace = simulate(random_spikes(n_steps, 8, n_in, seed=step))
+        loss = ((trace["v2"].mean(0) - 0.5) ** 2).mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+
+    graph = to_nir(model, torch.zeros(1, n_in))
+    for node in graph.nodes.values():
+        if isinstance(node, (nir.LIF, nir.LI)):
+            node.tau = np.asarray(node.tau) / dt
+    spec = import_nir(graph, dt=1.0, n_steps=n_steps)
+    assert [(p.model, p.params["tau_syn"]) for p in spec.populations] == [
+        ("lif", 0.0),
+        ("li", 0.0),
+    ]
+    hidden, out = spec.population_names
+    ours = build(spec)
+    x = random_spikes(n_steps, 16, n_in, seed=99)
+    with torch.no_grad():
+        theirs = simulate(x)
+    mine = run(ours, x)
+    assert theirs["s1"].sum() > 50
+    assert torch.equal(mine[hidden]["spikes"][1:], theirs["s1"][:-1])
+    torch.testing.assert_close(mine[hidden]["v"][1:], theirs["v1"][:-1], rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(mine[out]["v"][2:], theirs["v2"][:-2], rtol=1e-5, atol=1e-5)
+
+
 # ------------------------------------------------------------------------- refusals
 
 
@@ -444,7 +632,7 @@ def test_unsupported_nodes_are_refused_by_key_and_type():
         import_nir(_graph(nodes, edges))
     message = str(caught.value)
     assert "node 'conv' (Conv2d): is not supported here" in message
-    assert "node 'leaky' (LIF): a LIF without a synaptic current" in message
+    assert "'leaky'" not in message  # a LIF (no synaptic current) is a lif with tau_syn = 0
 
 
 def _small_graph(**replace):

@@ -250,7 +250,9 @@ def test_a_recurrent_projection_back_from_a_later_population_forces_the_stepwise
 
 
 # --------------------------------------------------------------------------------- fused loop
-def fusable_spec(reset="zero", self_recurrent=False, v_leak=0.0, v_reset=0.0) -> NetworkSpec:
+def fusable_spec(
+    reset="zero", self_recurrent=False, v_leak=0.0, v_reset=0.0, tau_syn=5.0
+) -> NetworkSpec:
     projections = [Projection(INPUT, "hidden", weight_std=2.0), Projection("hidden", "readout")]
     if self_recurrent:
         projections.append(Projection("hidden", "hidden", recurrent=True, weight_std=0.5))
@@ -261,9 +263,17 @@ def fusable_spec(reset="zero", self_recurrent=False, v_leak=0.0, v_reset=0.0) ->
                 "hidden",
                 6,
                 "lif",
-                {"reset": reset, "threshold": 0.5, "v_leak": v_leak, "v_reset": v_reset},
+                {
+                    "reset": reset,
+                    "threshold": 0.5,
+                    "v_leak": v_leak,
+                    "v_reset": v_reset,
+                    "tau_syn": tau_syn,
+                },
             ),
-            Population("readout", 3, "li", {"v_leak": -v_leak, "tau_mem": 10.0}),
+            Population(
+                "readout", 3, "li", {"v_leak": -v_leak, "tau_mem": 10.0, "tau_syn": tau_syn}
+            ),
         ],
         projections=projections,
         n_steps=30,
@@ -277,6 +287,8 @@ FUSABLE = {
     "subtract, self-recurrent": {"reset": "subtract", "self_recurrent": True},
     "v_leak": {"v_leak": 0.3},
     "v_leak, v_reset, self-recurrent": {"v_leak": -0.2, "v_reset": 0.1, "self_recurrent": True},
+    # tau_syn = 0: no synaptic current (a delta synapse), alpha = 0 and current gain 1
+    "delta synapse, self-recurrent": {"tau_syn": 0.0, "self_recurrent": True, "v_leak": 0.1},
 }
 
 

@@ -673,3 +673,13 @@ def test_digest_changes_when_the_spec_changes(change):
     else:
         spec.populations[1].size = 3
     assert spec.digest() != before
+
+
+@pytest.mark.parametrize("model", ["lif", "alif", "li"])
+def test_tau_syn_zero_means_no_synaptic_current_and_is_accepted(model):
+    spec = small_spec({"tau_syn": 0.0}, {"tau_syn": 0.0}, output_model=model)
+    assert spec.problems() == []
+    message = message_at(small_spec({"tau_syn": -1.0}), "populations[0].params.tau_syn")
+    assert ">= 0" in message and "ms" in message
+    message = message_at(small_spec({"tau_syn": 0.5}), "populations[0].params.tau_syn")
+    assert "> dt (1 ms)" in message and "or 0: no synaptic current" in message

@@ -469,7 +469,16 @@ def event_problems(spec: NetworkSpec) -> list[Problem]:
             )
             continue
         params = pop.params  # the model's defaults filled in by Population
-        if params["tau_mem"] == params["tau_syn"]:
+        if params["tau_syn"] == 0:
+            out.append(
+                Problem(
+                    f"{path}.params.tau_syn",
+                    "0 (no synaptic current) must be > 0 (event backend: its spike times and "
+                    "adjoints need a continuous membrane, a sum of two exponentials with "
+                    "tau_syn > 0; a delta synapse makes V jump at the input spike)",
+                )
+            )
+        elif params["tau_mem"] == params["tau_syn"]:
             out.append(
                 Problem(f"{path}.params.tau_syn", "must differ from tau_mem (event backend)")
             )

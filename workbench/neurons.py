@@ -19,6 +19,13 @@ membrane in step ``t + 1``, as in Norse and in the event-based (EventProp) view 
 ODE.  A neuron spikes when ``V >= threshold``; the spike is produced by a surrogate function
 whose forward pass is the Heaviside step and whose backward pass is a smooth pseudo-derivative.
 
+``tau_syn = 0`` (lif, alif, li) means no synaptic current: a delta synapse, as NEST's
+``iaf_psc_delta``, where each input spike moves ``V`` directly by its weight.  It keeps the
+step ordering above (``alpha = 0``, ``p = 1``): ``I`` holds only this step's input, and the
+input of step ``t`` moves ``V`` from step ``t + 1`` on, then decays with ``beta``.  Every other
+time constant is > 0 (and longer than ``dt``, see :mod:`workbench.spec`).  The event backend,
+Xylo and BrainScaleS-2 refuse ``tau_syn = 0``; Loihi holds it (a full current decay).
+
 ``MODELS`` describes each model's parameters (default, allowed range, unit) for validation and
 for the UI; ``workbench.spec`` validates against it.
 """
@@ -135,7 +142,15 @@ class NeuronModel:
 
 
 _TAU_MEM = Param(20.0, 0.0, None, False, "ms", "membrane time constant")
-_TAU_SYN = Param(5.0, 0.0, None, False, "ms", "synaptic time constant")
+_TAU_SYN = Param(
+    5.0,
+    0.0,
+    None,
+    True,
+    "ms",
+    "synaptic time constant; 0: no synaptic current (delta synapse: an input spike moves V "
+    "by its weight, one step later)",
+)
 _THRESHOLD = Param(1.0, 0.0, None, False, "", "firing threshold")
 _V_LEAK = Param(0.0, None, None, True, "", "resting potential")
 _RESET = Param("zero", choices=("zero", "subtract"), doc="reset to v_reset, or subtract threshold")
@@ -158,7 +173,8 @@ MODELS: dict[str, NeuronModel] = {
             "refractory_steps": _REFRACTORY,
         },
         spiking=True,
-        doc="Exponential synaptic current into a leaky membrane; spikes at threshold.",
+        doc="Exponential synaptic current into a leaky membrane; spikes at threshold. "
+        "tau_syn = 0: no synaptic current, each input spike moves V by its weight (delta synapse).",
     ),
     "alif": NeuronModel(
         "alif",
@@ -199,7 +215,8 @@ MODELS: dict[str, NeuronModel] = {
         "Leaky integrator (non-spiking readout)",
         {"tau_mem": _TAU_MEM, "tau_syn": _TAU_SYN, "v_leak": _V_LEAK},
         spiking=False,
-        doc="The LIF's subthreshold dynamics without spikes; its membrane is the output.",
+        doc="The LIF's subthreshold dynamics without spikes; its membrane is the output "
+        "(tau_syn = 0: delta synapse, no synaptic current).",
     ),
 }
 
@@ -211,9 +228,9 @@ MODELS: dict[str, NeuronModel] = {
 class LIFParameters(NamedTuple):
     """Per-step constants of a LIF/ALIF/LI population (decays precomputed from dt)."""
 
-    alpha: float | torch.Tensor  # synaptic decay per step, exp(-dt/tau_syn)
+    alpha: float | torch.Tensor  # synaptic decay per step, exp(-dt/tau_syn) (0 if tau_syn = 0)
     beta: float | torch.Tensor  # membrane decay per step, exp(-dt/tau_mem)
-    current_gain: float | torch.Tensor  # propagator from I to V over one step
+    current_gain: float | torch.Tensor  # propagator from I to V over one step (1 if tau_syn = 0)
     threshold: float | torch.Tensor = 1.0
     v_leak: float | torch.Tensor = 0.0
     v_reset: float | torch.Tensor = 0.0
@@ -232,9 +249,15 @@ class LIFState(NamedTuple):
 
 
 def propagators(dt: float, tau_mem: float, tau_syn: float) -> tuple[float, float, float]:
-    """Exact one-step propagators ``(alpha, beta, current_gain)`` of the CuBa-LIF ODE."""
-    alpha = math.exp(-dt / tau_syn)
+    """Exact one-step propagators ``(alpha, beta, current_gain)`` of the CuBa-LIF ODE.
+
+    ``tau_syn = 0`` is the delta synapse (no synaptic current): ``alpha = 0`` and
+    ``current_gain = 1``, so a step's input moves ``V`` by itself one step later.
+    """
     beta = math.exp(-dt / tau_mem)
+    if tau_syn == 0:
+        return 0.0, beta, 1.0
+    alpha = math.exp(-dt / tau_syn)
     if tau_mem == tau_syn:
         gain = dt / tau_mem * beta
     else:

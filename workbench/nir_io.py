@@ -3,8 +3,8 @@
 NIR (Pedersen et al. 2024, https://neuroir.org, the ``nir`` package, an optional extra:
 ``pip install 'snn-workbench[nir]'``) describes a network as a graph of continuous-time
 primitives: weight nodes (``Linear``, ``Affine``, ``Scale``), ``Delay`` and neurons (``CubaLIF``,
-``CubaLI``, ``IF``, ...), each defined by an ODE; snnTorch, Norse and other simulators and
-chips' toolchains read or write it.
+``CubaLI``, ``LIF``, ``LI``, ``IF``, ...), each defined by an ODE; snnTorch, Norse and other
+simulators and chips' toolchains read or write it.
 
 - :func:`export_nir` turns a float-backend network (a spec and its trained weights) into a
   ``nir.NIRGraph``; :func:`export_run` does it for a run folder.
@@ -23,15 +23,16 @@ the shortest decimal that gives the same seconds, so ``20.0`` ms survives a roun
 
     tau_syn dI/dt = -I + w_in S                  (NIR CubaLIF/CubaLI; R = 1 here)
     tau_mem dV/dt = v_leak - V + R I
+    tau dV/dt = v_leak - V + R S                 (NIR LIF/LI: our tau_syn = 0, no current)
     dV/dt = R I                                  (NIR IF)
 
-**Spikes.**  NIR does not say how much charge a spike carries.  The simulators that write it
-(snnTorch, Norse) and their NIR importers integrate ``S`` as the value 1 held for one step,
-i.e. each spike adds ``dt w_in / tau_syn`` to ``I`` (``R dt`` to an IF's ``V``) per unit
-weight.  We read and write graphs with that convention, ``dt`` being the step of the graph
-(``graph_dt``: the one in its metadata, else the ``dt`` given to :func:`import_nir`).  Our
-simulator delivers a spike's charge at once (an exact jump, see :mod:`workbench.neurons`), so
-these factors go into the weights:
+**Spikes.** NIR does not say how much charge a spike carries. The simulators that write it
+(snnTorch, Norse) and their NIR importers integrate ``S`` as the value 1 held for one step, i.e.
+each spike adds ``dt w_in / tau_syn`` to ``I`` (``R dt`` to an IF's ``V``, ``R dt / tau`` to a
+LIF's or LI's ``V``) per unit weight. We read and write graphs with that convention, ``dt``
+being the step of the graph (``graph_dt``: the one in its metadata, else the ``dt`` given to
+:func:`import_nir`). Our simulator delivers a spike's charge at once (an exact jump, see
+:mod:`workbench.neurons`), so these factors go into the weights:
 
 ===============  ========================================  ====================================
 ours             NIR (export)                              import (``integration="exact"``)
@@ -41,6 +42,13 @@ ours             NIR (export)                              import (``integration
                  / dt``, ``v_leak``, ``v_threshold =       tau_syn`` per target neuron;
                  threshold``, ``v_reset``                  thresholds and potentials as they are
 ``li``           ``CubaLI``: as ``lif``, no threshold      as ``lif``
+``lif``,         ``LIF``: ``tau = tau_mem / 1000``,        ``LIF``: ``lif`` with ``tau_syn = 0``
+``tau_syn = 0``  ``r = tau_mem / dt`` (a spike of weight   (``tau_mem = 1000 tau``); incoming
+                 w moves V by ``r dt / tau w = w``),       weights ``x R graph_dt / tau`` per
+                 ``v_leak``, ``v_threshold``, ``v_reset``  target neuron (the same jump in
+                                                           both integrations)
+``li``,          ``LI``: as above, no threshold            ``LI``: ``li`` with ``tau_syn = 0``,
+``tau_syn = 0``                                            as ``LIF``
 ``if``           ``IF``: ``r = 1 / dt`` (1/s),             weights ``x R graph_dt`` (s);
                  ``v_threshold``, ``v_reset``              the same in both integrations
 projection       ``Linear`` (weights ``[target, source]``  ``Linear``; ``Affine`` with a zero
@@ -83,12 +91,19 @@ dynamics theirs where that is possible:
   propagator by ``p = tau_syn / (tau_syn - tau_mem) (alpha - beta)``: incoming weights are
   scaled by their ratio (``R graph_dt / tau_mem / p``) on top of the spike's charge
   ``w_in graph_dt / tau_syn``;
-- ``v_leak``, thresholds and reset potentials carry over unchanged; IF is exact either way.
+- ``v_leak``, thresholds and reset potentials carry over unchanged; IF is exact either way;
+- ``LIF``/``LI`` (no synaptic current): ``tau`` converts as a decay above; a spike's jump of
+  ``V`` is ``R graph_dt / tau_nir`` per unit weight in both integrations (Euler:
+  ``V += graph_dt / tau (v_leak - V + R x)`` with ``x = w`` for one step; exact: ``S`` as a
+  delta of area ``graph_dt``, the charge convention above, which jumps ``V`` by the same).
 
 What cannot be made equal: snnTorch's ``Synaptic`` and Norse's ``LIFCell`` update the current
 first and add it to ``V`` in the same step, while our exact step lets a current that jumps at
 step ``t`` move ``V`` from step ``t + 1`` (``V`` is continuous; a jump at ``t dt`` cannot move
-``V(t dt)``).  So every ``CubaLIF``/``CubaLI`` layer runs one step later here than there: a
+``V(t dt)``).  The same holds without a current: snnTorch's ``Leaky`` and Norse's
+``LIFBoxCell``/``LIBoxCell`` add a step's input to ``V`` in that step, our ``tau_syn = 0``
+populations in the next.  So every ``CubaLIF``/``CubaLI``/``LIF``/``LI`` layer runs one step
+later here than there: a
 network whose output lies ``k`` such layers from the input reproduces theirs shifted by ``k``
 steps (the last ``k`` steps of theirs fall outside our ``n_steps``), values equal up to float32
 rounding (relative ~1e-6; a spike could differ only where a membrane lies that close to the
@@ -105,13 +120,12 @@ and no ``v_reset`` (so 0), and ``r = 1`` for an ``IAFCell`` (``r = 1 / dt``); sn
 synaptic current a step after each spike, which NIR's ``CubaLIF`` does not
 (``reset_delay=False`` matches).
 
-Not representable here, refused by node key and type: ``LIF`` and ``LI`` without a synaptic
-current (every ``lif``/``li`` population integrates its input through one with
-``tau_syn > dt``), an ``Affine`` with a non-zero bias (a constant input current), a
-``Threshold`` anywhere but directly on spikes (where a threshold in ``[0, 1)`` passes them
-through), parameters that differ between the neurons of one node (a population has one value
-each; ``r`` and ``w_in`` may differ, they go into the weights), and every other node type
-(convolutions, pooling, ``Flatten``, ``I``, ...).  Nested ``NIRGraph`` nodes are flattened.
+Not representable here, refused by node key and type: an ``Affine`` with a non-zero bias (a
+constant input current), a ``Threshold`` anywhere but directly on spikes (where a threshold in
+``[0, 1)`` passes them through), parameters that differ between the neurons of one node (a
+population has one value each; ``r`` and ``w_in`` may differ, they go into the weights), and
+every other node type (convolutions, pooling, ``Flatten``, ``I``, ...).  Nested ``NIRGraph``
+nodes are flattened.
 """
 
 from __future__ import annotations
@@ -349,6 +363,17 @@ def _neuron_node(nir, pop: Population, dt: float):
         "v_leak": full(p["v_leak"]),
         "w_in": full(p["tau_syn"] / dt),  # a spike of weight w makes I jump by w
     }
+    if p["tau_syn"] == 0:  # no synaptic current: NIR's LIF / LI
+        plain = {
+            "tau": full(p["tau_mem"] / 1000.0),
+            "r": full(p["tau_mem"] / dt),  # a spike of weight w moves V by r dt / tau w = w
+            "v_leak": full(p["v_leak"]),
+        }
+        if pop.model == "li":
+            return nir.LI(**plain)
+        return nir.LIF(
+            **plain, v_threshold=full(p["threshold"]), v_reset=full(p["v_reset"]), metadata=meta
+        )
     if pop.model == "li":
         return nir.CubaLI(**cuba)
     return nir.CubaLIF(
@@ -358,16 +383,8 @@ def _neuron_node(nir, pop: Population, dt: float):
 
 # ------------------------------------------------------------------------------------ import
 
-_NEURONS = ("CubaLIF", "CubaLI", "IF")
+_NEURONS = ("CubaLIF", "CubaLI", "LIF", "LI", "IF")
 _SYNAPTIC = ("Linear", "Affine", "Scale", "Delay", "Threshold")
-_UNREPRESENTABLE = {
-    "LIF": "a LIF without a synaptic current has no counterpart here: every lif population "
-    "integrates its input through a synaptic current with tau_syn > dt (NIR's CubaLIF; "
-    "snnTorch's Synaptic, Norse's LIFCell export one)",
-    "LI": "a leaky integrator without a synaptic current has no counterpart here: every li "
-    "population integrates its input through a synaptic current with tau_syn > dt (NIR's "
-    "CubaLI)",
-}
 
 
 _SUPPORTED = ", ".join(("Input", "Output", *_NEURONS, *_SYNAPTIC, "NIRGraph"))
@@ -527,7 +544,7 @@ class _Importer:
             kind = self._kind(key)
             if kind in _NEURONS or kind in _SYNAPTIC or kind in ("Input", "Output", "pass"):
                 continue
-            why = _UNREPRESENTABLE.get(kind, f"is not supported here (supported: {_SUPPORTED})")
+            why = f"is not supported here (supported: {_SUPPORTED})"
             problems.append(Problem(f"nodes.{key}", f"node {key!r} ({kind}): {why}"))
         if problems:
             raise SpecError(problems)
@@ -650,6 +667,24 @@ class _Importer:
                 "refractory_steps": 0,
             }
             return Population(name, n, "if", params), _unit(r * self.graph_dt / 1000.0)
+        if kind in ("LIF", "LI"):  # no synaptic current: tau_syn = 0 (a delta synapse)
+            params = {
+                "tau_mem": self._tau(key, node, "tau", n),
+                "tau_syn": 0.0,
+                "v_leak": self._uniform(key, node, "v_leak", n),
+            }
+            # A spike (S = 1 for one graph step, or a delta of area graph_dt) moves V by
+            # R graph_dt / tau per unit weight, in both integrations.
+            gain = r * (self.graph_dt / _ms(self._uniform(key, node, "tau", n)))
+            if kind == "LI":
+                return Population(name, n, "li", params), _unit(gain)
+            params.update(
+                threshold=self._uniform(key, node, "v_threshold", n),
+                reset=reset,
+                v_reset=self._uniform(key, node, "v_reset", n),
+                refractory_steps=0,
+            )
+            return Population(name, n, "lif", params), _unit(gain)
         tau_mem = self._tau(key, node, "tau_mem", n)
         tau_syn = self._tau(key, node, "tau_syn", n)
         nir_tau_mem = _ms(self._uniform(key, node, "tau_mem", n))
@@ -679,7 +714,7 @@ class _Importer:
     def _size(self, key) -> int | None:
         """A neuron node's size from its parameters (``None`` when they are scalars)."""
         node = self.nodes[key]
-        fields = ("r", "v_threshold", "tau_mem", "tau_syn", "v_leak", "v_reset", "w_in")
+        fields = ("r", "v_threshold", "tau", "tau_mem", "tau_syn", "v_leak", "v_reset", "w_in")
         sizes = {
             _array(getattr(node, f)).size for f in fields if getattr(node, f, None) is not None
         }

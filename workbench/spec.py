@@ -312,8 +312,13 @@ def _problems(spec: NetworkSpec) -> list[Problem]:
                 and key.startswith("tau")
                 and _is_number(spec.dt)
                 and value <= spec.dt
+                and not (key == "tau_syn" and value == 0)  # 0: no synaptic current
             ):
-                add(ppath, f"{value!r} ms must be > dt ({spec.dt:g} ms) for the step to resolve it")
+                add(
+                    ppath,
+                    f"{value!r} ms must be > dt ({spec.dt:g} ms) for the step to resolve it"
+                    + (" (or 0: no synaptic current)" if key == "tau_syn" else ""),
+                )
 
     names = {INPUT, *spec.population_names}
     pairs: set[tuple[str, str]] = set()
