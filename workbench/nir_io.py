@@ -668,40 +668,28 @@ class _Importer:
             }
             return Population(name, n, "if", params), _unit(r * self.graph_dt / 1000.0)
         if kind in ("LIF", "LI"):  # no synaptic current: tau_syn = 0 (a delta synapse)
-            params = {
-                "tau_mem": self._tau(key, node, "tau", n),
-                "tau_syn": 0.0,
-                "v_leak": self._uniform(key, node, "v_leak", n),
-            }
+            tau_mem, tau_syn = self._tau(key, node, "tau", n), 0.0
             # A spike (S = 1 for one graph step, or a delta of area graph_dt) moves V by
             # R graph_dt / tau per unit weight, in both integrations.
             gain = r * (self.graph_dt / _ms(self._uniform(key, node, "tau", n)))
-            if kind == "LI":
-                return Population(name, n, "li", params), _unit(gain)
-            params.update(
-                threshold=self._uniform(key, node, "v_threshold", n),
-                reset=reset,
-                v_reset=self._uniform(key, node, "v_reset", n),
-                refractory_steps=0,
-            )
-            return Population(name, n, "lif", params), _unit(gain)
-        tau_mem = self._tau(key, node, "tau_mem", n)
-        tau_syn = self._tau(key, node, "tau_syn", n)
-        nir_tau_mem = _ms(self._uniform(key, node, "tau_mem", n))
-        nir_tau_syn = _ms(self._uniform(key, node, "tau_syn", n))
-        w_in = np.broadcast_to(_array(node.w_in).reshape(-1), (n,))
-        charge = w_in * (self.graph_dt / nir_tau_syn)  # I's jump per unit weight (NIR's I)
-        if self.integration == "exact":
-            gain = r * charge
-        else:  # Euler moves V by R graph_dt / tau_mem * I per step, our propagator by p * I
-            p = propagators(self.graph_dt, tau_mem, tau_syn)[2]
-            gain = r * (self.graph_dt / nir_tau_mem) / p * charge
+        else:
+            tau_mem = self._tau(key, node, "tau_mem", n)
+            tau_syn = self._tau(key, node, "tau_syn", n)
+            nir_tau_mem = _ms(self._uniform(key, node, "tau_mem", n))
+            nir_tau_syn = _ms(self._uniform(key, node, "tau_syn", n))
+            w_in = np.broadcast_to(_array(node.w_in).reshape(-1), (n,))
+            charge = w_in * (self.graph_dt / nir_tau_syn)  # I's jump per unit weight (NIR's I)
+            if self.integration == "exact":
+                gain = r * charge
+            else:  # Euler moves V by R graph_dt / tau_mem * I per step, our propagator by p * I
+                p = propagators(self.graph_dt, tau_mem, tau_syn)[2]
+                gain = r * (self.graph_dt / nir_tau_mem) / p * charge
         params = {
             "tau_mem": tau_mem,
             "tau_syn": tau_syn,
             "v_leak": self._uniform(key, node, "v_leak", n),
         }
-        if kind == "CubaLI":
+        if kind in ("LI", "CubaLI"):
             return Population(name, n, "li", params), _unit(gain)
         params.update(
             threshold=self._uniform(key, node, "v_threshold", n),
