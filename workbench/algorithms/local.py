@@ -106,7 +106,7 @@ import torch
 import torch.nn.functional as F
 
 from workbench.algorithms import Algorithm, register_algorithm
-from workbench.algorithms.loop import first_epoch
+from workbench.algorithms.loop import first_epoch, progress, restored_progress
 from workbench.data import make_loaders
 from workbench.neurons import STEPS, initial_state, li_step
 from workbench.recording import to_dataset
@@ -561,8 +561,7 @@ def _fit(name: str, network, data, config: LocalConfig, callbacks, stop) -> Hist
         network.load_state_dict(saved["network"])
         learner.load(saved["learner"])
         assignments = saved["assignments"]
-        history = History(rows=saved["history"], best_epoch=saved["best_epoch"])
-        best, best_state, stale = saved["best"], saved["best_state"], saved["stale"]
+        history, best, best_state, stale = restored_progress(saved)
         load_random_state(saved["random"], network, data.encoder, loaders["train"], fixed["train"])
     for epoch in range(first_epoch(saved, config), config.epochs + 1):
         started = time.perf_counter()
@@ -628,15 +627,10 @@ def _fit(name: str, network, data, config: LocalConfig, callbacks, stop) -> Hist
         if checkpoint is not None and checkpoint.due(epoch):
             checkpoint.save(
                 {
-                    "epoch": epoch,
+                    **progress(epoch, history, best, best_state, stale),
                     "network": network.state_dict(),
                     "learner": learner.state(),
                     "assignments": assignments,
-                    "history": history.rows,
-                    "best_epoch": history.best_epoch,
-                    "best": best,
-                    "best_state": best_state,
-                    "stale": stale,
                     "random": random_state(network, data.encoder, loaders["train"], fixed["train"]),
                 }
             )

@@ -117,8 +117,7 @@ def fit_epochs(
         network.load_state_dict(saved["network"])
         optimiser.load_state_dict(saved["optimiser"])
         schedule.load_state_dict(saved["schedule"])
-        history = History(rows=saved["history"], best_epoch=saved["best_epoch"])
-        best, best_state, stale = saved["best"], saved["best_state"], saved["stale"]
+        history, best, best_state, stale = restored_progress(saved)
         load_random_state(saved["random"], network, data.encoder, loaders["train"])
     for epoch in range(first_epoch(saved, config), config.epochs + 1):
         started = time.perf_counter()
@@ -173,15 +172,10 @@ def fit_epochs(
         if checkpoint is not None and checkpoint.due(epoch):
             checkpoint.save(
                 {
-                    "epoch": epoch,
+                    **progress(epoch, history, best, best_state, stale),
                     "network": network.state_dict(),
                     "optimiser": optimiser.state_dict(),
                     "schedule": schedule.state_dict(),
-                    "history": history.rows,
-                    "best_epoch": history.best_epoch,
-                    "best": best,
-                    "best_state": best_state,
-                    "stale": stale,
                     "random": random_state(network, data.encoder, loaders["train"]),
                 }
             )
@@ -191,6 +185,25 @@ def fit_epochs(
         network.load_state_dict(best_state)
     emit(callbacks, RunEnd(history, history.stopped))
     return history
+
+
+def progress(epoch: int, history: History, best: float, best_state, stale: int) -> dict:
+    """What every epoch loop's checkpoint holds beyond its own state: the epoch, the history,
+    the best validation accuracy and its weights, and the epochs since it improved."""
+    return {
+        "epoch": epoch,
+        "history": history.rows,
+        "best_epoch": history.best_epoch,
+        "best": best,
+        "best_state": best_state,
+        "stale": stale,
+    }
+
+
+def restored_progress(saved: dict) -> tuple[History, float, object, int]:
+    """``(history, best, best_state, stale)`` from a checkpoint written with :func:`progress`."""
+    history = History(rows=saved["history"], best_epoch=saved["best_epoch"])
+    return history, saved["best"], saved["best_state"], saved["stale"]
 
 
 def first_epoch(saved: dict | None, config) -> int:
