@@ -276,6 +276,47 @@ def test_scale_threshold_and_delay_fold_into_projections():
 # ------------------------------------------------------------------------- snnTorch, Norse
 
 
+def trained_snntorch(layer, n_in, n_hidden, n_out, n_steps, gains=(1.0, 1.0)):
+    """snnTorch's Linear -> ``layer(n_hidden)`` -> Linear -> ``layer(n_out)`` (initial weights
+    times ``gains``), trained for 5 Adam steps on random spikes, and ``simulate(x)``: its spikes
+    and membranes per layer (``s1``, ``v1``, ``s2``, ``v2``, each ``[T, batch, n]``)."""
+
+    class Net(torch.nn.Module):
+        def __init__(self):
+            super().__init__()
+            self.fc1, self.lif1 = torch.nn.Linear(n_in, n_hidden, bias=False), layer(n_hidden)
+            self.fc2, self.lif2 = torch.nn.Linear(n_hidden, n_out, bias=False), layer(n_out)
+
+        def forward(self, x):
+            spikes = self.lif1(self.fc1(x))[0]
+            return self.lif2(self.fc2(spikes))
+
+    net = Net()
+    with torch.no_grad():
+        net.fc1.weight.mul_(gains[0])
+        net.fc2.weight.mul_(gains[1])
+
+    def simulate(x):
+        net.lif1.reset_mem()
+        net.lif2.reset_mem()
+        trace = {"s1": [], "v1": [], "s2": [], "v2": []}
+        for t in range(x.shape[0]):
+            first = net.lif1(net.fc1(x[t]))  # (spikes, [current,] membrane)
+            second = net.lif2(net.fc2(first[0]))
+            for key, value in zip(trace, (first[0], first[-1], second[0], second[-1])):
+                trace[key].append(value)
+        return {key: torch.stack(value) for key, value in trace.items()}
+
+    optimiser = torch.optim.Adam(net.parameters(), lr=0.01)
+    for step in range(5):
+        trace = simulate(random_spikes(n_steps, 8, n_in, seed=step))
+        loss = ((trace["v2"].mean(0) - 0.5) ** 2).mean()
+        optimiser.zero_grad()
+        loss.backward()
+        optimiser.step()
+    return net, simulate
+
+
 @pytest.mark.filterwarnings("ignore:nirtorch.extract_nir_graph is being deprecated")
 def test_a_trained_snntorch_network_runs_the_same_here():
     """snnTorch: Linear -> Synaptic -> Linear -> Synaptic (reset to zero, ``reset_delay=False``:
@@ -308,36 +349,7 @@ def test_a_trained_snntorch_network_runs_the_same_here():
             output=True,
         )
 
-    class Net(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.fc1, self.lif1 = torch.nn.Linear(n_in, n_hidden, bias=False), synaptic(n_hidden)
-            self.fc2, self.lif2 = torch.nn.Linear(n_hidden, n_out, bias=False), synaptic(n_out)
-
-        def forward(self, x):
-            spikes, _, _ = self.lif1(self.fc1(x))
-            return self.lif2(self.fc2(spikes))
-
-    net = Net()
-
-    def simulate(x):
-        net.lif1.reset_mem()
-        net.lif2.reset_mem()
-        trace = {"s1": [], "v1": [], "s2": [], "v2": []}
-        for t in range(x.shape[0]):
-            s1, _, v1 = net.lif1(net.fc1(x[t]))
-            s2, _, v2 = net.lif2(net.fc2(s1))
-            for key, value in zip(trace, (s1, v1, s2, v2)):
-                trace[key].append(value)
-        return {key: torch.stack(value) for key, value in trace.items()}
-
-    optimiser = torch.optim.Adam(net.parameters(), lr=0.01)
-    for step in range(5):
-        trace = simulate(random_spikes(n_steps, 8, n_in, seed=step))
-        loss = ((trace["v2"].mean(0) - 0.5) ** 2).mean()
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
+    net, simulate = trained_snntorch(synaptic, n_in, n_hidden, n_out, n_steps)
 
     spec = import_nir(export_to_nir(net, torch.zeros(n_in)), dt=0.1, n_steps=n_steps)
     assert [(p.name, p.model) for p in spec.populations] == [("lif1", "lif"), ("lif2", "lif")]
@@ -470,39 +482,8 @@ def test_a_trained_snntorch_leaky_network_runs_the_same_here():
             output=True,
         )
 
-    class Net(torch.nn.Module):
-        def __init__(self):
-            super().__init__()
-            self.fc1, self.lif1 = torch.nn.Linear(n_in, n_hidden, bias=False), leaky(n_hidden)
-            self.fc2, self.lif2 = torch.nn.Linear(n_hidden, n_out, bias=False), leaky(n_out)
-
-        def forward(self, x):
-            spikes, _ = self.lif1(self.fc1(x))
-            return self.lif2(self.fc2(spikes))
-
-    net = Net()
-    with torch.no_grad():  # strong enough weights that both layers spike often
-        net.fc1.weight.mul_(2.0)
-        net.fc2.weight.mul_(3.0)
-
-    def simulate(x):
-        net.lif1.reset_mem()
-        net.lif2.reset_mem()
-        trace = {"s1": [], "v1": [], "s2": [], "v2": []}
-        for t in range(x.shape[0]):
-            s1, v1 = net.lif1(net.fc1(x[t]))
-            s2, v2 = net.lif2(net.fc2(s1))
-            for key, value in zip(trace, (s1, v1, s2, v2)):
-                trace[key].append(value)
-        return {key: torch.stack(value) for key, value in trace.items()}
-
-    optimiser = torch.optim.Adam(net.parameters(), lr=0.01)
-    for step in range(5):
-        trace = simulate(random_spikes(n_steps, 8, n_in, seed=step))
-        loss = ((trace["v2"].mean(0) - 0.5) ** 2).mean()
-        optimiser.zero_grad()
-        loss.backward()
-        optimiser.step()
+    # strong enough weights that both layers spike often
+    net, simulate = trained_snntorch(leaky, n_in, n_hidden, n_out, n_steps, gains=(2.0, 3.0))
 
     spec = import_nir(export_to_nir(net, torch.zeros(n_in)), dt=0.1, n_steps=n_steps)
     assert [(p.name, p.model, p.params["tau_syn"]) for p in spec.populations] == [
