@@ -197,7 +197,9 @@ class BrainScaleS2(EmulatedNetwork):
         kick = self.profile.membrane_noise * torch.sqrt(1 - torch.as_tensor(p.beta) ** 2)
         noise = kick * torch.randn(external.shape, generator=generator, dtype=external.dtype)
         w_rec = self.weight(recurrent[0]) if recurrent else None
-        output, v, i = lif_scan(external, w_rec, p, pop.spiking, self.surrogate, noise)
+        output, v, i = lif_scan(
+            external, w_rec, p, pop.spiking, self.surrogate, noise, kernel=self.kernel
+        )
         observed = self.observe(v)
         if pop.spiking:
             return {"spikes": output, "v": observed, "i": i}

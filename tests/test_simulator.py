@@ -304,12 +304,15 @@ def _run_with_loss(net, x):
     return result, grads
 
 
+@pytest.mark.parametrize("kernel", ["compiled", "torch"])
 @pytest.mark.parametrize("case", list(FUSABLE), ids=list(FUSABLE))
-def test_fused_loop_agrees_with_the_step_function_loop(case, monkeypatch):
+def test_fused_loop_agrees_with_the_step_function_loop(case, kernel, monkeypatch):
     spec = fusable_spec(**FUSABLE[case])
     calls = []
     original = backends.lif_scan
-    monkeypatch.setattr(backends, "lif_scan", lambda *args: calls.append(1) or original(*args))
+    monkeypatch.setattr(
+        backends, "lif_scan", lambda *args, **kw: calls.append(1) or original(*args, **kw)
+    )
     g = torch.Generator().manual_seed(3)
     x = (torch.rand(30, 5, 4, generator=g, dtype=F64) < 0.3) * torch.rand(
         30, 5, 4, generator=g, dtype=F64
@@ -317,7 +320,7 @@ def test_fused_loop_agrees_with_the_step_function_loop(case, monkeypatch):
     outcome = {}
     for fused in (True, False):
         net = net64(spec, seed=1)
-        net.fused = fused
+        net.fused, net.kernel = fused, kernel
         before = len(calls)
         outcome[fused] = _run_with_loss(net, x.clone().requires_grad_())
         assert (len(calls) > before) is fused  # the fused loop really ran (or really did not)

@@ -18,7 +18,7 @@ from typing import NamedTuple
 import torch
 from torch import nn
 
-from workbench.fused import lif_scan
+from workbench.fused import default_kernel, lif_scan, project
 from workbench.neurons import STEPS, Surrogate, initial_state, lif_parameters
 from workbench.spec import INPUT, NetworkSpec, Projection
 
@@ -135,6 +135,8 @@ class FloatNetwork(nn.Module):
             if isinstance(p.delay, list)
         }
         self.fused = True  # use the fused LIF/LI time loop where it applies
+        # "compiled" (Numba loops and sparse input on the CPU) or "torch" (the reference).
+        self.kernel = default_kernel()
         self.neuron_params = {
             pop.name: lif_parameters(pop.model, pop.params, spec.dt) for pop in spec.populations
         }
@@ -184,11 +186,11 @@ class FloatNetwork(nn.Module):
         w = self.weight(proj)
         delays = self._delays.get(projection_key(proj))
         if delays is None:
-            return delayed(int(proj.delay)) @ w.T
+            return project(delayed(int(proj.delay)), w, self.kernel)
         delays = delays.to(w.device)  # follows the module to another device
         total = 0
         for d in delays.unique().tolist():
-            total = total + delayed(d) @ (w * (delays == d)).T
+            total = total + project(delayed(d), w * (delays == d), self.kernel)
         return total
 
     def _feedforward_current(self, proj: Projection, source: torch.Tensor) -> torch.Tensor:
@@ -221,8 +223,12 @@ class FloatNetwork(nn.Module):
         p = self.neuron_params[name]
         if self.fused and _fusable(pop, p, recurrent):
             w_rec = self.weight(recurrent[0]) if recurrent else None
-            output, v, i = lif_scan(external, w_rec, p, pop.spiking, self.surrogate)
-            return {"spikes": output, "v": v, "i": i} if pop.spiking else {"v": v, "i": i}
+            output, v, i = lif_scan(
+                external, w_rec, p, pop.spiking, self.surrogate, kernel=self.kernel, record=record
+            )
+            if not pop.spiking:
+                return {"v": v, "i": i}
+            return {"spikes": output, "v": v, "i": i} if record else {"spikes": output}
         step = STEPS[pop.model]
         spike_fn = self.surrogate if pop.spiking else None
         n_steps, batch = external.shape[:2]

@@ -46,15 +46,15 @@ class _Spike(torch.autograd.Function):
     """Heaviside forward, surrogate derivative backward; ``kind`` picks the surrogate."""
 
     @staticmethod
-    def forward(ctx, x, kind: str, scale: float):  # noqa: D401 - torch API
+    def forward(ctx, x, surrogate: Surrogate):  # noqa: D401 - torch API
         ctx.save_for_backward(x)
-        ctx.kind, ctx.scale = kind, scale
+        ctx.surrogate = surrogate
         return (x >= 0).to(x.dtype)
 
     @staticmethod
     def backward(ctx, grad_output):
         (x,) = ctx.saved_tensors
-        return grad_output * surrogate_derivative(x, ctx.kind, ctx.scale), None, None
+        return grad_output * ctx.surrogate.derivative(x), None
 
 
 def surrogate_derivative(x: torch.Tensor, kind: str, scale: float) -> torch.Tensor:
@@ -80,12 +80,20 @@ SURROGATES = ("arctan", "superspike", "triangle")
 
 @dataclass(frozen=True)
 class Surrogate:
-    """A surrogate spike function: Heaviside forward, ``kind``'s pseudo-derivative backward."""
+    """A surrogate spike function: Heaviside forward, ``kind``'s pseudo-derivative backward.
+
+    ``cutoff`` (sparse backward, Perez-Nieves & Goodman 2021): the pseudo-derivative is zero
+    where ``|v - threshold| > cutoff``, so only neurons near their threshold carry gradient
+    through their spikes; ``None`` keeps it everywhere.
+    """
 
     kind: str = "superspike"
     scale: float = 10.0
+    cutoff: float | None = None
 
     def __post_init__(self):
+        if self.cutoff is not None and not (self.cutoff > 0):
+            raise ValueError(f"surrogate.cutoff: {self.cutoff} must be a number > 0 or None")
         if self.kind not in SURROGATES:
             raise ValueError(
                 f"surrogate.kind: {self.kind!r} is not known; choose one of {list(SURROGATES)}"
@@ -94,7 +102,14 @@ class Surrogate:
             raise ValueError(f"surrogate.scale: {self.scale} must be a finite number > 0")
 
     def __call__(self, x: torch.Tensor) -> torch.Tensor:
-        return _Spike.apply(x, self.kind, self.scale)
+        return _Spike.apply(x, self)
+
+    def derivative(self, x: torch.Tensor) -> torch.Tensor:
+        """The pseudo-derivative at ``x = v - threshold``, cut to zero beyond the cut-off."""
+        d = surrogate_derivative(x, self.kind, self.scale)
+        if self.cutoff is None:
+            return d
+        return torch.where(x.abs() <= self.cutoff, d, torch.zeros_like(d))
 
 
 # ---------------------------------------------------------------------------------------------
