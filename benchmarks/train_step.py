@@ -107,32 +107,41 @@ class Problem:
 
     x: torch.Tensor  # [T, B, 700] float32 spikes
     target: torch.Tensor  # [B, 20] target spike counts
-    w1: torch.Tensor  # [256, 700]
-    w2: torch.Tensor  # [20, 256]
+    w1: torch.Tensor  # [hidden, 700]
+    w2: torch.Tensor  # [20, hidden]
+
+    @property
+    def hidden(self) -> int:
+        return self.w1.shape[0]
 
 
-def make_problem(n_steps: int, batch: int) -> Problem:
+def make_problem(
+    n_steps: int, batch: int, hidden: int = N_HIDDEN, density: float = DENSITY
+) -> Problem:
+    """The reference problem; another ``hidden`` or ``density`` scales the input weights by
+    ``sqrt(DENSITY / density)`` so the hidden layer gets the same drive (same activity)."""
     from workbench.backends import build
 
     g = torch.Generator().manual_seed(SEED)
-    x = (torch.rand(n_steps, batch, N_IN, generator=g) < DENSITY).float()
+    x = (torch.rand(n_steps, batch, N_IN, generator=g) < density).float()
     labels = torch.randint(0, N_OUT, (batch,), generator=g)
     # Rate-coded target: 10 spikes from the labelled output neuron, 1 from each other one.
     target = torch.ones(batch, N_OUT)
     target[torch.arange(batch), labels] = 10.0
-    ours = build(our_spec(n_steps), "float", seed=SEED)
-    w1 = ours.weights["input__hidden"].detach().clone() * WEIGHT_SCALE
+    ours = build(our_spec(n_steps, hidden), "float", seed=SEED)
+    drive = math.sqrt(DENSITY / density)
+    w1 = ours.weights["input__hidden"].detach().clone() * WEIGHT_SCALE * drive
     w2 = ours.weights["hidden__output"].detach().clone() * WEIGHT_SCALE
     return Problem(x, target, w1, w2)
 
 
-def our_spec(n_steps: int):
+def our_spec(n_steps: int, hidden: int = N_HIDDEN):
     from workbench.spec import NetworkSpec, Population, Projection
 
     params = {"tau_mem": TAU_MEM, "tau_syn": TAU_SYN}
     return NetworkSpec(
         N_IN,
-        [Population("hidden", N_HIDDEN, "lif", params), Population("output", N_OUT, "lif", params)],
+        [Population("hidden", hidden, "lif", params), Population("output", N_OUT, "lif", params)],
         [Projection("input", "hidden"), Projection("hidden", "output")],
         dt=DT,
         n_steps=n_steps,
@@ -173,7 +182,7 @@ def _linear(n_in: int, n_out: int, weight: torch.Tensor, cls=nn.Linear, **kw) ->
 def build_ours(problem: Problem) -> Callable[[], torch.Tensor]:
     from workbench.backends import build
 
-    net = build(our_spec(problem.x.shape[0]), "float", seed=SEED)
+    net = build(our_spec(problem.x.shape[0], problem.hidden), "float", seed=SEED)
     with torch.no_grad():
         net.weights["input__hidden"].copy_(problem.w1)
         net.weights["hidden__output"].copy_(problem.w2)
@@ -204,9 +213,9 @@ def build_snntorch(problem: Problem) -> Callable[[], torch.Tensor]:
     class Net(nn.Module):  # the snnTorch tutorials' idiom: explicit state, loop over time
         def __init__(self):
             super().__init__()
-            self.fc1 = _linear(N_IN, N_HIDDEN, problem.w1 * scale)
+            self.fc1 = _linear(N_IN, problem.hidden, problem.w1 * scale)
             self.lif1 = neuron()
-            self.fc2 = _linear(N_HIDDEN, N_OUT, problem.w2 * scale)
+            self.fc2 = _linear(problem.hidden, N_OUT, problem.w2 * scale)
             self.lif2 = neuron()
 
         def forward(self, x):
@@ -244,9 +253,9 @@ def build_norse(problem: Problem) -> Callable[[], torch.Tensor]:
     # whole [T, B, n] tensor: the fastest of Norse's documented ways (LIFCell in a Python loop
     # runs the Linear layers once per step).
     net = norse.SequentialState(
-        _linear(N_IN, N_HIDDEN, problem.w1 * scale),
+        _linear(N_IN, problem.hidden, problem.w1 * scale),
         norse.LIF(p, dt=dt_s),
-        _linear(N_HIDDEN, N_OUT, problem.w2 * scale),
+        _linear(problem.hidden, N_OUT, problem.w2 * scale),
         norse.LIF(p, dt=dt_s),
     )
 
@@ -276,10 +285,10 @@ def build_spikingjelly(problem: Problem) -> Callable[[], torch.Tensor]:
 
     net = nn.Sequential(
         layer.SynapseFilter(tau=TAU_SYN / DT, learnable=False),
-        _linear(N_IN, N_HIDDEN, problem.w1 * scale, cls=layer.Linear),
+        _linear(N_IN, problem.hidden, problem.w1 * scale, cls=layer.Linear),
         lif(),
         layer.SynapseFilter(tau=TAU_SYN / DT, learnable=False),
-        _linear(N_HIDDEN, N_OUT, problem.w2 * scale, cls=layer.Linear),
+        _linear(problem.hidden, N_OUT, problem.w2 * scale, cls=layer.Linear),
         lif(),
     )
     functional.set_step_mode(net, "m")  # whole [T, B, n] tensors through every layer
@@ -354,12 +363,18 @@ def prepare(names: list[str], problem: Problem) -> list[Result]:
     return results
 
 
-def run(results: list[Result], warmup: int, repeats: int, batch: int) -> None:
+def run(
+    results: list[Result], warmup: int, repeats: int, batch: int, max_step_s: float = math.inf
+) -> None:
+    """Interleaved steps; a framework whose first step takes longer than ``max_step_s`` stops
+    there (listed as too slow), and one that takes over ``max_step_s / repeats`` per step gets
+    fewer timed repeats (at least one), so that slow cells of the table stay bounded."""
     active = [r for r in results if r.step is not None]
+    quota = {r.name: repeats for r in active}
     for k in range(warmup + repeats):
         shift = k % len(active) if active else 0
         for res in active[shift:] + active[:shift]:  # rotate who goes first
-            if res.step is None:
+            if res.step is None or len(res.times_ms) >= quota[res.name]:
                 continue
             try:
                 start = time.perf_counter()
@@ -372,6 +387,12 @@ def run(results: list[Result], warmup: int, repeats: int, batch: int) -> None:
                 continue
             if res.first_output_spikes is None:
                 res.first_output_spikes = float(counts.sum()) / batch
+                if elapsed > max_step_s:
+                    res.status = f"too slow: {elapsed:.0f} s per step"
+                    res.step = None
+                    continue
+                if max_step_s < math.inf:
+                    quota[res.name] = max(1, min(repeats, int(max_step_s / elapsed)))
             if k >= warmup:
                 res.times_ms.append(elapsed * 1e3)
 
@@ -433,6 +454,174 @@ def report(results: list[Result]) -> dict:
     }
 
 
+# --------------------------------------------------------------------------------- scaling table
+TABLE_HIDDEN = (256, 1024, 4096)
+TABLE_STEPS = (100, 500, 1600)
+TABLE_DENSITY = (0.01, 0.05, 0.20)
+
+
+def dense_floor_ms(problem: Problem, repeats: int) -> float:
+    """Median time of the dense matrix products of one training step alone: the input and
+    hidden projections forward, their weight gradients and the hidden layer's input gradient
+    backward (what any method that multiplies dense matrices cannot go below)."""
+    n_steps, batch, _ = problem.x.shape
+    x2 = problem.x.reshape(-1, N_IN)
+    h2 = (torch.rand(n_steps * batch, problem.hidden) < 0.02).float()
+    g1 = torch.randn(n_steps * batch, problem.hidden)
+    g2 = torch.randn(n_steps * batch, N_OUT)
+
+    def products():
+        x2 @ problem.w1.T
+        h2 @ problem.w2.T
+        g1.T @ x2
+        g2.T @ h2
+        g2 @ problem.w2
+
+    products()
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        products()
+        times.append((time.perf_counter() - start) * 1e3)
+    return statistics.median(times)
+
+
+def run_cell(hidden: int, n_steps: int, density: float, args, names: list[str]) -> dict:
+    """One cell of the table: every framework in ``names``, interleaved, and the dense floor."""
+    problem = make_problem(n_steps, args.batch, hidden, density)
+    results = prepare(names, problem)
+    run(results, args.warmup, args.repeats, args.batch, args.max_step_s)
+    floor = dense_floor_ms(problem, max(1, min(args.repeats, 3)))
+    return {
+        "hidden": hidden,
+        "steps": n_steps,
+        "density": density,
+        "dense_floor_ms": floor,
+        "frameworks": {
+            r.name: {
+                "median_ms": r.median_ms,
+                "status": r.status,
+                "output_spikes": r.first_output_spikes,
+            }
+            for r in results
+        },
+    }
+
+
+def table(args, names: list[str]) -> list[dict]:
+    """The scaling table: hidden x T x input density, each cell in its own process (so one
+    that runs out of memory loses only itself).  A peer predicted (from its time at a shorter T
+    of the same hidden size and density) to exceed ``--max-step-s`` is not run."""
+    import subprocess
+    import tempfile
+
+    cells = []
+    print(
+        f"{'hidden':>6} {'T':>5} {'dens':>5} {'ours ms':>9} {'fastest peer':>18} "
+        f"{'ours/peer':>9} {'dense ms':>9} {'ours/dense':>10}  skipped or slow"
+    )
+    for hidden, density in ((h, d) for h in TABLE_HIDDEN for d in TABLE_DENSITY):
+        previous: dict | None = None
+        for n_steps in TABLE_STEPS:
+            run_names = list(names)
+            skipped = []
+            if previous is not None:
+                for name, r in previous["frameworks"].items():
+                    t = r["median_ms"]
+                    grow = n_steps / previous["steps"]
+                    if name != "ours" and (t is None or t * grow / 1e3 > args.max_step_s):
+                        run_names.remove(name)
+                        skipped.append(name)
+            with tempfile.NamedTemporaryFile(suffix=".json") as out:
+                command = [
+                    sys.executable,
+                    __file__,
+                    "--cell",
+                    f"{hidden},{n_steps},{density}",
+                    "--only",
+                    ",".join(run_names),
+                    "--batch",
+                    str(args.batch),
+                    "--repeats",
+                    str(args.repeats),
+                    "--warmup",
+                    str(args.warmup),
+                    "--max-step-s",
+                    str(args.max_step_s),
+                    "--json",
+                    out.name,
+                ]
+                if args.threads is not None:
+                    command += ["--threads", str(args.threads)]
+                done = subprocess.run(command, capture_output=True, text=True)
+                if done.returncode != 0:
+                    print(f"{hidden:>6} {n_steps:>5} {density:>5.0%}  failed: {done.stderr[-300:]}")
+                    continue
+                cell = json.load(open(out.name))
+            for name in skipped:
+                cell["frameworks"][name] = {"median_ms": None, "status": "skipped (predicted)"}
+            cells.append(cell)
+            previous = cell
+            print_cell(cell)
+    return cells
+
+
+def print_cell(cell: dict) -> None:
+    fw = cell["frameworks"]
+    ours = fw.get("ours", {}).get("median_ms")
+    peers = {n: r["median_ms"] for n, r in fw.items() if n != "ours" and r["median_ms"]}
+    best = min(peers, key=peers.get) if peers else None
+    peer_s = f"{best} {peers[best]:.1f}" if best else "-"
+    ratio = f"{ours / peers[best]:.2f}" if best and ours else "-"
+    floor = cell["dense_floor_ms"]
+    dense = f"{ours / floor:.2f}" if ours else "-"
+    notes = ", ".join(f"{n}: {r['status']}" for n, r in fw.items() if r["status"] != "ok")
+    ours_s = f"{ours:.1f}" if ours else "-"
+    print(
+        f"{cell['hidden']:>6} {cell['steps']:>5} {cell['density']:>5.0%} {ours_s:>9} "
+        f"{peer_s:>18} {ratio:>9} {floor:>9.1f} {dense:>10}  {notes}",
+        flush=True,
+    )
+
+
+def plot_table(cells: list[dict], path: str) -> None:
+    """Ours / fastest peer and ours / dense floor per cell, as a PNG."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(11, 4), sharey=False)
+    for density in TABLE_DENSITY:
+        for ax, key in zip(axes, ("peer", "dense")):
+            xs, ys = [], []
+            for c in cells:
+                if c["density"] != density:
+                    continue
+                ours = c["frameworks"].get("ours", {}).get("median_ms")
+                peers = [
+                    r["median_ms"]
+                    for n, r in c["frameworks"].items()
+                    if n != "ours" and r["median_ms"]
+                ]
+                ref = min(peers) if key == "peer" and peers else None
+                ref = c["dense_floor_ms"] if key == "dense" else ref
+                if ours and ref:
+                    xs.append(f"{c['hidden']}/{c['steps']}")
+                    ys.append(ours / ref)
+            ax.plot(xs, ys, "o-", label=f"input density {density:.0%}")
+    axes[0].set_title("ours / fastest peer (below 1: ours faster)")
+    axes[1].set_title("ours / dense matrix products alone")
+    for ax in axes:
+        ax.set_yscale("log")
+        ax.set_xlabel("hidden / time steps")
+        ax.tick_params(axis="x", rotation=45)
+        ax.axhline(1.0, color="grey", lw=0.8)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path, dpi=110)
+
+
 def main(argv: list[str] | None = None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--repeats", type=int, default=30, help="timed steps per framework")
@@ -451,6 +640,19 @@ def main(argv: list[str] | None = None) -> int:
         help=f"comma-separated subset of {','.join(FRAMEWORKS)}",
     )
     ap.add_argument("--json", metavar="PATH", help="also write the results as JSON")
+    ap.add_argument(
+        "--table",
+        action="store_true",
+        help="the scaling table: hidden 256/1024/4096 x T 100/500/1600 x density 1/5/20 %%",
+    )
+    ap.add_argument("--plot", metavar="PNG", help="with --table: plot the ratios")
+    ap.add_argument(
+        "--max-step-s",
+        type=float,
+        default=math.inf,
+        help="drop a framework whose step takes longer (default: no limit; --table: 30)",
+    )
+    ap.add_argument("--cell", help=argparse.SUPPRESS)  # one table cell: hidden,steps,density
     args = ap.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()]
     unknown = [n for n in names if n not in FRAMEWORKS]
@@ -460,6 +662,28 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("need --repeats >= 1, --warmup >= 0, --batch >= 1, --steps >= 2")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if args.cell:
+        hidden, n_steps, density = args.cell.split(",")
+        cell = run_cell(int(hidden), int(n_steps), float(density), args, names)
+        with open(args.json, "w") as fh:
+            json.dump(cell, fh)
+        return 0
+    if args.table:
+        if args.max_step_s == math.inf:
+            args.max_step_s = 30.0
+        print(
+            f"scaling table: {N_IN}-H-{N_OUT}, batch {args.batch}, torch "
+            f"{torch.get_num_threads()} threads, {args.warmup} warmup + up to {args.repeats} "
+            f"timed steps, at most {args.max_step_s:g} s per step\n"
+        )
+        cells = table(args, names)
+        if args.json:
+            with open(args.json, "w") as fh:
+                json.dump({"cells": cells}, fh, indent=2)
+        if args.plot:
+            plot_table(cells, args.plot)
+            print(f"wrote {args.plot}")
+        return 0
 
     problem = make_problem(args.steps, args.batch)
     results = prepare(names, problem)

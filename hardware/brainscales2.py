@@ -198,8 +198,10 @@ class BrainScaleS2(EmulatedNetwork):
         noise = kick * torch.randn(external.shape, generator=generator, dtype=external.dtype)
         w_rec = self.weight(recurrent[0]) if recurrent else None
         output, v, i = lif_scan(
-            external, w_rec, p, pop.spiking, self.surrogate, noise, kernel=self.kernel
+            external, w_rec, p, pop.spiking, self.surrogate, noise, self.kernel, record
         )
+        if pop.spiking and not record:  # the spikes are all the next population needs
+            return {"spikes": output}
         observed = self.observe(v)
         if pop.spiking:
             return {"spikes": output, "v": observed, "i": i}

@@ -56,9 +56,12 @@ import math
 import re
 from dataclasses import dataclass, field, replace
 
+import numpy as np
 import pandas as pd
 import torch
+from numba import njit, prange
 
+from workbench import kernels
 from workbench.backends import RunResult, _shift, projection_key
 from workbench.neurons import propagators
 from workbench.spec import INPUT, NetworkSpec, Projection
@@ -355,12 +358,95 @@ def _compartment_step(comp, u, v, refractory, activation, profile: LoihiProfile)
     return new_u, new_v, refractory, fired.long()
 
 
+@njit(cache=True, inline="always")
+def _decay_int(x, decay):
+    magnitude = (abs(x) * (4096 - decay)) >> 12
+    return magnitude if x > 0 else -magnitude
+
+
+@njit(parallel=True, cache=True)
+def _compartment_loop(external, rec_w_t, rec_delays, rec_exponent, decay_u, decay_v, bias,
+                      threshold, spiking, refractory_steps, v_init, weight_shift, state_bits,
+                      wraps_modulo, spikes, u_out, v_out):  # fmt: skip
+    """:func:`_compartment_step` over time for one population, one sample per thread.
+    ``external``: the accumulated, exponent-shifted input from other populations ``[T, B, n]``;
+    ``rec_w_t``: the self-projection's weights per delay group ``[G, source, target]`` (G = 0:
+    none) with their ``rec_delays`` and one ``rec_exponent``; writes ``spikes``, ``u_out`` and
+    ``v_out`` ``[T, B, n]`` (int64).  Integer arithmetic throughout, as the torch loop."""
+    n_steps, batch, n = external.shape
+    groups = rec_w_t.shape[0]
+    state_max = 1 << (state_bits - 1)
+    for b in prange(batch):
+        u = np.zeros(n, np.int64)
+        v = np.full(n, v_init, np.int64)
+        refractory = np.zeros(n, np.int64)
+        acc = np.zeros(n, np.int64)
+        for t in range(n_steps):
+            acc[:] = 0
+            for g in range(groups):
+                s = t - 1 - rec_delays[g]
+                if s >= 0:
+                    previous = spikes[s, b]
+                    for k in range(n):
+                        if previous[k] != 0:
+                            row = rec_w_t[g, k]
+                            for j in range(n):
+                                acc[j] += row[j]
+            for j in range(n):
+                arriving = acc[j] << rec_exponent if rec_exponent >= 0 else acc[j] >> -rec_exponent
+                new_u = _decay_int(u[j], decay_u) + ((external[t, b, j] + arriving) << weight_shift)
+                if wraps_modulo:
+                    new_u = (new_u + state_max) % (2 * state_max) - state_max
+                else:  # Lava's Python model: one wrap, 2**23 itself passes
+                    if new_u > state_max:
+                        new_u -= 2 * state_max
+                    if new_u <= -state_max:
+                        new_u += 2 * state_max
+                new_v = _decay_int(v[j], decay_v) + new_u + bias
+                new_v = min(max(new_v, -(state_max - 1)), state_max - 1)
+                if spiking:
+                    held = refractory[j] > 0
+                    if held:
+                        new_v = 0
+                    fired = new_v > threshold and not held
+                    if fired:
+                        new_v = 0
+                        refractory[j] = refractory_steps
+                    else:
+                        refractory[j] = max(refractory[j] - 1, 0)
+                    spikes[t, b, j] = 1 if fired else 0
+                u[j] = new_u
+                v[j] = new_v
+                u_out[t, b, j] = new_u
+                v_out[t, b, j] = new_v
+
+
+def _run_compartments(comp, external, own, profile, spikes, rec_u, rec_v) -> None:
+    """The compiled loop for one population (``own``: its self-projection, or None)."""
+    kernels._threads()
+    n = external.shape[2]
+    if own is None:
+        w_t, delays, exponent = np.zeros((0, n, n), np.int64), np.zeros(0, np.int64), 0
+    else:
+        groups, exponent = own
+        delays = np.array([d for d, _ in groups], np.int64)
+        w_t = np.stack([w.T.contiguous().numpy() for _, w in groups]).astype(np.int64)
+    spiking = comp.threshold_mantissa is not None
+    threshold = comp.threshold_mantissa << profile.threshold_shift if spiking else 0
+    outputs = (spikes.numpy(), rec_u.numpy(), rec_v.numpy())
+    _compartment_loop(external.contiguous().numpy(), w_t, delays, exponent, comp.decay_u,
+                      comp.decay_v, comp.bias, threshold, spiking, comp.refractory_steps,
+                      comp.v_init, profile.weight_shift, profile.state_bits,
+                      profile.u_wraps_modulo, *outputs)  # fmt: skip
+
+
 def simulate(
     spec: NetworkSpec,
     config: ChipConfig,
     x: torch.Tensor,
     learning: dict[str, LearningRule] | None = None,
     profile: LoihiProfile | None = None,
+    kernel: str = "compiled",
 ) -> ChipRun:
     """Run ``spec`` on the emulated chip with integer ``config``; ``x`` is ``[T, B, inputs]``
     of 0/1.  ``learning`` maps projection keys to rules (batch size 1).
@@ -369,6 +455,9 @@ def simulate(
     after another over the whole time axis (input from earlier populations precomputed with
     one matrix product) unless a projection comes from a population computed later or a rule
     changes the weights during the run; then all populations advance together, step by step.
+    ``kernel``: ``"compiled"`` runs each population's time loop in :func:`_compartment_loop`
+    (on the CPU, layer by layer, at most one self-projection); ``"torch"`` is the reference
+    loop of :func:`_compartment_step`.  The two give the same integers (tested).
     """
     profile = profile or LoihiProfile()
     if ((x != 0) & (x != 1)).any():
@@ -428,6 +517,16 @@ def simulate(
                     if lag < n_steps:
                         acc[lag:] += _accumulate(source[: n_steps - lag], w)
                 external += _exp_shift(acc, config.synapses[key].weight_exponent)
+            compiled = kernel == "compiled" and device.type == "cpu" and len(own) <= 1
+            if compiled:
+                mine = None
+                if own:
+                    proj, key, groups = own[0]
+                    mine = (groups, config.synapses[key].weight_exponent)
+                _run_compartments(
+                    comp, external, mine, profile, spikes[name], rec_u[name], rec_v[name]
+                )
+                continue
             u, v, refractory = initial(name)
             for t in range(n_steps):
                 activation = external[t]
@@ -820,7 +919,7 @@ class Loihi(EmulatedNetwork):
                 names = [p.name for p in self.spec.projections]
                 raise ValueError(f"learning: {name!r} is not a projection; choose from {names}")
             rules[projection_key(proj)] = rule
-        return simulate(self.spec, config, x.detach(), rules, self.profile)
+        return simulate(self.spec, config, x.detach(), rules, self.profile, self.kernel)
 
     def learn(
         self, x: torch.Tensor, learning: dict[str, LearningRule], write_back: bool = True
@@ -844,7 +943,7 @@ class Loihi(EmulatedNetwork):
         self._check_input(x)
         wanted = self.wanted(record)
         config = self.chip_config()
-        run = simulate(self.spec, config, x.detach(), None, self.profile)
+        run = simulate(self.spec, config, x.detach(), None, self.profile, self.kernel)
         traces = {}
         for name in self.order:
             comp = config.compartments[name]

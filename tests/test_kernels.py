@@ -182,3 +182,18 @@ def test_an_infinite_cutoff_changes_nothing_and_a_finite_one_zeroes_far_gradient
 def test_a_cutoff_that_is_not_positive_is_refused_by_name(cutoff):
     with pytest.raises(ValueError, match="surrogate.cutoff"):
         Surrogate(cutoff=cutoff)
+
+
+def test_the_surrogate_algorithm_trains_with_the_cutoff_it_is_given(monkeypatch):
+    from workbench.algorithms import surrogate
+    from workbench.experiment import prepare, reference_config
+
+    config = reference_config("digits")
+    config.training.update(epochs=1, surrogate_cutoff=0.5)
+    data, _, network, hyper = prepare(config)
+    assert hyper.surrogate_cutoff == 0.5  # a run setting (sweep: training.surrogate_cutoff)
+    monkeypatch.setattr(surrogate, "fit_epochs", lambda *args: None)  # the loop is not the point
+    surrogate.fit(network, data, hyper)
+    assert network.surrogate.cutoff == 0.5
+    with pytest.raises(Exception, match="surrogate_cutoff"):
+        surrogate.fit(network, data, surrogate.SurrogateConfig(surrogate_cutoff=-1.0))

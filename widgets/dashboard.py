@@ -162,6 +162,8 @@ def _field_widget(field: dataclasses.Field, value, hint):
         return pn.widgets.IntInput(label=label, value=int(value), width=140)
     if hint is float or isinstance(value, float):
         return pn.widgets.FloatInput(label=label, value=float(value), width=140)
+    if set(typing.get_args(hint)) == {float, type(None)}:  # an optional number: empty is None
+        return pn.widgets.FloatInput(label=label, value=value, width=140, placeholder="none")
     return pn.widgets.TextInput(label=label, value="" if value is None else str(value), width=140)
 
 

@@ -142,6 +142,11 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--lr", type=_positive_float)
     train.add_argument("--surrogate", choices=SURROGATES)
     train.add_argument("--surrogate-scale", type=_positive_float)
+    train.add_argument(
+        "--surrogate-cutoff",
+        type=_positive_float,
+        help="sparse backward: no surrogate gradient where |V - threshold| exceeds this",
+    )
     train.add_argument("--n-steps", type=_positive_int)
     train.add_argument("--dt", type=_positive_float, help="time step in ms")
     train.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -291,7 +296,7 @@ def config_from_args(args) -> experiment.RunConfig:
         config.n_steps = args.n_steps
     if args.dt:
         config.dt = args.dt
-    for name in ("epochs", "batch_size", "lr", "surrogate", "surrogate_scale"):
+    for name in ("epochs", "batch_size", "lr", "surrogate", "surrogate_scale", "surrogate_cutoff"):
         value = getattr(args, name)
         if value is not None:
             config.training[name] = value

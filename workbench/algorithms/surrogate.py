@@ -33,6 +33,10 @@ class SurrogateConfig:
     readout: str = "max_membrane"
     surrogate: str = "superspike"
     surrogate_scale: float = 10.0
+    # Sparse backward (Perez-Nieves & Goodman 2021): the pseudo-derivative is zero where
+    # |V - threshold| > surrogate_cutoff, so only neurons near threshold carry gradient through
+    # their spikes; None: no cut-off.
+    surrogate_cutoff: float | None = None
     patience: int = 0  # stop after this many epochs without a better validation accuracy; 0: off
     sample_every: int = 50  # batches between recorded training samples (events); 0: never
 
@@ -41,6 +45,13 @@ class SurrogateConfig:
         scale = self.surrogate_scale
         if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
             out.append(Problem("surrogate_scale", f"{scale!r} must be a finite number > 0"))
+        cutoff = self.surrogate_cutoff
+        if cutoff is not None and not (
+            isinstance(cutoff, (int, float)) and math.isfinite(cutoff) and cutoff > 0
+        ):
+            out.append(
+                Problem("surrogate_cutoff", f"{cutoff!r} must be a finite number > 0 or null")
+            )
         if self.surrogate not in SURROGATES:
             out.append(
                 Problem("surrogate", f"{self.surrogate!r} must be one of {list(SURROGATES)}")
@@ -59,7 +70,7 @@ def fit(network, data, config: SurrogateConfig | None = None, callbacks=(), stop
     problems = config.problems()
     if problems:
         raise SpecError(problems)
-    network.surrogate = Surrogate(config.surrogate, config.surrogate_scale)
+    network.surrogate = Surrogate(config.surrogate, config.surrogate_scale, config.surrogate_cutoff)
     dt = network.spec.dt
 
     def step(spikes, labels, record):
