@@ -15,7 +15,13 @@ Prints, per network:
 The second row runs a 1,000-neuron hidden population for 1,000 steps (loaded into the builder
 as JSON), the size the dashboard must keep smooth.
 
-    python benchmarks/dashboard_updates.py [--seconds 30]
+``--concurrent 1,2,4,...`` then opens that many sessions (one browser context each, as
+students would), starts the Yin-Yang training in all of them at once, and after ``--seconds``
+reports the slowest session's plot updates per second, the longest main-thread delay of any
+page, and how long a further, idle session takes to switch to its Train tab: a class fits
+while every page keeps updating and the idle one answers within a second or two.
+
+    python benchmarks/dashboard_updates.py [--seconds 30] [--concurrent 1,2,3,4]
 """
 
 from __future__ import annotations
@@ -125,10 +131,79 @@ def server_update_seconds(spec, repeats: int = 5) -> float:
     return float(np.median(times[1:]))
 
 
+def open_session(browser, url):
+    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    offline(context)
+    page = context.new_page()
+    page.goto(url)
+    page.locator(".react-flow__node").first.wait_for(timeout=120_000)
+    return context, page
+
+
+def concurrent(browser, url, n: int, seconds: float) -> dict:
+    """``n`` sessions training Yin-Yang at once, and an idle session's tab switch."""
+    sessions = [open_session(browser, url) for _ in range(n)]
+    for _, page in sessions:
+        page.locator(".bk-tab", has_text="Train").first.click()
+        page.locator(".wb-start button").first.wait_for(timeout=60_000)
+    time.sleep(2.0)
+    clicked = []
+    for _, page in sessions:
+        assert page.evaluate(LISTEN) >= 1
+        clicked.append(page.evaluate("() => performance.now()"))
+        page.locator(".wb-start button").first.click()
+    time.sleep(seconds)
+    idle_context, idle = open_session(browser, url)
+    started = time.monotonic()
+    idle.locator(".bk-tab", has_text="Train").first.click()
+    idle.locator(".wb-start button").first.wait_for(timeout=300_000)
+    tab_switch = time.monotonic() - started
+    rates, firsts, late = [], [], 0.0
+    for (_, page), t0 in zip(sessions, clicked):
+        updates = frames(page.evaluate("() => window.__updates"))
+        late = max(late, page.evaluate("() => window.__late"))
+        firsts.append((updates[0] - t0) / 1000 if updates else float("nan"))
+        window = [t for t in updates if updates and t >= updates[0] + 2000]
+        span = (window[-1] - window[0]) / 1000 if len(window) > 1 else 0.0
+        rates.append((len(window) - 1) / span if span > 0 else 0.0)
+    for context, page in sessions:
+        page.locator(".wb-stop button").first.click()
+        context.close()
+    idle_context.close()
+    return {
+        "sessions": n,
+        "slowest_updates_per_s": min(rates),
+        "start_to_first_update_s_max": max(firsts),
+        "max_main_thread_delay_ms": late,
+        "idle_tab_switch_s": tab_switch,
+    }
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--seconds", type=float, default=30.0)
+    parser.add_argument("--concurrent", help="session counts to try, e.g. 1,2,4")
     args = parser.parse_args()
+    if args.concurrent:
+        counts = [int(c) for c in args.concurrent.split(",")]
+        rows = []
+        with running_app("--max-steps", "1000") as url, sync_playwright() as p:
+            browser = launch(p)
+            for n in counts:
+                rows.append(concurrent(browser, url, n, args.seconds))
+                print(rows[-1], flush=True)
+            browser.close()
+        print(
+            f"{'sessions':>8} {'slowest updates/s':>18} {'Start->1st max':>15} "
+            f"{'page max delay':>15} {'idle tab switch':>16}"
+        )
+        for r in rows:
+            print(
+                f"{r['sessions']:>8} {r['slowest_updates_per_s']:18.1f} "
+                f"{r['start_to_first_update_s_max']:13.1f} s "
+                f"{r['max_main_thread_delay_ms']:12.0f} ms {r['idle_tab_switch_s']:14.1f} s"
+            )
+        return
     big = feedforward(
         [5, 1000, 3],
         "lif",

@@ -119,7 +119,7 @@ DATASET_REFERENCES: dict[str, dict] = {
         "dt": 0.5,
         "n_steps": 100,
         "encoder": {"name": "latency", "t_early": 1.0, "t_late": 30.0, "bias_time": 0.0},
-        "training": {"epochs": 60, "lr": 0.01, "batch_size": 32},
+        "training": {"epochs": 40, "lr": 0.01, "batch_size": 32},
     },
     # scikit-learn digits, 64-100-10: rate code (1000 Hz for a full pixel, so the spike count
     # over 20 steps carries the grey level; a latency code lost ~2 points to saturated pixels).
