@@ -76,6 +76,12 @@ scale (integer units per float membrane unit), so the threshold sits at the spec
 ``spikes`` holds the spike count of each step.  A leaky-integrator (``li``) readout is an
 output neuron whose membrane is read (XyloSim's "Vmem" readout) and whose threshold is set to
 the largest value, 32767.  :meth:`Xylo.integer_run` returns the raw integer states.
+
+**Two loops.**  On the CPU the time loop runs compiled (:mod:`workbench.hardware.xylo_kernels`,
+Numba), with a hand-written adjoint as its backward pass; ``kernel = "torch"`` (the float
+network's switch, or ``WORKBENCH_KERNEL=torch``) runs the loop in torch operations, the
+reference the suite holds the compiled one equal to: bit for bit in the integer states and the
+recordings, to rounding in the gradients.
 """
 
 from __future__ import annotations
@@ -90,10 +96,13 @@ import pandas as pd
 import torch
 
 from workbench.backends import RunResult, projection_key
+from workbench.kernels import SURROGATE_CODES
 from workbench.neurons import propagators
 from workbench.spec import INPUT, NetworkSpec, Problem, SpecError
 
+from . import xylo_kernels
 from .base import EmulatedNetwork, HardwareProfile, Violation, figure, resource_table
+from .xylo_kernels import HIDDEN_STATES
 
 # ------------------------------------------------------------------------------------ sources
 FAMILY = (
@@ -1055,11 +1064,20 @@ class Xylo(EmulatedNetwork):
         self._check_input(x)
         wanted = self.wanted(record)
         chip = self._quantize()
-        states = self._simulate(x, chip, surrogate=True)
         lay = self.layout
+        hidden = any(name in wanted for name in lay.hidden)
+        states = self._simulate(x, chip, surrogate=True, hidden=hidden, traces=self.dtype)
         recordings = {}
         for name in self.spec.population_names:
             if name not in wanted:
+                continue
+            if name != lay.output and "v_rec" in states:  # written by the compiled loop
+                a, b = lay.slices[name]
+                recordings[name] = {
+                    "v": states["v_rec"][..., a:b],
+                    "i": states["i_rec"][..., a:b],
+                    "spikes": states["n_rec"][..., a:b],  # (hidden neurons spike)
+                }
                 continue
             if name == lay.output:
                 unit = chip.unit_out
@@ -1106,12 +1124,90 @@ class Xylo(EmulatedNetwork):
         smooth = self.surrogate((v - theta) / unit)
         return smooth + (count - smooth).detach()
 
-    def _simulate(self, x: torch.Tensor, c: _Chip, surrogate: bool) -> dict[str, torch.Tensor]:
-        """The integer dynamics over time (float64 tensors holding integers)."""
+    def _counts(self, x: torch.Tensor) -> torch.Tensor:
+        """Event counts: whole numbers of events, at most max_input_events per channel and
+        step (float64)."""
+        limit = self.profile.max_input_events
+        return x.detach().clamp(min=0).to(torch.int64).clamp(max=limit).to(torch.float64)
+
+    def _simulate(
+        self, x: torch.Tensor, c: _Chip, surrogate: bool, hidden: bool = True, traces=None
+    ) -> dict[str, torch.Tensor]:
+        """The integer dynamics over time (float64 tensors holding integers): the compiled
+        loop (:mod:`workbench.hardware.xylo_kernels`) where ``self.kernel`` is "compiled" and it
+        can run, else the torch loop (:meth:`_simulate_torch`, the reference).
+
+        What the compiled loop may leave out: without ``hidden``, the hidden neurons' currents
+        (and, without gradient, all their states); with a ``traces`` dtype and no gradient,
+        it returns the hidden neurons' recordings ``v_rec``, ``i_rec``, ``n_rec`` (see
+        :meth:`forward`) in place of their states."""
+        if self.kernel == "compiled" and self._compilable(x, c, surrogate):
+            return self._simulate_compiled(x, c, surrogate, hidden, traces)
+        return self._simulate_torch(x, c, surrogate)
+
+    def _compilable(self, x: torch.Tensor, c: _Chip, surrogate: bool) -> bool:
+        tensors = [c.w_out, c.theta, c.unit, c.theta_out, c.unit_out, c.bias, c.bias_out]
+        if x.device.type != "cpu" or not xylo_kernels.available(*tensors, *c.w_in, *c.w_rec):
+            return False
+        if surrogate and torch.is_grad_enabled():
+            # The adjoint knows the gradients of the weights only (thresholds, biases and
+            # units are rounded or fixed: autograd gives them none either) and the surrogates
+            # of workbench.neurons.
+            if any(t.requires_grad for t in tensors[1:]):
+                return False
+            return getattr(self.surrogate, "kind", None) in SURROGATE_CODES
+        return True
+
+    def _loop(self, c: _Chip, surrogate: bool) -> _Loop:
+        """What the compiled loop needs besides the weights, for chip ``c``."""
         p = self.profile
-        f64 = torch.float64
-        # Event counts: whole numbers of events, at most max_input_events per channel and step.
-        counts = x.detach().clamp(min=0).to(torch.int64).clamp(max=p.max_input_events).to(f64)
+        states = 2 if c.syn2_used else 1
+        return _Loop(
+            states=states,
+            hidden=(
+                [torch.pow(2.0, -d) for d in (self.dash_syn, self.dash_syn2)[:states]],
+                torch.pow(2.0, -self.dash_mem),
+                c.bias,
+                c.theta,
+                c.unit,
+                p.max_hidden_spikes,
+            ),
+            output=(
+                torch.pow(2.0, -self.dash_syn_out),
+                torch.pow(2.0, -self.dash_mem_out),
+                c.bias_out,
+                c.theta_out,
+                c.unit_out,
+                p.max_output_spikes,
+            ),
+            surrogate=self.surrogate,
+            spiking_out=surrogate and self.output_spiking,
+        )
+
+    def _simulate_compiled(self, x, c: _Chip, surrogate: bool, hidden=True, traces=None):
+        loop = self._loop(c, surrogate)
+        states = loop.states
+        w_rec = c.w_rec[:states] if c.rec_used else []
+        counts = self._counts(x)
+        weights = [c.w_out, *c.w_in[:states], *w_rec]
+        if surrogate and torch.is_grad_enabled() and any(w.requires_grad for w in weights):
+            loop.keep = HIDDEN_STATES if hidden else HIDDEN_STATES[:2]
+            out = _XyloLoop.apply(loop, counts, *weights)
+            return dict(zip(loop.names, out))
+        if not hidden:
+            keep, traces = (), None
+        else:
+            keep = () if traces is not None else HIDDEN_STATES
+        out, _ = xylo_kernels.xylo_forward(
+            counts, c.w_in[:states], w_rec or None, c.w_out, loop.hidden, loop.output, keep,
+            traces, flags=False,
+        )  # fmt: skip
+        return out
+
+    def _simulate_torch(self, x: torch.Tensor, c: _Chip, surrogate: bool):
+        """The integer dynamics in torch operations, one step at a time (the reference)."""
+        p = self.profile
+        counts = self._counts(x)
         n_steps, batch = x.shape[:2]
         n, m = self.layout.n_hidden, c.w_out.shape[0]
         states = 2 if c.syn2_used else 1
@@ -1208,6 +1304,69 @@ class Xylo(EmulatedNetwork):
         return pd.DataFrame(rows)
 
 
+@dataclass
+class _Loop:
+    """What the compiled loop needs besides the weights (see ``Xylo._simulate_compiled``)."""
+
+    states: int
+    # (2**-dash_syn per state, 2**-dash_mem, bias, theta, unit, max_spikes); the outputs have
+    # one 2**-dash_syn
+    hidden: tuple
+    output: tuple
+    surrogate: object
+    spiking_out: bool
+    keep: tuple = HIDDEN_STATES  # the hidden neurons' states to return
+    names: tuple = ()  # the outputs of _XyloLoop, in order
+
+
+class _XyloLoop(torch.autograd.Function):
+    """The compiled integer loop forward; backward, the adjoint of the torch loop's autograd
+    graph (straight-through decays, in-range saturations, the surrogate at the spikes).
+
+    Inputs: ``loop``, ``counts``, then the weights ``w_out``, ``w_in`` per state and ``w_rec``
+    per state (when hidden -> hidden weights exist).  Outputs ``(v, n, i1, i2, v_out, n_out,
+    i_out)`` as ``Xylo._simulate_torch`` returns them, those of the hidden neurons only where
+    ``loop.keep`` names them (``v`` and ``n`` always: the backward pass needs them)."""
+
+    @staticmethod
+    def forward(ctx, loop: _Loop, counts, w_out, *weights):
+        k = loop.states
+        w_in, w_rec = list(weights[:k]), list(weights[k:])
+        states, (flags, flags_o) = xylo_kernels.xylo_forward(
+            counts, w_in, w_rec or None, w_out, loop.hidden, loop.output, loop.keep
+        )
+        ctx.loop = loop
+        ctx.set_materialize_grads(False)
+        ctx.save_for_backward(
+            counts, states["v"], states["n"], states["v_out"], states["n_out"], flags, flags_o,
+            w_out, *w_rec,
+        )  # fmt: skip
+        if not loop.spiking_out:
+            ctx.mark_non_differentiable(states["n_out"])
+        if k == 1 and "i2" in states:
+            ctx.mark_non_differentiable(states["i2"])
+        loop.names = tuple(name for name in _OUTPUTS if name in states)
+        return tuple(states[name] for name in loop.names)
+
+    @staticmethod
+    def backward(ctx, *grads):
+        loop = ctx.loop
+        counts, v, n, v_out, n_out, flags, flags_o, w_out, *w_rec = ctx.saved_tensors
+        given = dict(zip(loop.names, grads))
+        grad_in, grad_rec, grad_out = xylo_kernels.xylo_backward(
+            [given.get(name) for name in _OUTPUTS],
+            (counts, v, n, v_out, n_out, flags, flags_o),
+            w_rec or None,
+            w_out,
+            loop.hidden,
+            loop.output,
+            loop.surrogate,
+            loop.spiking_out,
+        )
+        return None, None, grad_out, *grad_in, *(grad_rec or [])
+
+
+_OUTPUTS = ("v", "n", "i1", "i2", "v_out", "n_out", "i_out")
 _TINY = 1e-12
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 
@@ -9,6 +10,7 @@ import pytest
 import torch
 
 from workbench.backends import FloatNetwork, build
+from workbench.hardware import xylo_kernels
 from workbench.hardware.base import deploy
 from workbench.hardware.xylo import (
     Xylo,
@@ -17,6 +19,7 @@ from workbench.hardware.xylo import (
     bitshift_tau,
     estimate_power,
 )
+from workbench.neurons import Surrogate
 from workbench.spec import NetworkSpec, Population, Projection, SpecError, feedforward
 
 # --------------------------------------------------------------------------------------------
@@ -561,3 +564,238 @@ def test_a_delta_synapse_is_refused_naming_the_field_and_why():
     assert "clears the current" in found["populations[1].params.tau_syn"].allowed
     with pytest.raises(SpecError, match=r"populations\[1\]\.params\.tau_syn"):
         Xylo(spec)
+
+
+# --------------------------------------------------------------------------------------------
+# The compiled integer loop (hardware/xylo_kernels.py) against the torch loop, its reference
+
+STATE_KEYS = ("v", "n", "i1", "i2", "v_out", "n_out", "i_out")
+
+
+def test_the_compiled_loop_equals_the_torch_loop_bit_for_bit():
+    rng = random.Random(99)
+    seen = {"recurrent": 0, "syn2": 0, "output_spike": 0, "saturated": 0, "multi_spike": 0}
+    for case in range(40):
+        spec, options, counts = random_case(rng)
+        net = Xylo(spec, seed=case, **options)
+        x = torch.tensor(counts, dtype=torch.float32)
+        with torch.no_grad():
+            chip = net._quantize()
+            want = net._simulate_torch(x, chip, surrogate=False)
+            got = net._simulate_compiled(x, chip, surrogate=False)
+        for key in STATE_KEYS:
+            assert got[key].dtype == torch.float64 and got[key].shape == want[key].shape, key
+            assert torch.equal(got[key], want[key]), f"case {case} ({options}): {key}"
+        net.kernel = "torch"
+        reference = net.integer_run(x)
+        net.kernel = "compiled"
+        compiled = net.integer_run(x)
+        for name, states in reference.items():
+            for key, value in states.items():
+                assert torch.equal(compiled[name][key], value), (case, name, key)
+        seen["recurrent"] += chip.rec_used
+        seen["syn2"] += bool(want["i2"].abs().sum())
+        seen["output_spike"] += net.output_spiking and bool(want["n_out"].sum())
+        states = torch.cat([want[k].flatten() for k in ("v", "i1", "i2", "v_out", "i_out")])
+        seen["saturated"] += bool(((states == LOW) | (states == HIGH)).any())
+        seen["multi_spike"] += bool((want["n"] > 1).any())
+    assert min(seen.values()) >= 3, seen
+
+
+def _recordings(net, x, record):
+    with torch.no_grad():
+        result = net(x, record=record)
+    return result.output, result.recordings
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_compiled_recordings_equal_the_torch_loop(dtype):
+    rng = random.Random(5)
+    for case in range(12):
+        spec, options, counts = random_case(rng)
+        net = Xylo(spec, seed=case, dtype=dtype, **options)
+        x = torch.tensor(counts, dtype=dtype)
+        for record in (True, (), [spec.populations[0].name], ["out"]):
+            net.kernel = "torch"
+            want_out, want = _recordings(net, x, record)
+            net.kernel = "compiled"
+            got_out, got = _recordings(net, x, record)
+            assert got_out.dtype == want_out.dtype and torch.equal(got_out, want_out)
+            assert got.keys() == want.keys()
+            for name in want:
+                assert got[name].keys() == want[name].keys()
+                for key, value in want[name].items():
+                    assert got[name][key].dtype == value.dtype, (name, key)
+                    assert torch.equal(got[name][key], value), (case, record, name, key)
+
+
+def _weight_grads(net, x, record, seed):
+    net.zero_grad()
+    result = net(x, record=record)
+    generator = torch.Generator().manual_seed(seed)
+    terms = [result.output] + [
+        value for trace in result.recordings.values() for value in trace.values()
+    ]
+    loss = sum(
+        (t * torch.randn(t.shape, generator=generator, dtype=t.dtype)).sum()
+        for t in terms
+        if t.requires_grad
+    )
+    loss.backward()
+    return {k: None if w.grad is None else w.grad.clone() for k, w in net.weights.items()}
+
+
+@pytest.mark.parametrize(
+    "surrogate",
+    [
+        Surrogate("superspike", 10.0),
+        Surrogate("arctan", 2.0),
+        Surrogate("triangle", 0.5),
+        Surrogate("superspike", 5.0, cutoff=0.3),
+    ],
+    ids=lambda s: f"{s.kind}-{s.scale}-{s.cutoff}",
+)
+def test_compiled_gradients_equal_autograd_through_the_torch_loop(surrogate):
+    """The adjoint of the compiled loop against autograd through the torch loop (straight-
+    through decays, saturations, surrogate spikes), in float64, for a loss on the output alone
+    and on every recording."""
+    rng = random.Random(11)
+    seen = {"recurrent": 0, "syn2": 0, "spiking_output": 0, "saturated": 0}
+    for case in range(12):
+        spec, options, counts = random_case(rng)
+        net = Xylo(spec, seed=case, dtype=torch.float64, surrogate=surrogate, **options)
+        x = torch.tensor(counts, dtype=torch.float64)
+        for record in ((), True):
+            grads = {}
+            for kernel in ("torch", "compiled"):
+                net.kernel = kernel
+                grads[kernel] = _weight_grads(net, x, record, seed=case)
+            for key, want in grads["torch"].items():
+                got = grads["compiled"][key]
+                assert (got is None) == (want is None), key
+                scale = float(want.abs().max()) if want is not None else 0.0
+                if want is not None:
+                    torch.testing.assert_close(got, want, rtol=1e-12, atol=1e-12 * scale)
+        with torch.no_grad():
+            chip = net._quantize()
+            states = net._simulate_torch(x, chip, surrogate=False)
+        seen["recurrent"] += chip.rec_used
+        seen["syn2"] += chip.syn2_used
+        seen["spiking_output"] += net.output_spiking
+        values = torch.cat([states[k].flatten() for k in ("v", "i1", "i2", "v_out", "i_out")])
+        seen["saturated"] += bool(((values == LOW) | (values == HIGH)).any())
+    assert min(seen.values()) >= 1, seen
+
+
+def test_a_network_trains_the_same_on_either_xylo_kernel():
+    """Three Adam steps (float64): the weights after them agree between the kernels."""
+    finals = []
+    x = (torch.rand(30, 4, 6, generator=torch.Generator().manual_seed(2)) < 0.3).double() * 2
+    for kernel in ("torch", "compiled"):
+        net = random_net(seed=3, dtype=torch.float64)
+        net.kernel = kernel
+        optimiser = torch.optim.Adam(net.parameters(), lr=1e-2)
+        for _ in range(3):
+            optimiser.zero_grad()
+            loss = torch.nn.functional.cross_entropy(
+                net(x).output.max(0).values, torch.tensor([0, 1, 2, 0])
+            )
+            loss.backward()
+            optimiser.step()
+        finals.append({k: v.detach().clone() for k, v in net.state_dict().items()})
+    for key in finals[0]:
+        torch.testing.assert_close(finals[1][key], finals[0][key], rtol=1e-10, atol=1e-12)
+
+
+def test_the_kernel_switch_picks_the_loop(monkeypatch):
+    net = random_net()
+    assert net.kernel == "compiled"  # the float network's default (WORKBENCH_KERNEL unset)
+    x = (torch.rand(30, 2, 6) < 0.3).float()
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the compiled loop ran")
+
+    monkeypatch.setattr(xylo_kernels, "xylo_forward", refuse)
+    net.kernel = "torch"
+    net(x).output.sum().backward()  # the torch loop, forward and backward
+    net.kernel = "compiled"
+    with pytest.raises(AssertionError, match="the compiled loop ran"):
+        net(x)
+
+
+def test_compiled_gradients_agree_where_every_saturating_sum_clips():
+    """A chip driven into its 16-bit limits at each saturating sum (synaptic states, the
+    membrane's decay, its bias, the membrane), hidden and output neurons alike: the adjoint
+    passes the gradient only where autograd's clamps do."""
+    rng = random.Random(3)
+    n_in, n_hid, n_out = 4, 10, 3
+
+    def w(rows, cols, std):
+        return [[rng.gauss(0.0, std) for _ in range(cols)] for _ in range(rows)]
+
+    spec = NetworkSpec(
+        n_in,
+        [
+            Population("h", n_hid, "lif", {"tau_mem": 8.0, "tau_syn": 4.0, "threshold": 0.5}),
+            Population("out", n_out, "lif", {"tau_mem": 8.0, "tau_syn": 16.0, "threshold": 2.0}),
+        ],
+        [
+            Projection("input", "h", weights=w(n_hid, n_in, 2.0)),
+            Projection("h", "h", recurrent=True, weights=w(n_hid, n_hid, 1.0)),
+            # Output 1 gets a strong positive current while its bias holds its membrane at the
+            # lower limit: the membrane's decay then clips too.
+            Projection(
+                "h",
+                "out",
+                weights=[
+                    row if k != 1 else [3.0] * n_hid for k, row in enumerate(w(n_out, n_hid, 1.0))
+                ],
+            ),
+        ],
+        dt=1.0,
+        n_steps=40,
+    )
+    mask = [[rng.randint(0, 1) for _ in range(n_in)] for _ in range(n_hid)]
+    net = Xylo(
+        spec,
+        dtype=torch.float64,
+        weight_shift=(7, 4, 7),
+        tau_syn2={"h": 2.0},
+        synapse2={"input->h": mask},
+        surrogate=Surrogate("arctan", 0.05),
+    )
+    x = torch.tensor(
+        [[[rng.choice([0, 0, 3, 20]) for _ in range(n_in)] for _ in range(3)] for _ in range(40)],
+        dtype=torch.float64,
+    )
+    bias = torch.tensor([30000.0, -30000.0, 0.0, 12000.0, -12000.0] * 2, dtype=torch.float64)
+    bias_out = torch.tensor([30000.0, -30000.0, 5000.0], dtype=torch.float64)
+
+    def chip():
+        return dataclasses.replace(net._quantize(), bias=bias, bias_out=bias_out)
+
+    def grads(simulate):
+        states = simulate(x, chip(), True)
+        generator = torch.Generator().manual_seed(0)
+        loss = 0
+        for key in STATE_KEYS:
+            r = torch.randn(states[key].shape, generator=generator, dtype=torch.float64)
+            if states[key].requires_grad:
+                loss = loss + (states[key] * r).sum()
+        return torch.autograd.grad(loss, list(net.weights.values()))
+
+    want, got = grads(net._simulate_torch), grads(net._simulate_compiled)
+    for a, b in zip(want, got):
+        assert a.abs().sum() > 0
+        torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-12 * float(a.abs().max()))
+    # Every saturating sum clipped somewhere (a flag bit cleared) and passed elsewhere.
+    with torch.no_grad():
+        c = chip()
+        loop = net._loop(c, True)
+        _, (flags, flags_out) = xylo_kernels.xylo_forward(
+            net._counts(x), c.w_in, c.w_rec, c.w_out, loop.hidden, loop.output
+        )
+    for bits, stages in ((flags, range(5)), (flags_out, (0, 2, 3, 4))):
+        for stage in stages:
+            passed = (bits >> stage) & 1
+            assert 0 < int(passed.sum()) < passed.numel(), stage
