@@ -206,10 +206,11 @@ def test_the_worker_module_imports_no_ui_library():
 def test_the_settings_follow_the_reference_of_the_dataset():
     wb = Workbench()  # Yin-Yang
     dash = TrainingDashboard(workbench=wb, autopoll=False)
-    assert dash.training_settings()["lr"] == 0.01
+    yinyang = dash.training_settings()
+    assert yinyang["epochs"] == 40 and yinyang["surrogate_scale"] == 10.0
     wb.dataset = "digits"
     settings = dash.training_settings()
-    assert settings["lr"] == 0.005 and settings["surrogate_scale"] == 5.0
+    assert settings["epochs"] == 30 and settings["surrogate_scale"] == 5.0
 
 
 def test_a_worker_ends_when_its_server_is_killed(tmp_path):

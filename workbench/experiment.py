@@ -108,6 +108,7 @@ class RunConfig:
 DATASET_REFERENCES: dict[str, dict] = {
     # Yin-Yang, 5-120-3: latency code of [x, y, 1-x, 1-y] in 1-30 ms plus a bias spike at 0 ms;
     # dt = 0.5 ms resolves the coordinates to ~1/60 (at dt = 1 ms, rounding costs ~1.5 points).
+    # 40 epochs: 97.5 / 97.4 / 97.3 % (seeds 0-2); 30 gave 97.03 % mean, 60 gave 97.33 %.
     "yinyang": {
         "hidden": [120],
         "neuron_params": {"tau_mem": 20.0, "tau_syn": 5.0},
@@ -123,7 +124,9 @@ DATASET_REFERENCES: dict[str, dict] = {
     },
     # scikit-learn digits, 64-100-10: rate code (1000 Hz for a full pixel, so the spike count
     # over 20 steps carries the grey level; a latency code lost ~2 points to saturated pixels).
-    # A wider surrogate (scale 5) kept every seed >= 95 % where scale 10 and 3 did not.
+    # A wider surrogate (scale 5) kept every seed >= 95 % where scale 10 and 3 did not; with the
+    # compiled kernels, lr 0.01 gives 95.0 / 96.7 / 95.6 % (seeds 0-2) where 0.005 gave
+    # 94.7 / 94.7 / 95.6 %, in ~8 s per run on one core.
     "digits": {
         "hidden": [100],
         "neuron_params": {"tau_mem": 20.0, "tau_syn": 5.0},
@@ -135,7 +138,7 @@ DATASET_REFERENCES: dict[str, dict] = {
         "dt": 1.0,
         "n_steps": 20,
         "encoder": {"name": "rate", "max_rate_hz": 1000.0},
-        "training": {"epochs": 30, "lr": 0.005, "batch_size": 32, "surrogate_scale": 5.0},
+        "training": {"epochs": 30, "lr": 0.01, "batch_size": 32, "surrogate_scale": 5.0},
     },
 }
 
