@@ -41,6 +41,14 @@ number of spikes, not with the number of time steps.  Written with the sensitivi
 For a leaky-integrator readout scored at grid times, the adjoint jumps by ``dL/dV(t_g)`` at
 those times, which makes ``mu_I(s) = sum_g dL/dV(t_g) p(t_g - s)`` at an input spike ``s``.
 
+**Two paths.**  The functions below are the plain torch reference: whole tensors at once, which
+costs many small tensor operations per spike (and a Newton iteration over every neuron as long
+as the slowest one needs).  :mod:`workbench.event_kernels` holds their compiled twins (Numba: one
+sequential walk through the events per sample, parallel across the batch), which the network
+uses when its ``kernel`` is ``"compiled"`` (the default on the CPU, as for the float simulator;
+``"torch"`` or ``WORKBENCH_KERNEL=torch`` selects the reference).  The suite holds the two equal
+in float64: spike times, membranes and gradients.
+
 :class:`EventNetwork` is the ``event`` backend: the float simulator's parameters (a state dict
 moves unchanged between the two) with this simulation as its forward pass, differentiable by
 EventProp.  Its :class:`~workbench.backends.RunResult` carries exact first-spike times.
@@ -49,11 +57,13 @@ EventProp.  Its :class:`~workbench.backends.RunResult` carries exact first-spike
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
+from functools import partial
 
 import torch
 
+from workbench import event_kernels, kernels
 from workbench.backends import FloatNetwork, RunResult
 from workbench.spec import INPUT, NetworkSpec, Problem, SpecError
 
@@ -179,17 +189,27 @@ def merge_spike_times(
     times: list[torch.Tensor], offsets: list[int], n_sources: int, t_end: float
 ) -> Events:
     """Events from the spike times ``[B, n_s, K]`` (``inf``: none) of several sources whose
-    weights are stacked at ``offsets``, sorted by time per sample."""
-    flat_t, flat_src = [], []
+    weights are stacked at ``offsets``, sorted by time per sample.  ``origin`` indexes the
+    concatenation of the sources' flattened ``[n_s * K]`` spike times.
+
+    Only the spike columns some neuron reaches are sorted (a neuron's spikes fill its first
+    columns, and most of ``K`` is usually ``inf``); the order is the same as sorting them all."""
+    flat_t, flat_src, flat_at = [], [], []
+    start = 0
     for t, offset in zip(times, offsets):
         batch, n, k = t.shape
-        flat_t.append(t.reshape(batch, n * k))
-        flat_src.append((offset + torch.arange(n).repeat_interleave(k)).expand(batch, n * k))
+        used = int(torch.isfinite(t).sum(2).max()) if t.numel() else 0
+        flat_t.append(t[:, :, :used].reshape(batch, n * used))
+        flat_src.append((offset + torch.arange(n).repeat_interleave(used)).expand(batch, n * used))
+        at = start + torch.arange(n)[:, None] * k + torch.arange(used)[None, :]
+        flat_at.append(at.reshape(-1))
+        start += n * k
     time = torch.cat(flat_t, 1)
     source = torch.cat(flat_src, 1)
     order = torch.argsort(time, dim=1, stable=True)
     time = time.gather(1, order)
     source = source.gather(1, order)
+    order = torch.cat(flat_at)[order]  # the place in the untrimmed layout
     real = torch.isfinite(time)
     n_real = real.sum(1)
     width = int(n_real.max()) if time.numel() else 0
@@ -457,6 +477,31 @@ def spike_raster(times: torch.Tensor, dt: float, n_steps: int) -> torch.Tensor:
     return out
 
 
+class SpikingTraces(Mapping):
+    """The recording of a spiking population, ``{"spikes", "v", "i"}`` (``[T, B, n]`` each),
+    read like a dict: ``spikes`` is computed at once, ``v`` and ``i`` on the grid when first
+    read.  Those two are most of the cost and memory of a recorded forward pass (for the
+    Yin-Yang network, 2 x 500 x 32 x 200 values per batch), and evaluation reads only the
+    spikes."""
+
+    def __init__(self, spikes: torch.Tensor, states):
+        self._values = {"spikes": spikes}
+        self._states = states  # () -> (v, i)
+
+    def __getitem__(self, key):
+        if key in ("v", "i") and "v" not in self._values:
+            with torch.no_grad():
+                self._values["v"], self._values["i"] = self._states()
+            self._states = None
+        return self._values[key]
+
+    def __iter__(self):
+        return iter(("spikes", "v", "i"))
+
+    def __len__(self):
+        return 3
+
+
 # ------------------------------------------------------------------------------ the network
 def event_problems(spec: NetworkSpec) -> list[Problem]:
     """Why ``spec`` cannot run on the event-driven simulator (empty when it can)."""
@@ -522,6 +567,57 @@ class _Simulation:
         self.grid = torch.arange(self.n_steps, dtype=net.dtype) * spec.dt
         self.input = raster_to_events(x, spec.dt, self.t_end)
         self.pops = {}  # name -> dict of what the forward pass produced
+        # the compiled loops (event_kernels) or the torch reference, as the network's kernel
+        self.compiled = net.kernel == "compiled" and kernels.available(x)
+
+    # Each population's simulation and adjoint on the compiled loops or the torch reference.
+    def leaky(self, events, jumps, kernel):
+        if self.compiled:
+            return event_kernels.leaky_grid(events, jumps, kernel, self.grid)
+        return li_forward(events, jumps, kernel, self.grid)
+
+    def leaky_adjoint(self, grad_v, events, jumps, kernel):
+        if self.compiled:
+            mu_i, mu_v = event_kernels.leaky_adjoint(grad_v, events, jumps, kernel, self.grid)
+            return mu_i, _time_sensitivity(jumps, mu_v, mu_i, kernel)
+        return li_adjoint(grad_v, events, jumps, kernel, self.grid)
+
+    def spiking(self, events, jumps, kernel):
+        run = event_kernels.feedforward_spikes if self.compiled else lif_forward
+        return run(events, jumps, kernel, self.t_end, self.net.max_spikes)
+
+    def spiking_adjoint(self, times, currents, grad_t, events, jumps, kernel):
+        if self.compiled:
+            mu_i, mu_v = event_kernels.feedforward_adjoint(
+                times, currents, grad_t, events, jumps, kernel
+            )
+            return mu_i, _time_sensitivity(jumps, mu_v, mu_i, kernel)
+        return lif_adjoint(times, currents, grad_t, events, jumps, kernel)
+
+    def recurrent(self, events, jumps, w_rec, kernel):
+        run = event_kernels.recurrent_spikes if self.compiled else recurrent_forward
+        return run(events, jumps, w_rec, kernel, self.t_end, self.net.max_spikes)
+
+    def recurrent_adjoint(self, log, currents, grad_t, events, jumps, w_rec, kernel):
+        if self.compiled:
+            mu_i, mu_v, grad_rec = event_kernels.recurrent_adjoint(
+                log, currents, grad_t, events, jumps, w_rec, kernel, self.t_end
+            )
+            return mu_i, _time_sensitivity(jumps, mu_v, mu_i, kernel), grad_rec
+        return recurrent_adjoint(log, currents, grad_t, events, jumps, w_rec, kernel, self.t_end)
+
+    def grid_states(self, state, kernel):
+        """``V`` and ``I`` of a spiking population on the grid, resets included."""
+        if not self.compiled:
+            args = (state["events"], state["jumps"], state["times"], kernel, self.grid)
+            return lif_grid(*args, state.get("free"))
+        free = state.get("free")
+        if free is None:
+            v, i = self.leaky(state["events"], state["jumps"], kernel)
+        else:
+            v, i = free[0].clone(), free[1]  # the free membrane stays as the adjoint's
+        event_kernels.subtract_resets(v, state["times"], kernel, self.grid)
+        return v, i
 
     def incoming(self, name):
         spec = self.net.spec
@@ -564,17 +660,15 @@ class _Simulation:
             jumps = event_weights(events, w_t)
             state = {"events": events, "jumps": jumps, "feed": feed, "rec": rec, "offsets": offsets}
             if not pop.spiking:
-                state["v"], state["i"] = li_forward(events, jumps, kernel, self.grid)
+                state["v"], state["i"] = self.leaky(events, jumps, kernel)
                 outputs.append(state["v"])
             elif rec is None:
-                state["times"], state["currents"] = lif_forward(
-                    events, jumps, kernel, self.t_end, net.max_spikes
-                )
+                state["times"], state["currents"] = self.spiking(events, jumps, kernel)
                 outputs.append(state["times"])
             else:
                 w_rec = weights[net.index[rec.name]]
-                state["times"], state["currents"], state["log"] = recurrent_forward(
-                    events, jumps, w_rec, kernel, self.t_end, net.max_spikes
+                state["times"], state["currents"], state["log"] = self.recurrent(
+                    events, jumps, w_rec, kernel
                 )
                 state["w_rec"] = w_rec
                 outputs.append(state["times"])
@@ -584,9 +678,7 @@ class _Simulation:
         # spike time has no gradient).
         out = self.pops[spec.output_name]
         if "times" in out:
-            out["free"] = li_forward(
-                out["events"], out["jumps"], net.kernels[spec.output_name], self.grid
-            )
+            out["free"] = self.leaky(out["events"], out["jumps"], net.kernels[spec.output_name])
             peak, out["peak_at"] = out["free"][0].max(0)
             outputs.append(peak)
         return outputs
@@ -606,30 +698,25 @@ class _Simulation:
             kernel = net.kernels[name]
             events, jumps = state["events"], state["jumps"]
             if "v" in state:
-                mu_i, dtime = li_adjoint(g[name], events, jumps, kernel, self.grid)
+                mu_i, dtime = self.leaky_adjoint(g[name], events, jumps, kernel)
             elif state["rec"] is None:
                 times = state["times"]
                 grad_t = torch.where(torch.isfinite(times), g[name], torch.zeros_like(times))
-                mu_i, dtime = lif_adjoint(times, state["currents"], grad_t, events, jumps, kernel)
+                mu_i, dtime = self.spiking_adjoint(
+                    times, state["currents"], grad_t, events, jumps, kernel
+                )
                 if name == spec.output_name and grad_peak is not None:
                     # the adjoint of the free membrane jumps at each neuron's peak grid time
                     # (superposed: it equals the membrane where no spike came before the peak)
                     grad_v = jumps.new_zeros(len(self.grid), *grad_peak.shape)
                     grad_v.scatter_(0, state["peak_at"][None], grad_peak[None])
-                    mu_i2, dtime2 = li_adjoint(grad_v, events, jumps, kernel, self.grid)
+                    mu_i2, dtime2 = self.leaky_adjoint(grad_v, events, jumps, kernel)
                     mu_i, dtime = mu_i + mu_i2, dtime + dtime2
             else:
                 times = state["times"]
                 grad_t = torch.where(torch.isfinite(times), g[name], torch.zeros_like(times))
-                mu_i, dtime, grad_rec = recurrent_adjoint(
-                    state["log"],
-                    state["currents"],
-                    grad_t,
-                    events,
-                    jumps,
-                    state["w_rec"],
-                    kernel,
-                    self.t_end,
+                mu_i, dtime, grad_rec = self.recurrent_adjoint(
+                    state["log"], state["currents"], grad_t, events, jumps, state["w_rec"], kernel
                 )
                 dw[net.index[state["rec"].name]] += grad_rec
             # weights: dL/dw_mn = sum over the events from n of mu_I,m
@@ -747,14 +834,8 @@ class EventNetwork(FloatNetwork):
                 if "v" in state:
                     recordings[name] = {"v": state["v"], "i": state["i"]}
                 else:
-                    v, i = lif_grid(
-                        state["events"],
-                        state["jumps"],
-                        state["times"],
-                        kernel,
-                        sim.grid,
-                        state.get("free"),
-                    )
                     spikes = spike_raster(state["times"], spec.dt, n_steps)
-                    recordings[name] = {"spikes": spikes, "v": v, "i": i}
+                    recordings[name] = SpikingTraces(
+                        spikes, partial(sim.grid_states, state, kernel)
+                    )
         return RunResult(output, recordings, first), out

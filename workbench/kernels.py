@@ -23,14 +23,17 @@ told to use one thread (the reference runs, a teaching server's workers) uses on
 from __future__ import annotations
 
 import os
+import sys
 
 import torch
 
 # Numba's thread pool is as large as torch's thread count when Numba is first imported (unless
 # NUMBA_NUM_THREADS says otherwise): a process told to use one thread (OMP_NUM_THREADS=1, the
 # reference runs, the app's workers) then has no idle pool thread spinning beside it, which
-# measurably slowed every step on a loaded 2-core machine.
-os.environ.setdefault("NUMBA_NUM_THREADS", str(torch.get_num_threads()))
+# measurably slowed every step on a loaded 2-core machine.  Where Numba was imported first its
+# configuration stands (changing it after its threads started is an error in Numba).
+if "numba" not in sys.modules:
+    os.environ.setdefault("NUMBA_NUM_THREADS", str(torch.get_num_threads()))
 
 import numba  # noqa: E402
 import numpy as np  # noqa: E402
