@@ -563,6 +563,9 @@ def table(args, names: list[str]) -> list[dict]:
             cells.append(cell)
             previous = cell
             print_cell(cell)
+            if args.json:  # after every cell, so a long table stopped early keeps its cells
+                with open(args.json, "w") as fh:
+                    json.dump({"cells": cells}, fh, indent=2)
     return cells
 
 
@@ -646,6 +649,7 @@ def main(argv: list[str] | None = None) -> int:
         help="the scaling table: hidden 256/1024/4096 x T 100/500/1600 x density 1/5/20 %%",
     )
     ap.add_argument("--plot", metavar="PNG", help="with --table: plot the ratios")
+    ap.add_argument("--replot", metavar="JSON", help="plot a table's JSON again (with --plot)")
     ap.add_argument(
         "--max-step-s",
         type=float,
@@ -662,6 +666,9 @@ def main(argv: list[str] | None = None) -> int:
         ap.error("need --repeats >= 1, --warmup >= 0, --batch >= 1, --steps >= 2")
     if args.threads is not None:
         torch.set_num_threads(args.threads)
+    if args.replot:
+        plot_table(json.load(open(args.replot))["cells"], args.plot)
+        return 0
     if args.cell:
         hidden, n_steps, density = args.cell.split(",")
         cell = run_cell(int(hidden), int(n_steps), float(density), args, names)
@@ -677,9 +684,6 @@ def main(argv: list[str] | None = None) -> int:
             f"timed steps, at most {args.max_step_s:g} s per step\n"
         )
         cells = table(args, names)
-        if args.json:
-            with open(args.json, "w") as fh:
-                json.dump({"cells": cells}, fh, indent=2)
         if args.plot:
             plot_table(cells, args.plot)
             print(f"wrote {args.plot}")
