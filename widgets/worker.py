@@ -67,10 +67,11 @@ def train_in_process(
 ) -> None:
     """The worker process: train, send the events, save the run folder.  One torch thread, so
     a lab's sessions share the machine's cores fairly.  Ends with process ``server``."""
-    import torch
+    from workbench.kernels import use_one_thread
 
     follow(server)
-    torch.set_num_threads(1)
+    use_one_thread()
+    os.nice(10)  # the server (plots, clicks of every session) goes first on a busy machine
 
     def gate(event) -> None:  # send the event; hold here while paused
         if isinstance(event, RunEnd):
@@ -103,10 +104,11 @@ def compare_in_process(arguments: dict, events, stop, server: int) -> None:
     """Run ``compare(**arguments)`` one run after another, with one torch thread; its
     ``RunFinished`` events and a last :class:`ComparisonDone` go on ``events``.  Ends with
     process ``server``."""
-    import torch
+    from workbench.kernels import use_one_thread
 
     follow(server)
-    torch.set_num_threads(1)
+    use_one_thread()
+    os.nice(10)  # the server (plots, clicks of every session) goes first on a busy machine
     try:
         result = compare(**arguments, stop=stop, callbacks=[events.put])
     except Exception as exc:

@@ -48,6 +48,16 @@ def available(*tensors: torch.Tensor) -> bool:
     return all(t.device.type == "cpu" and t.dtype in _COMPILED_DTYPES for t in tensors)
 
 
+def use_one_thread() -> None:
+    """Make this process compute on one thread, torch and the compiled kernels alike (a
+    worker process beside others).  Numba's pool is sized when its threads start, so this
+    resizes it to one if no kernel has run yet: no idle pool thread spins beside the worker."""
+    torch.set_num_threads(1)
+    if not numba.np.ufunc.parallel._is_initialized:
+        os.environ["NUMBA_NUM_THREADS"] = "1"
+        numba.config.reload_config()
+
+
 def _threads() -> None:
     numba.set_num_threads(max(1, min(torch.get_num_threads(), numba.config.NUMBA_NUM_THREADS)))
 
