@@ -25,9 +25,10 @@ from workbench import kernels
 from workbench.neurons import LIFParameters
 
 KERNELS = ("compiled", "torch")
-# Below this fraction of non-zeros, the input projection works from the non-zeros; measured on
-# the 2-core CPU (benchmarks/train_step.py --table): the sparse product and its weight gradient
-# beat the dense ones up to ~20 % density for 256-1,024 targets.
+# Below this fraction of non-zeros, the input projection works from the non-zeros.  On the
+# 2-core CPU, at 5 % density (3,200 x 700 spikes onto 256 targets) the sparse product took
+# 2.4 ms and its weight gradient 2.9 ms against 9.2 ms each dense; their cost grows with the
+# spikes, which puts the break-even near 20 %, so 15 % keeps a margin.
 SPARSE_DENSITY = 0.15
 
 
