@@ -386,12 +386,7 @@ def _compartment_loop(external, rec_w_t, rec_delays, rec_exponent, decay_u, deca
             for g in range(groups):
                 s = t - 1 - rec_delays[g]
                 if s >= 0:
-                    previous = spikes[s, b]
-                    for k in range(n):
-                        if previous[k] != 0:
-                            row = rec_w_t[g, k]
-                            for j in range(n):
-                                acc[j] += row[j]
+                    kernels.add_weighted_rows(acc, spikes[s, b], rec_w_t[g])
             for j in range(n):
                 arriving = acc[j] << rec_exponent if rec_exponent >= 0 else acc[j] >> -rec_exponent
                 new_u = _decay_int(u[j], decay_u) + ((external[t, b, j] + arriving) << weight_shift)

@@ -28,7 +28,15 @@ import numpy as np
 import torch
 from numba import njit, prange
 
-from workbench.kernels import SURROGATE_CODES, _array, _derivative, _threads, available
+from workbench.kernels import (
+    SURROGATE_CODES,
+    _array,
+    _derivative,
+    _threads,
+    add_outer,
+    add_weighted_rows,
+    available,
+)
 
 __all__ = ["available", "xylo_backward", "xylo_forward"]
 
@@ -91,12 +99,7 @@ def _forward(counts, w_in_t, w_rec_t, w_out_t, p_syn, p_mem, bias, theta, max_sp
             for o in range(m):
                 acc_o[o] = cur_o[o]
             if spiked:
-                for s in range(n):
-                    e = z_prev[s]
-                    if e != 0.0:
-                        row = w_out_t[s]
-                        for o in range(m):
-                            acc_o[o] += e * row[o]
+                add_weighted_rows(acc_o, z_prev, w_out_t)
             vo_row, no_row, io_row = vo[t, b], no[t, b], io[t, b]
             for o in range(m):
                 y = acc_o[o]
@@ -127,19 +130,9 @@ def _forward(counts, w_in_t, w_rec_t, w_out_t, p_syn, p_mem, bias, theta, max_sp
             x = counts[t, b]
             for k in range(states):
                 c_k = cur[k]  # (sums of integers: the order of the additions is immaterial)
-                for ch in range(n_in):
-                    e = x[ch]
-                    if e != 0.0:
-                        row = w_in_t[k, ch]
-                        for j in range(n):
-                            c_k[j] += e * row[j]
+                add_weighted_rows(c_k, x, w_in_t[k])
                 if recurrent and spiked:
-                    for s in range(n):
-                        e = z_prev[s]
-                        if e != 0.0:
-                            row = w_rec_t[k, s]
-                            for j in range(n):
-                                c_k[j] += e * row[j]
+                    add_weighted_rows(c_k, z_prev, w_rec_t[k])
                 p_k = p_syn[k]
                 if k == 0:
                     for j in range(n):
@@ -314,12 +307,7 @@ def _backward(g_v, g_n, g_i1, g_i2, g_vo, g_no, g_io, counts, vs, ns, vo, no, fl
                 go[o] = d
             if t > 0:  # the readout weights carried the previous step's hidden spikes
                 z = ns[t - 1, b]
-                for s in range(n):
-                    e = z[s]
-                    if e != 0.0:
-                        row = gw_o[s]
-                        for o in range(m):
-                            row[o] += e * go[o]
+                add_outer(gw_o, z, go)
             # Hidden neurons at step t: the membrane, then each synaptic state.
             fh = flags[t, b]
             gv = g_v[t, b] if has_v else zero_n
@@ -349,12 +337,7 @@ def _backward(g_v, g_n, g_i1, g_i2, g_vo, g_no, g_io, counts, vs, ns, vo, no, fl
                     adj_k[j] = d
                     da_k[j] = d
                 x = counts[t, b]
-                for ch in range(n_in):
-                    e = x[ch]
-                    if e != 0.0:
-                        row = gw_in[k, b, ch]
-                        for j in range(n):
-                            row[j] += e * da_k[j]
+                add_outer(gw_in[k, b], x, da_k)
                 if recurrent:
                     g_syn[k, t, b, :] = da_k
             # What step t's input asks of the previous step's spikes.

@@ -73,6 +73,31 @@ def per_neuron(value, n: int, dtype: torch.dtype) -> np.ndarray:
     return _array(value.to(dtype).expand(n))
 
 
+# --------------------------------------------------------------------------------- events
+@njit(cache=True, inline="always")
+def add_weighted_rows(acc, weights, rows):
+    """``acc += sum_k weights[k] * rows[k]`` over the non-zero ``weights`` only (spikes or
+    event counts), so the cost follows the events, not the number of rows."""
+    for k in range(weights.shape[0]):
+        e = weights[k]
+        if e != 0:
+            row = rows[k]
+            for j in range(acc.shape[0]):
+                acc[j] += e * row[j]
+
+
+@njit(cache=True, inline="always")
+def add_outer(rows, weights, vec):
+    """``rows[k] += weights[k] * vec`` for the non-zero ``weights`` (a weight gradient's
+    outer product, in proportion to the events)."""
+    for k in range(weights.shape[0]):
+        e = weights[k]
+        if e != 0:
+            row = rows[k]
+            for j in range(vec.shape[0]):
+                row[j] += e * vec[j]
+
+
 # --------------------------------------------------------------------------------- LIF loop
 @njit(parallel=True, cache=True)
 def _lif_forward(ext, w_rec_t, noise, alpha, beta, gain, leak, threshold, v_reset, v0,
@@ -94,12 +119,7 @@ def _lif_forward(ext, w_rec_t, noise, alpha, beta, gain, leak, threshold, v_rese
         for t in range(n_steps):
             if recurrent and t > 0:
                 arriving[:] = zero
-                previous = zs[t - 1, b]
-                for k in range(n):
-                    if previous[k] != zero:
-                        row = w_rec_t[k]
-                        for j in range(n):
-                            arriving[j] += row[j]
+                add_weighted_rows(arriving, zs[t - 1, b], w_rec_t)
             e = ext[t, b]
             for j in range(n):
                 vj = beta[j] * v[j] + gain[j] * i[j] + leak[j]
@@ -179,12 +199,7 @@ def _lif_backward(grad_z, grad_v, grad_i, zs, distance, kind, scale, cutoff, w_r
                 adj_i[j] = gain[j] * d_v[j] + alpha[j] * out[j]
             if recurrent:
                 back[:] = zero
-                for k in range(n):
-                    g = out[k]
-                    if g != zero:
-                        row = w_rec[k]
-                        for j in range(n):
-                            back[j] += g * row[j]
+                add_weighted_rows(back, out, w_rec)
 
 
 def lif_forward(external, w_rec, p, spiking: bool, noise, record: bool = True):
