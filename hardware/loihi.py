@@ -372,10 +372,12 @@ def _compartment_loop(external, rec_w_t, rec_delays, rec_exponent, decay_u, deca
     ``external``: the accumulated, exponent-shifted input from other populations ``[T, B, n]``;
     ``rec_w_t``: the self-projection's weights per delay group ``[G, source, target]`` (G = 0:
     none) with their ``rec_delays`` and one ``rec_exponent``; writes ``spikes``, ``u_out`` and
-    ``v_out`` ``[T, B, n]`` (int64).  Integer arithmetic throughout, as the torch loop."""
+    ``v_out`` ``[T, B, n]`` (int64; ``u_out``/``v_out`` with no rows: not recorded).  Integer
+    arithmetic throughout, as the torch loop."""
     n_steps, batch, n = external.shape
     groups = rec_w_t.shape[0]
     state_max = 1 << (state_bits - 1)
+    keep = u_out.shape[0] > 0
     for b in prange(batch):
         u = np.zeros(n, np.int64)
         v = np.full(n, v_init, np.int64)
@@ -390,8 +392,8 @@ def _compartment_loop(external, rec_w_t, rec_delays, rec_exponent, decay_u, deca
             for j in range(n):
                 arriving = acc[j] << rec_exponent if rec_exponent >= 0 else acc[j] >> -rec_exponent
                 new_u = _decay_int(u[j], decay_u) + ((external[t, b, j] + arriving) << weight_shift)
-                if wraps_modulo:
-                    new_u = (new_u + state_max) % (2 * state_max) - state_max
+                if wraps_modulo:  # modulo 2 * state_max, a power of two: a mask
+                    new_u = ((new_u + state_max) & (2 * state_max - 1)) - state_max
                 else:  # Lava's Python model: one wrap, 2**23 itself passes
                     if new_u > state_max:
                         new_u -= 2 * state_max
@@ -412,8 +414,36 @@ def _compartment_loop(external, rec_w_t, rec_delays, rec_exponent, decay_u, deca
                     spikes[t, b, j] = 1 if fired else 0
                 u[j] = new_u
                 v[j] = new_v
-                u_out[t, b, j] = new_u
-                v_out[t, b, j] = new_v
+            if keep:
+                u_out[t, b, :] = u
+                v_out[t, b, :] = v
+
+
+@njit(parallel=True, cache=True)
+def _add_projection(source, w_t, delays, exponent, out):
+    """``out[t] += shift(sum_g source[t - 1 - delays[g]] @ w_t[g])``: one projection's
+    exponent-shifted input ``[T, B, n]`` from the source's spikes ``[T, B, m]`` (0/1), event by
+    event (a spike adds one row of weights), for each delay group ``g`` of ``w_t [G, m, n]``."""
+    n_steps, batch, n = out.shape
+    for b in prange(batch):
+        acc = np.zeros(n, np.int64)
+        for t in range(n_steps):
+            acc[:] = 0
+            for g in range(w_t.shape[0]):
+                s = t - 1 - delays[g]
+                if s >= 0:
+                    kernels.add_weighted_rows(acc, source[s, b], w_t[g])
+            o = out[t, b]
+            for j in range(n):
+                o[j] += acc[j] << exponent if exponent >= 0 else acc[j] >> -exponent
+
+
+def _delay_groups(groups) -> tuple[np.ndarray, np.ndarray]:
+    """``[(delay, weights [target, source])]`` as the compiled loops take them: delays
+    ``[G]`` and transposed weights ``[G, source, target]`` (int64)."""
+    delays = np.array([d for d, _ in groups], np.int64)
+    w_t = np.stack([w.T.contiguous().numpy() for _, w in groups]).astype(np.int64)
+    return delays, w_t
 
 
 def _run_compartments(comp, external, own, profile, spikes, rec_u, rec_v) -> None:
@@ -424,8 +454,7 @@ def _run_compartments(comp, external, own, profile, spikes, rec_u, rec_v) -> Non
         w_t, delays, exponent = np.zeros((0, n, n), np.int64), np.zeros(0, np.int64), 0
     else:
         groups, exponent = own
-        delays = np.array([d for d, _ in groups], np.int64)
-        w_t = np.stack([w.T.contiguous().numpy() for _, w in groups]).astype(np.int64)
+        delays, w_t = _delay_groups(groups)
     spiking = comp.threshold_mantissa is not None
     threshold = comp.threshold_mantissa << profile.threshold_shift if spiking else 0
     outputs = (spikes.numpy(), rec_u.numpy(), rec_v.numpy())
@@ -442,9 +471,11 @@ def simulate(
     learning: dict[str, LearningRule] | None = None,
     profile: LoihiProfile | None = None,
     kernel: str = "compiled",
+    record=None,
 ) -> ChipRun:
     """Run ``spec`` on the emulated chip with integer ``config``; ``x`` is ``[T, B, inputs]``
-    of 0/1.  ``learning`` maps projection keys to rules (batch size 1).
+    of 0/1.  ``learning`` maps projection keys to rules (batch size 1).  ``record``: the
+    populations whose ``u`` and ``v`` the run returns (None: all); spikes are always returned.
 
     Every spike reaches its target at least one step later, so populations can be run one
     after another over the whole time axis (input from earlier populations precomputed with
@@ -467,8 +498,9 @@ def simulate(
     for name in order:
         shape = (n_steps, batch, spec.size_of(name))
         spikes[name] = torch.zeros(shape, dtype=torch.long, device=device)
-    rec_u = {n: torch.zeros_like(spikes[n]) for n in order}
-    rec_v = {n: torch.zeros_like(spikes[n]) for n in order}
+    recorded = set(order) if record is None else set(record)
+    rec_u = {n: torch.empty_like(spikes[n]) for n in order}  # every step is written
+    rec_v = {n: torch.empty_like(spikes[n]) for n in order}
     weights = {k: s.weights.clone().long().to(device) for k, s in config.synapses.items()}
     delays = {k: s.delays.to(device) for k, s in config.synapses.items()}
     position = {name: k for k, name in enumerate(order)}
@@ -499,25 +531,31 @@ def simulate(
         for name in order:
             comp = config.compartments[name]
             external = torch.zeros_like(spikes[name])
-            own = []
-            for proj in spec.incoming(name):
-                key = projection_key(proj)
+            incoming = [(p, projection_key(p)) for p in spec.incoming(name)]
+            own = [(p, key, masked(key)) for p, key in incoming if p.source == name]
+            compiled = kernel == "compiled" and device.type == "cpu" and len(own) <= 1
+            for proj, key in incoming:
                 if proj.source == name:
-                    own.append((proj, key, masked(key)))
                     continue
-                source = spikes[proj.source]
+                source, exponent = spikes[proj.source], config.synapses[key].weight_exponent
+                if compiled:  # event-driven, in integers
+                    delays_g, w_t = _delay_groups(masked(key))
+                    _add_projection(kernels._array(source), w_t, delays_g, exponent,
+                                    external.numpy())  # fmt: skip
+                    continue
                 acc = torch.zeros_like(external)
                 for d, w in masked(key):
                     lag = 1 + d
                     if lag < n_steps:
                         acc[lag:] += _accumulate(source[: n_steps - lag], w)
-                external += _exp_shift(acc, config.synapses[key].weight_exponent)
-            compiled = kernel == "compiled" and device.type == "cpu" and len(own) <= 1
+                external += _exp_shift(acc, exponent)
             if compiled:
                 mine = None
                 if own:
                     proj, key, groups = own[0]
                     mine = (groups, config.synapses[key].weight_exponent)
+                if name not in recorded:  # the loop writes no u and v
+                    rec_u[name] = rec_v[name] = external.new_empty(0, 0, 0)
                 _run_compartments(
                     comp, external, mine, profile, spikes[name], rec_u[name], rec_v[name]
                 )
@@ -556,6 +594,8 @@ def simulate(
                 weights[key] = engine.step(t, spikes, weights[key])
                 groups[key] = masked(key)
     spiking = {n: spikes[n] for n in order if config.compartments[n].threshold_mantissa is not None}
+    rec_u = {n: u for n, u in rec_u.items() if n in recorded}
+    rec_v = {n: v for n, v in rec_v.items() if n in recorded}
     return ChipRun(spiking, rec_u, rec_v, weights)
 
 
@@ -938,14 +978,15 @@ class Loihi(EmulatedNetwork):
         self._check_input(x)
         wanted = self.wanted(record)
         config = self.chip_config()
-        run = simulate(self.spec, config, x.detach(), None, self.profile, self.kernel)
+        keep = wanted | {self.spec.output_name}  # others' membranes are neither read nor copied
+        run = simulate(self.spec, config, x.detach(), None, self.profile, self.kernel, keep)
         traces = {}
         for name in self.order:
             comp = config.compartments[name]
-            trace = {
-                "v": run.v[name].to(self.dtype) / comp.scale + comp.origin,
-                "i": run.u[name].to(self.dtype) / (comp.scale * comp.current_gain),
-            }
+            trace = {}
+            if name in keep:
+                trace["v"] = run.v[name].to(self.dtype) / comp.scale + comp.origin
+                trace["i"] = run.u[name].to(self.dtype) / (comp.scale * comp.current_gain)
             if name in run.spikes:
                 trace["spikes"] = run.spikes[name].to(self.dtype)
             traces[name] = trace
@@ -976,7 +1017,7 @@ class Loihi(EmulatedNetwork):
                 external = external + _shift(current, 1 if proj.recurrent else 0)
             if not torch.is_tensor(external):
                 external = x.new_zeros(x.shape[0], x.shape[1], self.spec.size_of(name))
-            shadow = self._run_population(name, external, [], record=True)
+            shadow = self._run_population(name, external, [], record="v" in chip[name])
             trace = {k: straight_through(shadow[k], chip[name][k]) for k in chip[name]}
             if "spikes" in trace:
                 observed[name] = trace["spikes"]

@@ -25,6 +25,7 @@ from workbench.hardware.loihi import (
     SynapseConfig,
     Term,
     parse_rule,
+    simulate,
 )
 from workbench.spec import NetworkSpec, Population, Projection, SpecError, feedforward
 
@@ -239,6 +240,22 @@ def test_integer_reference_agrees_on_120_random_networks(kernel):
             totals[k] += events[k]
     # The random cases exercise wrapping, saturation, spiking and refractory holds.
     assert all(count > 0 for count in totals.values()), totals
+
+
+@pytest.mark.parametrize("kernel", ["compiled", "torch"])
+def test_a_run_keeps_u_and_v_only_of_the_populations_asked_for(kernel):
+    """``record`` drops the other populations' membranes (the compiled loop does not write
+    them); spikes and the kept populations' states are those of a full run."""
+    for seed in range(20):
+        spec, config, x = random_network(seed)
+        full = simulate(spec, config, x, kernel=kernel)
+        kept = {spec.output_name}
+        part = simulate(spec, config, x, kernel=kernel, record=kept)
+        assert set(part.u) == set(part.v) == kept
+        assert part.u[spec.output_name].tolist() == full.u[spec.output_name].tolist()
+        assert part.v[spec.output_name].tolist() == full.v[spec.output_name].tolist()
+        for name, spikes in full.spikes.items():
+            assert part.spikes[name].tolist() == spikes.tolist(), (seed, name)
 
 
 def test_current_wraps_in_twos_complement_and_voltage_saturates_at_the_24_bit_edges():
