@@ -5,22 +5,28 @@ The chip's arithmetic, step by step (Lava's bit-accurate LIF ``PyLifModelBitAcc`
 ``lava/proc/lif/models.py`` and Lava's ``PyDenseModelBitAcc`` in ``lava/proc/dense/models.py``;
 the figures' sources are in :class:`LoihiProfile`).  Every state is an integer:
 
-    a[t]  = sum over projections of  shift(sum_j w_ij s_j[t - 1 - d_ij], weight_exponent) << 6
-    u[t]  = wrap24( decay(u[t-1], decay_u) + a[t] )
-    v[t]  = clip24( decay(v[t-1], decay_v) + u[t] + (bias_mantissa << bias_exponent) )
+    a[t]  = sum over projections, over delay slots d of  shift(sum_{j: d_ij = d} w_ij s_j[t-1-d],
+                                                              weight_exponent) << 6
+    u[t]  = wrap( decay(u[t-1], decay_u) + a[t] )
+    v[t]  = clip24( decay(v[t-1], decay_v) + u[t] + bias )
     spike = v[t] > threshold_mantissa << 6;   then v[t] = 0 (and refractory steps, if any)
 
-- ``decay(x, d) = sign(x) * ((|x| * (4096 - d)) >> 12)``: rounded toward zero; ``d`` is the
-  effective 12-bit decay in 0..4096 (Lava's 12-bit ``du``/``dv`` registers plus the one-bit
-  ``ds_offset``/``dm_offset``, which is how 4096 is reached).
+- ``decay(x, d) = sign(p) * (|p| >> 12)`` with ``p = x (4096 - d)``: rounded toward zero;
+  ``decay_u = du + 1`` (Lava's one-bit ``ds_offset``), ``decay_v = dv`` (``dm_offset`` 0).
 - ``shift(x, e)`` is ``x << e`` for ``e >= 0`` and the arithmetic (flooring) ``x >> -e``
-  otherwise, applied to the projection's accumulated sum as Lava's Dense model does.
-- Weights are stored as Lava stores them: 8-bit precision in mixed-sign mode, i.e. even
-  integers in [-256, 254] (``truncate_weights`` drops the least significant bit), so a synapse
-  adds ``w * 2**(6 + weight_exponent)`` to ``u``.
-- ``u`` wraps around in two's complement (a 24-bit register); ``v`` saturates at
-  ``+-(2**23 - 1)``.  Lava's Python model wraps ``u`` once and lets exactly ``2**23`` through;
-  this emulator wraps modulo ``2**24`` (an assumption about the register, marked in the profile).
+  otherwise, applied to each delay slot's sum on its own, as Lava's DelayDense model does
+  (plain Dense has one slot); ``bias = bias_mantissa`` shifted by ``bias_exponent`` alike.
+- Weights are stored as Lava stores them (:func:`stored_weights`): clipped and truncated by
+  sign mode, so mixed-sign 8-bit weights are even integers in [-256, 254] and single-sign
+  ones keep odd values; a synapse adds ``w * 2**(6 + weight_exponent)`` to ``u``.
+- ``wrap`` is Lava's: a sum past ``2**23`` loses ``2**24``, one at ``-2**23`` or below gains it
+  (so exactly ``2**23`` passes), once, on int32 sums (Lava's arithmetic; a sum beyond int32
+  wraps there too).  ``LoihiProfile(u_wraps_modulo=True)`` wraps modulo ``2**24`` instead (a
+  24-bit two's-complement register; no public source gives the silicon's rule).  ``v``
+  saturates at ``+-(2**23 - 1)``.
+- Checked bit for bit against Lava 0.10.0's ``PyLifModelBitAcc``, ``PyDenseModelBitAcc`` and
+  ``PyDelayDenseModelBitAcc`` on the golden traces in ``tests/data/golden/loihi/``
+  (``tools/golden/loihi_traces.py`` makes them).
 - Spikes are delivered one step after they are emitted (Lava's Dense sends at step ``t`` what
   it accumulated at ``t - 1``), plus the synapse's delay ``d`` of 0..62 steps.  A recurrent
   projection adds one more step (the spec's meaning of ``recurrent``), so its programmed delay
@@ -113,7 +119,7 @@ class LoihiProfile(HardwareProfile):
     state_bits: int = figure(24, "bits, signed (u and v)", f"{LAVA_LIF} (uv_bitwidth 24)")
     decay_bits: int = figure(
         12,
-        "bits; effective decay_u, decay_v in 0..4096 (1-bit offset registers)",
+        "bits; decay_u = du + 1 (ds_offset), decay_v = dv (dm_offset 0), du/dv in 0..4095",
         f"{LAVA_LIF} (decay_shift 12, ds_offset/dm_offset); {BRIAN2LOIHI}",
     )
     weight_bits: int = figure(
@@ -146,10 +152,12 @@ class LoihiProfile(HardwareProfile):
         assumption=True,
     )
     u_wraps_modulo: bool = figure(
-        True,
-        "u wraps modulo 2**24 (Lava's Python model wraps once)",
+        False,
+        "u wraps once, as Lava's bit-accurate model (an overflow past 2**23 subtracts 2**24, "
+        "one to -2**23 or below adds it; 2**23 itself passes; sums in int32); True: modulo "
+        "2**24, a 24-bit two's-complement register, which no public source confirms for the "
+        "silicon",
         LAVA_LIF,
-        assumption=True,
     )
     trace_bits: int = figure(7, "bits (x1, x2, y1, y2)", f"{LAVA_LEARNING} (W_TRACE 7)")
     learning_mantissa_bits: int = figure(
@@ -191,16 +199,57 @@ class CompartmentConfig:
 
     @property
     def bias(self) -> int:
-        return self.bias_mantissa << self.bias_exponent
+        """``bias_mantissa * 2**bias_exponent``; a negative exponent shifts right (flooring),
+        as Lava's ``scale_bias`` does."""
+        e = self.bias_exponent
+        return self.bias_mantissa << e if e >= 0 else self.bias_mantissa >> -e
 
 
 @dataclass
 class SynapseConfig:
-    """One projection on the chip: stored weights, weight exponent, programmed delays."""
+    """One projection on the chip: weights, weight exponent, programmed delays.
 
-    weights: torch.Tensor  # long [target, source], as stored (even, -256..254)
+    ``weights`` are the integers as written to the chip; the chip stores them as Lava does
+    (:func:`stored_weights`: clipped and truncated by ``sign_mode``, which is inferred from the
+    weights when None), and a run uses the stored values."""
+
+    weights: torch.Tensor  # long [target, source]
     weight_exponent: int
     delays: torch.Tensor  # long [target, source], programmed delay (recurrent: spec delay + 1)
+    sign_mode: str | None = None  # "mixed", "excitatory", "inhibitory"; None: from the weights
+    weight_bits: int = 8  # Lava's num_weight_bits
+
+
+SIGN_MODES = ("mixed", "excitatory", "inhibitory")
+
+
+def stored_weights(
+    weights: torch.Tensor, sign_mode: str | None = None, weight_bits: int = 8
+) -> torch.Tensor:
+    """The weights as Lava's Dense stores them (``clip_weights`` then ``truncate_weights`` in
+    ``lava/utils/weightutils.py``).  ``sign_mode`` None: excitatory if no weight is negative,
+    inhibitory if none is positive, else mixed.  Clipped to [-256, 255] (mixed), [0, 255]
+    (excitatory) or [-255, 0] (inhibitory), then the low ``8 - weight_bits`` bits are dropped,
+    one more in mixed mode (its sign takes a bit): ``(w >> k) << k``, applied to ``-w`` for
+    inhibitory weights.  So mixed-sign 8-bit weights are even in [-256, 254], and single-sign
+    ones keep odd values."""
+    if sign_mode is None:
+        if weights.numel() == 0 or int(weights.min()) >= 0:
+            sign_mode = "excitatory"
+        elif int(weights.max()) <= 0:
+            sign_mode = "inhibitory"
+        else:
+            sign_mode = "mixed"
+    if sign_mode not in SIGN_MODES:
+        raise ValueError(f"sign_mode: {sign_mode!r} must be one of {list(SIGN_MODES)} or None")
+    if not 1 <= weight_bits <= 8:
+        raise ValueError(f"weight_bits: {weight_bits!r} must be an integer in 1..8")
+    mixed = sign_mode == "mixed"
+    w = -weights if sign_mode == "inhibitory" else weights
+    w = w.clamp(-256 if mixed else 0, 255)
+    drop = 8 - weight_bits + int(mixed)
+    w = (w >> drop) << drop
+    return -w if sign_mode == "inhibitory" else w
 
 
 @dataclass
@@ -318,13 +367,20 @@ def parse_rule(text: str) -> tuple[Term, ...]:
 
 # ------------------------------------------------------------------------------ integer core
 def _decay(x: torch.Tensor, decay: int) -> torch.Tensor:
-    """``sign(x) * ((|x| * (4096 - decay)) >> 12)``: the chip's decay, rounded toward zero."""
-    return torch.sign(x) * ((x.abs() * (4096 - decay)) >> 12)
+    """``sign(p) * (|p| >> 12)`` with ``p = x * (4096 - decay)``: the chip's decay, rounded
+    toward zero (also for Lava's decay of 4097, ``du = 4096`` plus the offset)."""
+    product = x * (4096 - decay)
+    return _int32(torch.sign(product) * (product.abs() >> 12))
 
 
 def _wrap(x: torch.Tensor, bits: int) -> torch.Tensor:
     half = 2 ** (bits - 1)
     return torch.remainder(x + half, 2 * half) - half
+
+
+def _int32(x: torch.Tensor) -> torch.Tensor:
+    """``x`` wrapped to int32, as Lava's int32 arithmetic does (held in int64)."""
+    return _wrap(x, 32)
 
 
 def _exp_shift(x: torch.Tensor, exponent: int) -> torch.Tensor:
@@ -339,13 +395,14 @@ def _accumulate(spikes: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
 def _compartment_step(comp, u, v, refractory, activation, profile: LoihiProfile):
     """One step of the chip's CUBA compartments: ``(u, v, refractory, spikes or None)``."""
     state_max = profile.state_max
-    new_u = _decay(u, comp.decay_u) + (activation << profile.weight_shift)
+    total = _int32(_decay(u, comp.decay_u) + (activation << profile.weight_shift))
     if profile.u_wraps_modulo:
-        new_u = _wrap(new_u, profile.state_bits)
-    else:  # Lava's Python model: one wrap, 2**23 itself passes
-        new_u = torch.where(new_u > state_max, new_u - 2 * state_max, new_u)
-        new_u = torch.where(new_u <= -state_max, new_u + 2 * state_max, new_u)
-    new_v = (_decay(v, comp.decay_v) + new_u + comp.bias).clamp(-(state_max - 1), state_max - 1)
+        new_u = _wrap(total, profile.state_bits)
+    else:  # Lava: one wrap; 2**23 itself passes, -2**23 becomes 2**23
+        new_u = torch.where(total > state_max, total - 2 * state_max, total)
+        new_u = _int32(torch.where(new_u <= -state_max, total + 2 * state_max, new_u))
+    new_v = _int32(_decay(v, comp.decay_v) + new_u + comp.bias)
+    new_v = new_v.clamp(-(state_max - 1), state_max - 1)
     if comp.threshold_mantissa is None:
         return new_u, new_v, refractory, None
     held = refractory > 0
@@ -359,9 +416,15 @@ def _compartment_step(comp, u, v, refractory, activation, profile: LoihiProfile)
 
 
 @njit(cache=True, inline="always")
+def _int32_int(x):
+    return ((x + (1 << 31)) & 0xFFFFFFFF) - (1 << 31)
+
+
+@njit(cache=True, inline="always")
 def _decay_int(x, decay):
-    magnitude = (abs(x) * (4096 - decay)) >> 12
-    return magnitude if x > 0 else -magnitude
+    product = x * (4096 - decay)
+    magnitude = abs(product) >> 12
+    return _int32_int(magnitude if product > 0 else -magnitude)
 
 
 @njit(parallel=True, cache=True)
@@ -383,23 +446,27 @@ def _compartment_loop(external, rec_w_t, rec_delays, rec_exponent, decay_u, deca
         v = np.full(n, v_init, np.int64)
         refractory = np.zeros(n, np.int64)
         acc = np.zeros(n, np.int64)
+        slot = np.zeros(n, np.int64)
         for t in range(n_steps):
             acc[:] = 0
-            for g in range(groups):
+            for g in range(groups):  # each delay slot's sum shifted on its own, as Lava does
                 s = t - 1 - rec_delays[g]
                 if s >= 0:
-                    kernels.add_weighted_rows(acc, spikes[s, b], rec_w_t[g])
+                    slot[:] = 0
+                    kernels.add_weighted_rows(slot, spikes[s, b], rec_w_t[g])
+                    for j in range(n):
+                        acc[j] += _shift_int(slot[j], rec_exponent)
             for j in range(n):
-                arriving = acc[j] << rec_exponent if rec_exponent >= 0 else acc[j] >> -rec_exponent
-                new_u = _decay_int(u[j], decay_u) + ((external[t, b, j] + arriving) << weight_shift)
+                total = _int32_int(
+                    _decay_int(u[j], decay_u) + ((external[t, b, j] + acc[j]) << weight_shift)
+                )
                 if wraps_modulo:  # modulo 2 * state_max, a power of two: a mask
-                    new_u = ((new_u + state_max) & (2 * state_max - 1)) - state_max
-                else:  # Lava's Python model: one wrap, 2**23 itself passes
-                    if new_u > state_max:
-                        new_u -= 2 * state_max
+                    new_u = ((total + state_max) & (2 * state_max - 1)) - state_max
+                else:  # Lava: one wrap; 2**23 itself passes, -2**23 becomes 2**23
+                    new_u = total - 2 * state_max if total > state_max else total
                     if new_u <= -state_max:
-                        new_u += 2 * state_max
-                new_v = _decay_int(v[j], decay_v) + new_u + bias
+                        new_u = _int32_int(total + 2 * state_max)
+                new_v = _int32_int(_decay_int(v[j], decay_v) + new_u + bias)
                 new_v = min(max(new_v, -(state_max - 1)), state_max - 1)
                 if spiking:
                     held = refractory[j] > 0
@@ -419,23 +486,29 @@ def _compartment_loop(external, rec_w_t, rec_delays, rec_exponent, decay_u, deca
                 v_out[t, b, :] = v
 
 
+@njit(cache=True, inline="always")
+def _shift_int(x, exponent):
+    return x << exponent if exponent >= 0 else x >> -exponent
+
+
 @njit(parallel=True, cache=True)
 def _add_projection(source, w_t, delays, exponent, out):
-    """``out[t] += shift(sum_g source[t - 1 - delays[g]] @ w_t[g])``: one projection's
+    """``out[t] += sum_g shift(source[t - 1 - delays[g]] @ w_t[g])``: one projection's
     exponent-shifted input ``[T, B, n]`` from the source's spikes ``[T, B, m]`` (0/1), event by
-    event (a spike adds one row of weights), for each delay group ``g`` of ``w_t [G, m, n]``."""
+    event (a spike adds one row of weights); each delay group ``g`` of ``w_t [G, m, n]`` is
+    shifted on its own (Lava's delay slots)."""
     n_steps, batch, n = out.shape
     for b in prange(batch):
-        acc = np.zeros(n, np.int64)
+        slot = np.zeros(n, np.int64)
         for t in range(n_steps):
-            acc[:] = 0
+            o = out[t, b]
             for g in range(w_t.shape[0]):
                 s = t - 1 - delays[g]
                 if s >= 0:
-                    kernels.add_weighted_rows(acc, source[s, b], w_t[g])
-            o = out[t, b]
-            for j in range(n):
-                o[j] += acc[j] << exponent if exponent >= 0 else acc[j] >> -exponent
+                    slot[:] = 0
+                    kernels.add_weighted_rows(slot, source[s, b], w_t[g])
+                    for j in range(n):
+                        o[j] += _shift_int(slot[j], exponent)
 
 
 def _delay_groups(groups) -> tuple[np.ndarray, np.ndarray]:
@@ -501,7 +574,10 @@ def simulate(
     recorded = set(order) if record is None else set(record)
     rec_u = {n: torch.empty_like(spikes[n]) for n in order}  # every step is written
     rec_v = {n: torch.empty_like(spikes[n]) for n in order}
-    weights = {k: s.weights.clone().long().to(device) for k, s in config.synapses.items()}
+    weights = {
+        k: stored_weights(s.weights.long(), s.sign_mode, s.weight_bits).to(device)
+        for k, s in config.synapses.items()
+    }
     delays = {k: s.delays.to(device) for k, s in config.synapses.items()}
     position = {name: k for k, name in enumerate(order)}
     layerwise = not learning and all(
@@ -513,14 +589,15 @@ def simulate(
         return [(d, weights[key] * (delays[key] == d)) for d in delays[key].unique().tolist()]
 
     def arriving(proj, key, t, groups) -> torch.Tensor:
-        """The projection's accumulated, exponent-shifted input at step ``t``."""
-        acc = 0
+        """The projection's input at step ``t``: each delay slot's sum exponent-shifted."""
+        acc = torch.zeros(batch, spec.size_of(proj.target), dtype=torch.long, device=device)
         for d, w in groups:
             if t - 1 - d >= 0:
-                acc = acc + _accumulate(spikes[proj.source][t - 1 - d], w)
-        if not torch.is_tensor(acc):
-            return torch.zeros(batch, spec.size_of(proj.target), dtype=torch.long, device=device)
-        return _exp_shift(acc, config.synapses[key].weight_exponent)
+                acc += _exp_shift(
+                    _accumulate(spikes[proj.source][t - 1 - d], w),
+                    config.synapses[key].weight_exponent,
+                )
+        return acc
 
     def initial(name):
         n = spec.size_of(name)
@@ -543,12 +620,12 @@ def simulate(
                     _add_projection(kernels._array(source), w_t, delays_g, exponent,
                                     external.numpy())  # fmt: skip
                     continue
-                acc = torch.zeros_like(external)
-                for d, w in masked(key):
+                for d, w in masked(key):  # each delay slot shifted on its own, as Lava does
                     lag = 1 + d
                     if lag < n_steps:
-                        acc[lag:] += _accumulate(source[: n_steps - lag], w)
-                external += _exp_shift(acc, exponent)
+                        external[lag:] += _exp_shift(
+                            _accumulate(source[: n_steps - lag], w), exponent
+                        )
             if compiled:
                 mine = None
                 if own:
@@ -835,7 +912,10 @@ class Loihi(EmulatedNetwork):
         for pop in self.spec.populations:
             p = pop.params
             alpha, beta, gain = propagators(self.spec.dt, p["tau_mem"], p["tau_syn"])
-            decay_u, decay_v = round(4096 * (1 - alpha)), round(4096 * (1 - beta))
+            # u's decay register has a one-bit offset of 1 (Lava's ds_offset): it decays at
+            # least by 1/4096 per step; v's has none (dm_offset 0).
+            decay_u = max(1, round(4096 * (1 - alpha)))
+            decay_v = round(4096 * (1 - beta))
             if pop.spiking:
                 origin = p["v_reset"]
                 scale = self.threshold_mantissa * 64 / (p["threshold"] - origin)

@@ -33,19 +33,37 @@ from workbench.spec import NetworkSpec, Population, Projection, SpecError, feedf
 HALF = 2**23
 
 
+# Lava 0.10.0's bit-accurate rules (lava/proc/lif/models.py, lava/proc/dense/models.py,
+# lava/utils/weightutils.py), written out plainly with Python integers.
+def ref_int32(x: int) -> int:
+    return (x + 2**31) % 2**32 - 2**31
+
+
 def ref_decay(x: int, decay: int) -> int:
-    magnitude = abs(x) * (4096 - decay) // 4096
-    return magnitude if x >= 0 else -magnitude
+    product = x * (4096 - decay)
+    magnitude = abs(product) // 4096
+    return ref_int32(magnitude if product >= 0 else -magnitude)
 
 
 def ref_wrap(x: int, events: dict) -> int:
-    if x >= HALF or x < -HALF:
+    """Lava's one wrap of u: past 2**23 loses 2**24; at -2**23 or below (after that) the
+    original gains 2**24."""
+    x = ref_int32(x)
+    if x > HALF or x <= -HALF:
         events["wraps"] += 1
-    while x >= HALF:
-        x -= 2 * HALF
-    while x < -HALF:
-        x += 2 * HALF
-    return x
+    wrapped = x - 2 * HALF if x > HALF else x
+    return ref_int32(x + 2 * HALF) if wrapped <= -HALF else wrapped
+
+
+def ref_stored(rows: list[list[int]]) -> list[list[int]]:
+    """Lava's weight storage with the sign mode inferred and 8 weight bits: single-sign
+    weights clipped to 0..255 (magnitudes), mixed ones to [-256, 255] and made even (floor)."""
+    flat = [w for row in rows for w in row]
+    if min(flat) >= 0:
+        return [[min(w, 255) for w in row] for row in rows]
+    if max(flat) <= 0:
+        return [[max(w, -255) for w in row] for row in rows]
+    return [[2 * (max(-256, min(255, w)) // 2) for w in row] for row in rows]
 
 
 def ref_saturate(x: int, events: dict) -> int:
@@ -70,7 +88,7 @@ def reference_run(pops, projs, comps, x, rule=None):
         held[name] = [[0] * n for _ in range(batch)]
         out_u[name] = [[[0] * n for _ in range(batch)] for _ in range(n_steps)]
         out_v[name] = [[[0] * n for _ in range(batch)] for _ in range(n_steps)]
-    weights = {p["key"]: [list(row) for row in p["w"]] for p in projs}
+    weights = {p["key"]: ref_stored(p["w"]) for p in projs}
     if rule is not None:
         key, r = rule
         proj = next(p for p in projs if p["key"] == key)
@@ -86,16 +104,17 @@ def reference_run(pops, projs, comps, x, rule=None):
                     for p in projs:
                         if p["target"] != name:
                             continue
-                        acc = 0
+                        slots = {}  # delay -> sum of the weights whose spikes arrive now
                         for j, w in enumerate(weights[p["key"]][i]):
                             sent = t - 1 - p["d"][i][j]
                             if sent >= 0 and spikes[p["source"]][sent][b][j]:
-                                acc += w
-                        a += acc * 2 ** p["e"] if p["e"] >= 0 else acc // 2 ** -p["e"]
+                                slots[p["d"][i][j]] = slots.get(p["d"][i][j], 0) + w
+                        for acc in slots.values():  # each delay slot shifted on its own
+                            a += acc * 2 ** p["e"] if p["e"] >= 0 else acc // 2 ** -p["e"]
                     new_u = ref_wrap(ref_decay(u[name][b][i], c["decay_u"]) + a * 64, events)
                     bias = c["bias_mantissa"] * 2 ** c["bias_exponent"]
                     new_v = ref_saturate(
-                        ref_decay(v[name][b][i], c["decay_v"]) + new_u + bias, events
+                        ref_int32(ref_decay(v[name][b][i], c["decay_v"]) + new_u + bias), events
                     )
                     if c["threshold"] is not None:
                         if held[name][b][i] > 0:
@@ -258,10 +277,13 @@ def test_a_run_keeps_u_and_v_only_of_the_populations_asked_for(kernel):
             assert part.spikes[name].tolist() == spikes.tolist(), (seed, name)
 
 
-def test_current_wraps_in_twos_complement_and_voltage_saturates_at_the_24_bit_edges():
+@pytest.mark.parametrize("modulo", [False, True])
+def test_current_wraps_at_the_24_bit_edges_as_lava_and_voltage_saturates(modulo):
+    """u = +-2**23 exactly: Lava's one wrap lets +2**23 through and turns -2**23 into +2**23;
+    the optional modulo rule turns both into -2**23.  v saturates at +-(2**23 - 1)."""
     spec = NetworkSpec(8, [Population("h", 2, "li")], [Projection("input", "h")], n_steps=3)
-    # decay_u 4096: u is this step's input; +-8 x 128 << (7 + 6) = +-2**23 exactly, and +2**23
-    # does not fit 24 bits.
+    # decay_u 4096: u is this step's input; +-8 x 128 << (7 + 6) = +-2**23 exactly.  Mixed
+    # weights store 128 as is (even, within [-256, 254]).
     config = ChipConfig(
         {"h": CompartmentConfig(4096, 0, None)},
         {
@@ -271,12 +293,16 @@ def test_current_wraps_in_twos_complement_and_voltage_saturates_at_the_24_bit_ed
         },
     )
     x = torch.ones(3, 1, 8)
-    run = Loihi(spec).run_chip(x, config)
-    assert run.u["h"][1:, 0].tolist() == [[-(2**23), -(2**23)]] * 2
-    assert run.v["h"][1:, 0].tolist() == [[-(2**23) + 1, -(2**23) + 1]] * 2
-    pops, projs, comps = plain_case(spec, config)
-    _, u, v, _, _ = reference_run(pops, projs, comps, to_lists(x.long()))
-    assert run.u["h"].tolist() == u["h"] and run.v["h"].tolist() == v["h"]
+    net = Loihi(spec, profile=LoihiProfile(u_wraps_modulo=modulo))
+    run = net.run_chip(x, config)
+    u_edge = -(2**23) if modulo else 2**23
+    assert run.u["h"][1:, 0].tolist() == [[u_edge, u_edge]] * 2
+    v_edge = -(2**23) + 1 if modulo else 2**23 - 1
+    assert run.v["h"][1:, 0].tolist() == [[v_edge, v_edge]] * 2
+    if not modulo:
+        pops, projs, comps = plain_case(spec, config)
+        _, u, v, _, _ = reference_run(pops, projs, comps, to_lists(x.long()))
+        assert run.u["h"].tolist() == u["h"] and run.v["h"].tolist() == v["h"]
 
 
 @pytest.mark.parametrize("threshold, fires", [(2, False), (1, True)])
