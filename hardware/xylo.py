@@ -7,14 +7,25 @@ lands in one of three weight matrices: input -> hidden (``W_in``), hidden -> hid
 also feed-forward links between hidden layers) and hidden -> output (``W_out``).  Each matrix
 holds signed 8-bit weights and has one left shift (``weight_shift``) applied to every weight.
 
-One time step of the emulator, in integers (the order of XyloSim's ``XyloLayer::evolve`` and
-``XyloIAFNeuron::evolve``):
+One time step of the emulator, in integers (the rules of SynSense's XyloSim, read from the
+source of xylosim 0.1.3: ``XyloLayer::evolve``, ``src/v2/cpp/XyloLayer.cpp`` 145-220, and
+``XyloIAFNeuron::evolve``, ``src/v2/cpp/XyloIAFNeuron.cpp`` 97-153):
 
-1. the input events of this step (at most 15 per channel; more are clipped) and the hidden
-   spike counts of the previous step are delivered: ``I_k <- sat(I_k + sum w << shift)`` for
-   each synaptic state ``k`` (hidden neurons have up to 2, outputs 1);
+1. the events are delivered, source by source: first this step's input events (channels in
+   index order, at most 15 events per channel; more are clipped), then the hidden spike
+   counts of the previous step (hidden neurons in index order).  Each source adds its count
+   times its weight (``w << shift``) to the synaptic state ``k`` it targets and the state
+   saturates before the next source: ``I_k <- sat(I_k + n w)``.  (``deliver_spikes``,
+   ``XyloLayer.cpp`` 236-282, adds one event at a time and saturates after each; the ``n``
+   events of one source have one sign per target, so saturating their sum once is the same.)
+   The order matters where a partial sum leaves the 16-bit range: mixed-sign input that
+   saturates and then falls back is not the saturated total.  Hidden neurons have up to 2
+   synaptic states, outputs 1 (fed by the previous step's hidden spikes, in the same way);
 2. every synaptic state decays: ``I_k <- I_k - decay(I_k, dash_syn_k)``;
-3. the membrane integrates: ``V <- sat(V + sat(sat(-decay(V, dash_mem) + sum_k I_k) + bias))``;
+3. the membrane integrates: ``V <- sat(V + sat(sat(leak + sum_k I_k) + bias))``, where the
+   leak ``-decay(V, dash_mem)`` is a 16-bit integer (``int16_t dv``, ``XyloIAFNeuron.cpp``
+   123): for ``V = -32768`` and ``dash_mem = 0`` it wraps to ``-32768``, so such a membrane
+   stays at the lower limit until its input lifts it;
 4. spikes: ``n = clip(floor(V / threshold), 0, max_spikes)`` (31 for hidden neurons, 1 for
    outputs) and subtractive reset ``V <- V - n * threshold``.  Hidden spikes reach hidden and
    output neurons in the next step.
@@ -29,10 +40,16 @@ Rockpool's ``LIFBitshiftTorch`` does; the realised time constant is
 cleared before it reaches the membrane, so :meth:`Xylo.check` refuses a ``tau_syn`` that
 rounds to it.
 
-Deviation from XyloSim, documented: the chip adds events one at a time, saturating after each;
-the emulator adds the step's summed input and saturates once.  The two differ only when a
-partial sum leaves the 16-bit range while the total does not (the chip's result then depends
-on the event order).
+**Aliases.**  The chip can add a hidden neuron's spikes to another one's spike count
+(Rockpool's ``aliases``; ``evolve_neurons``, ``XyloLayer.cpp`` 299-358): in index order, a
+neuron fires on top of the spikes its aliases already placed on it (31 in all at most; its
+membrane loses the thresholds of the spikes it fired itself only), then its count is added to
+its alias target's (capped at 31).  The mapping of a spec never produces aliases; an integer
+configuration can hold them (``alias_target`` of :meth:`Xylo.from_integers`).
+
+The emulator agrees with XyloSim bit for bit: ``tests/data/golden/xylo/`` holds XyloSim's
+traces of 59 integer networks (Rockpool 3.1.0, xylosim 0.1.3; ``tools/golden/``), which
+``tests/test_golden_xylo.py`` compares with both loops, every state at every step.
 
 **Mapping a float network.**  The float simulator integrates exactly (``V <- beta V + p I``);
 the chip adds its current to the membrane each step.  Each target neuron's weights are first
@@ -54,7 +71,20 @@ can reach ``readout_range`` (float units) without saturating.  Thresholds, biase
 ``v_leak``) and time constants are quantised to the chip's formats.  Rounding uses
 straight-through estimators and the spike count uses the float simulator's surrogate on the
 membrane, so ``loss.backward()`` reaches the float weights: training on the emulator is
-quantisation-aware training.
+quantisation-aware training.  The forward pass computes the chip's integers exactly; the
+backward pass differentiates their float relaxation: a decay has the slope ``2**-dash``, and
+each saturating sum passes the gradient where it stays in range (bounds included) and none
+where it clips.  The delivery is a chain of such sums, one per source: a target's gradient
+reaches the sources delivered after its last clipping one, none before it, and the current of
+the previous step only where no event clipped (without any clipping the delivery is a plain
+sum, so this is its gradient then).  The 16-bit wrap of the leak and aliased spikes are not
+differentiated (the leak keeps its slope; a copied spike sends no gradient to the neuron that
+fired it).
+
+**Integer configurations.**  :meth:`Xylo.from_integers` builds the emulator from the chip's
+registers (the arrays Rockpool's ``XyloSim.from_specification`` takes, aliases included), and
+:meth:`Xylo.from_configuration` from a :class:`XyloConfiguration`; such a network runs those
+integers as they are (its float weights are placeholders, so it does not train).
 
 **What the chip does differently from the float simulator** (see :meth:`Xylo.notes`): time
 constants are rounded to powers of two; the reset always subtracts the threshold (a spec's
@@ -98,7 +128,7 @@ import torch
 from workbench.backends import RunResult, projection_key
 from workbench.kernels import SURROGATE_CODES
 from workbench.neurons import propagators
-from workbench.spec import INPUT, NetworkSpec, Problem, SpecError
+from workbench.spec import INPUT, NetworkSpec, Population, Problem, Projection, SpecError
 
 from . import xylo_kernels
 from .base import EmulatedNetwork, HardwareProfile, Violation, figure, resource_table
@@ -115,8 +145,9 @@ ARCHITECTURE = (
     "events per step (hidden) and 1 (output)"
 )
 XYLOSIM = (
-    "SynSense XyloSim (used by Rockpool's syns61201.XyloSim): XyloIAFNeuron.cpp / "
-    "XyloLayer.cpp, 16-bit saturating states and bias, bit-shift decay, update order"
+    "SynSense XyloSim, xylosim 0.1.3 (used by Rockpool 3.1.0's syns61201.XyloSim): "
+    "src/v2/cpp/XyloIAFNeuron.cpp/.h and XyloLayer.cpp, 16-bit saturating states and bias, "
+    "16-bit leak, bit-shift decay, delivery saturating after each event, update order"
 )
 MAPPER_128 = (
     "Rockpool syns63300/syns65302 xylo_mapper and config_from_specification: input expansion "
@@ -333,6 +364,84 @@ def _sat(x: torch.Tensor) -> torch.Tensor:
     return torch.clamp(x, STATE_MIN, STATE_MAX)
 
 
+def _leak(v: torch.Tensor, dash: torch.Tensor) -> torch.Tensor:
+    """``-decay(V, dash_mem)`` as the chip computes it, a 16-bit integer (``int16_t dv``,
+    xylosim 0.1.3 ``src/v2/cpp/XyloIAFNeuron.cpp`` 123): ``+32768`` (``V = -32768`` with
+    ``dash_mem = 0``) wraps to ``-32768``.  The wrap is not differentiated."""
+    leak = -_decay(v, dash)
+    return leak - 65536.0 * (leak.detach() > STATE_MAX)
+
+
+def _deliver(cur: torch.Tensor, src: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    """One step's events delivered the chip's way (xylosim 0.1.3, ``src/v2/cpp/XyloLayer.cpp``,
+    ``deliver_spikes``): source by source in index order, each adding its count times its
+    column of ``w`` to every target and saturating to 16 bits before the next source (the
+    same-sign events of one source saturate as their sum does).  ``cur [B, N]`` the synaptic
+    state, ``src [B, S]`` the event counts (hidden spikes carry the surrogate's gradient),
+    ``w [N, S]`` the effective weights.
+
+    Forward: the exact integers.  Where ``|I| + sum_s |n_s w_s|`` stays in range, no partial
+    sum can leave it and the chain is the plain sum (one matrix product); the other targets
+    go through the sources one by one.  Backward: each saturating addition is the identity
+    where it stays in range and passes nothing where it clips, so a target's gradient reaches
+    the sources after its last clipping one and its previous state only where nothing
+    clipped."""
+    grad = torch.is_grad_enabled() and any(a.requires_grad for a in (cur, src, w))
+    with torch.no_grad():
+        start, events, weights = cur.detach(), src.detach(), w.detach()
+        exact = start + events @ weights.T
+        cut = torch.full_like(exact, -1.0)  # the last source that clipped each target
+        risky = start.abs() + events.abs() @ weights.abs().T > STATE_MAX
+        if bool(risky.any()):
+            b, j = torch.nonzero(risky, as_tuple=True)
+            x, last = start[b, j], cut[b, j]
+            added = events[b] * weights[j]  # [targets at risk, sources]
+            for s in torch.nonzero(events[b].any(dim=0)).flatten().tolist():
+                y = x + added[:, s]
+                x = _sat(y)
+                if grad:
+                    last = torch.where(x != y, float(s), last)
+            exact[b, j], cut[b, j] = x, last
+    if not grad:
+        return exact
+    smooth = cur + src @ w.T
+    hit = cut >= 0
+    if bool(hit.any()):
+        b, j = torch.nonzero(hit, as_tuple=True)
+        after = torch.arange(w.shape[1], device=w.device) > cut[b, j, None]
+        smooth = smooth.index_put((b, j), (src[b] * w[j] * after).sum(dim=-1))
+    return exact + (smooth - smooth.detach())
+
+
+def _alias_plan(alias_target: torch.Tensor | None):
+    """``None`` without aliases, else the neurons that send or receive aliased spikes, in index
+    order, as ``(neuron, target or -1)`` pairs, and a mask of them."""
+    if alias_target is None or not bool((alias_target >= 0).any()):
+        return None
+    targets = alias_target.detach().to("cpu", torch.int64).tolist()
+    involved = sorted({j for j, a in enumerate(targets) if a >= 0} | {a for a in targets if a >= 0})
+    mask = torch.zeros(len(targets), dtype=torch.bool, device=alias_target.device)
+    mask[involved] = True
+    return [(j, targets[j]) for j in involved], mask
+
+
+def _aliased(fired: torch.Tensor, plan, max_spikes: int) -> tuple[torch.Tensor, torch.Tensor]:
+    """The aliases' rule (xylosim 0.1.3, ``src/v2/cpp/XyloLayer.cpp``, ``evolve_neurons``):
+    in index order, a neuron fires on top of the spikes already placed on it, up to the cap,
+    then its count is added to its alias target's (capped).  ``fired [B, N]``: the counts each
+    neuron would fire alone; returns ``(own, sent)``: the spikes each fires itself (its reset)
+    and the counts sent on (with the aliased spikes)."""
+    pairs, mask = plan
+    own = fired.clone()
+    placed = torch.zeros_like(fired)
+    for j, a in pairs:
+        own[:, j] = torch.minimum(fired[:, j], max_spikes - placed[:, j])
+        placed[:, j] += own[:, j]
+        if a >= 0:
+            placed[:, a] = torch.clamp(placed[:, a] + placed[:, j], max=max_spikes)
+    return own, torch.where(mask, placed, own)
+
+
 # ------------------------------------------------------------------------------------ layout
 @dataclass(frozen=True)
 class _Layout:
@@ -381,6 +490,8 @@ class XyloConfiguration:
 
     Weight matrices are ``[target][source]``; hidden neurons are indexed by their place in the
     pool (``hidden_slices``).  Effective weights are ``weight << weight_shift_*``.
+    ``alias_target`` is None unless the network was built from integers with aliases
+    (:meth:`Xylo.from_integers`; the mapping of a spec never produces them).
     """
 
     weights_in: list  # [hidden][input], synaptic state 1
@@ -404,6 +515,7 @@ class XyloConfiguration:
     max_input_events: int = 15
     max_hidden_spikes: int = 31
     max_output_spikes: int = 1
+    alias_target: list | None = None  # [hidden]: whose spike count gets this neuron's, -1 none
 
 
 @dataclass
@@ -423,6 +535,19 @@ class _Chip:
     unit_out: torch.Tensor  # [M]
     rec_used: bool
     syn2_used: bool
+    alias_target: torch.Tensor | None = None  # int64 [N], -1: none (None: no aliases)
+
+    def to(self, device) -> _Chip:
+        def move(x):
+            if isinstance(x, (list, tuple)):
+                return [move(y) for y in x]
+            if isinstance(x, dict):
+                return {k: move(y) for k, y in x.items()}
+            return x.to(device) if torch.is_tensor(x) else x
+
+        fields = {f.name: move(getattr(self, f.name)) for f in dataclasses.fields(self)}
+        fields["shifts"] = self.shifts
+        return _Chip(**fields)
 
 
 # ------------------------------------------------------------------------------------ network
@@ -477,7 +602,283 @@ class Xylo(EmulatedNetwork):
         self.tau_syn2 = dict(tau_syn2 or {})
         self.synapse2 = synapse2
         self._syn2_masks = self._routing_masks(synapse2, self.tau_syn2)
+        self._integers: _Chip | None = None  # a fixed chip (from_integers)
         self._setup_neurons()
+
+    # ------------------------------------------------------------------ integer configurations
+    @classmethod
+    def from_integers(
+        cls,
+        weights_in,
+        weights_out,
+        weights_rec=None,
+        *,
+        weight_shift_in: int = 0,
+        weight_shift_rec: int = 0,
+        weight_shift_out: int = 0,
+        dash_mem,
+        dash_syn,
+        dash_syn2=None,
+        threshold,
+        bias=None,
+        dash_mem_out,
+        dash_syn_out,
+        threshold_out,
+        bias_out=None,
+        alias_target=None,
+        has_bias: bool | None = None,
+        profile: XyloProfile | None = None,
+        dt: float = 1.0,
+        **options,
+    ) -> Xylo:
+        """The emulator running a chip configuration given as integers, as XyloSim takes it.
+
+        The arrays follow Rockpool's ``XyloSim.from_specification`` (layouts ``[source,
+        target(, synapse)]``, the transposes of :class:`XyloConfiguration`'s): ``weights_in``
+        ``[inputs, N]`` or ``[inputs, N, 2]`` (the last axis: synaptic state 1 / 2),
+        ``weights_rec`` ``[N, N]`` or ``[N, N, 2]`` (None: no recurrence), ``weights_out``
+        ``[N, M]``, all int8; the matrix shifts; per hidden neuron ``dash_mem``, ``dash_syn``,
+        ``dash_syn2``, ``threshold``, ``bias``, and per output ``dash_mem_out``,
+        ``dash_syn_out``, ``threshold_out``, ``bias_out``; ``alias_target``: per hidden
+        neuron the neuron whose spike count also gets its spikes, -1 for none (Rockpool's
+        ``aliases = [[a], [], ...]``); ``has_bias``: False ignores the biases, as the chip's
+        bias enable does (None: use them).  ``profile`` (default Xylo Audio 2) limits sizes
+        and ranges; every value out of them is refused with a :class:`SpecError`.
+
+        The network has one hidden population ``"hidden"`` (N neurons, in the given order) and
+        a spiking output population ``"output"``; :meth:`integer_run` gives the chip's states,
+        ``forward`` records them in integer units (unit 1).  Its float weights are placeholders:
+        the chip is fixed, and training does not change it.  This is the only way to give the
+        emulator aliases: the mapping of a spec never produces them."""
+        p = cls.make_profile(profile)
+        problems: list[Problem] = []
+
+        def ints(name, value, ndims):
+            a = np.asarray(value)
+            if a.ndim not in ndims:
+                problems.append(Problem(name, f"must have {' or '.join(map(str, ndims))} axes"))
+                return None
+            if a.size and not np.array_equal(a, np.round(a.astype(np.float64))):
+                problems.append(Problem(name, "must hold integers"))
+                return None
+            return a.astype(np.int64)
+
+        def within(name, a, low, high):
+            if a is not None and a.size and (a.min() < low or a.max() > high):
+                problems.append(
+                    Problem(name, f"values {int(a.min())}..{int(a.max())} outside {low}..{high}")
+                )
+
+        w_in = ints("weights_in", weights_in, (2, 3))
+        w_out = ints("weights_out", weights_out, (2,))
+        w_rec = None if weights_rec is None else ints("weights_rec", weights_rec, (2, 3))
+        if problems:
+            raise SpecError(problems)
+        n_in, n = w_in.shape[:2]
+        m = w_out.shape[1]
+        w_in = w_in if w_in.ndim == 3 else np.stack([w_in, np.zeros_like(w_in)], axis=-1)
+        if w_rec is None:
+            w_rec = np.zeros((n, n, 2), np.int64)
+        elif w_rec.ndim == 2:
+            w_rec = np.stack([w_rec, np.zeros_like(w_rec)], axis=-1)
+        for name, a, shape in (
+            ("weights_in", w_in, (n_in, n, 2)),
+            ("weights_rec", w_rec, (n, n, 2)),
+            ("weights_out", w_out, (n, m)),
+        ):
+            if a.shape != shape:
+                problems.append(Problem(name, f"has shape {a.shape}, expected {shape}"))
+        for name, size, limit in (
+            ("weights_in", n_in, p.n_inputs),
+            ("weights_in", n, p.n_hidden),
+            ("weights_out", m, p.n_outputs),
+        ):
+            if size > limit:
+                problems.append(Problem(name, f"{size} exceeds the {p.name}'s {limit}"))
+        if problems:
+            raise SpecError(problems)
+        low, high = p.weight_range
+        for name, a in (("weights_in", w_in), ("weights_rec", w_rec), ("weights_out", w_out)):
+            within(name, a, low, high)
+        shifts = []
+        for name, value in (
+            ("weight_shift_in", weight_shift_in),
+            ("weight_shift_rec", weight_shift_rec),
+            ("weight_shift_out", weight_shift_out),
+        ):
+            a = ints(name, value, (0,))
+            within(name, a, 0, p.weight_shift_max)
+            shifts.append(0 if a is None else int(a))
+
+        def vector(name, value, size, default, low, high):
+            if value is None:
+                return np.full(size, default, np.int64)
+            a = ints(name, value, (0, 1))
+            if a is None:
+                return np.full(size, default, np.int64)
+            a = np.broadcast_to(a, (size,)) if a.ndim == 0 else a
+            if a.shape != (size,):
+                problems.append(Problem(name, f"has {a.shape[0]} values, expected {size}"))
+                return np.full(size, default, np.int64)
+            within(name, a, low, high)
+            return a
+
+        dmax = p.dash_max
+        s_lo, s_hi = p.state_range
+        d_mem = vector("dash_mem", dash_mem, n, 0, 0, dmax)
+        d_syn = vector("dash_syn", dash_syn, n, 0, 0, dmax)
+        d_syn2 = vector("dash_syn2", dash_syn2, n, 0, 0, dmax)
+        theta = vector("threshold", threshold, n, 1, 1, s_hi)
+        b_hid = vector("bias", bias, n, 0, s_lo, s_hi)
+        d_mem_o = vector("dash_mem_out", dash_mem_out, m, 0, 0, dmax)
+        d_syn_o = vector("dash_syn_out", dash_syn_out, m, 0, 0, dmax)
+        theta_o = vector("threshold_out", threshold_out, m, 1, 1, s_hi)
+        b_out = vector("bias_out", bias_out, m, 0, s_lo, s_hi)
+        alias = vector("alias_target", alias_target, n, -1, -1, n - 1)
+        syn2 = bool(np.any(w_in[..., 1]) or np.any(w_rec[..., 1]))
+        if syn2 and p.synaptic_states < 2:
+            problems.append(
+                Problem("weights_in", f"second synaptic state: {p.name} has one per neuron")
+            )
+        # The chip's connectivity limits, on the synapses that exist (non-zero weights).
+        rec = (w_rec != 0).any(axis=-1)  # [source, target]
+        fan_out = rec.sum(axis=1)
+        if n and int(fan_out.max()) > p.max_fan_out:
+            problems.append(
+                Problem(
+                    "weights_rec",
+                    f"hidden neuron {int(fan_out.argmax())} reaches {int(fan_out.max())} hidden "
+                    f"neurons, the {p.name} at most {p.max_fan_out}",
+                )
+            )
+        if int(rec.sum()) > p.recurrent_synapses:
+            problems.append(
+                Problem(
+                    "weights_rec",
+                    f"{int(rec.sum())} synapses between hidden neurons, the {p.name} has "
+                    f"{p.recurrent_synapses}",
+                )
+            )
+        fed = np.flatnonzero((w_in != 0).any(axis=(0, 2)))
+        read = np.flatnonzero((w_out != 0).any(axis=1))
+        if fed.size and fed.max() >= p.max_input_targets:
+            problems.append(
+                Problem(
+                    "weights_in",
+                    f"inputs reach hidden neuron {int(fed.max())}; the {p.name}'s reach the "
+                    f"first {p.max_input_targets}",
+                )
+            )
+        if read.size and read.min() < n - p.max_output_sources:
+            problems.append(
+                Problem(
+                    "weights_out",
+                    f"outputs read hidden neuron {int(read.min())} of {n}; the {p.name}'s read "
+                    f"the last {p.max_output_sources}",
+                )
+            )
+        if problems:
+            raise SpecError(problems)
+        if has_bias is not None and not has_bias:
+            b_hid, b_out = np.zeros(n, np.int64), np.zeros(m, np.int64)
+        # A placeholder spec of the right sizes (its float weights play no part).  The chip's
+        # limits were checked on the integers above: the spec, dense, is checked against a
+        # profile with room for it, and the network then runs with ``p``.
+        params = {"tau_mem": 2.0 * dt, "tau_syn": 2.0 * dt, "threshold": 1.0}
+        rec_used = bool(rec.any())
+        projections = [Projection(INPUT, "hidden"), Projection("hidden", "output")]
+        if rec_used:
+            projections.append(Projection("hidden", "hidden", recurrent=True))
+        spec = NetworkSpec(
+            n_in,
+            [Population("hidden", n, "lif", dict(params)), Population("output", m, "lif", params)],
+            projections,
+            dt=dt,
+            name="xylo integers",
+        )
+        roomy = dataclasses.replace(
+            p,
+            max_fan_out=max(p.max_fan_out, n),
+            recurrent_synapses=max(p.recurrent_synapses, n * n),
+            max_input_targets=max(p.max_input_targets, n),
+            max_output_sources=max(p.max_output_sources, n),
+        )
+        net = cls(spec, profile=roomy, **options)
+        net.profile = p
+        f64 = torch.float64
+
+        def t(a):
+            return torch.as_tensor(np.ascontiguousarray(a), dtype=f64)
+
+        for key, value in (
+            ("dash_mem", d_mem),
+            ("dash_syn", d_syn),
+            ("dash_syn2", d_syn2),
+            ("dash_mem_out", d_mem_o),
+            ("dash_syn_out", d_syn_o),
+        ):
+            setattr(net, key, t(value))  # registered buffers: replaced
+        s_in, s_rec, s_out = shifts
+        q_in = [t(w_in[..., k].T) for k in range(2)]  # [N, inputs]
+        q_rec = [t(w_rec[..., k].T) for k in range(2)]  # [target, source]
+        q_out = t(w_out.T)  # [M, N]
+        net._integers = _Chip(
+            w_in=[q * 2.0**s_in for q in q_in],
+            w_rec=[q * 2.0**s_rec for q in q_rec],
+            w_out=q_out * 2.0**s_out,
+            int8={"in": q_in, "rec": q_rec, "out": q_out},
+            shifts=(s_in, s_rec, s_out),
+            theta=t(theta),
+            theta_out=t(theta_o),
+            bias=t(b_hid),
+            bias_out=t(b_out),
+            unit=torch.ones(n, dtype=f64),
+            unit_out=torch.ones(m, dtype=f64),
+            rec_used=rec_used,
+            syn2_used=syn2,
+            alias_target=torch.as_tensor(alias, dtype=torch.int64) if (alias >= 0).any() else None,
+        )
+        return net
+
+    @classmethod
+    def from_configuration(
+        cls, config: XyloConfiguration, profile: XyloProfile | None = None, dt: float = 1.0,
+        **options,
+    ) -> Xylo:  # fmt: skip
+        """The emulator running ``config`` (e.g. another network's :meth:`configuration`), its
+        hidden neurons as one population ``"hidden"``; see :meth:`from_integers`."""
+        c = config
+
+        def t(rows):  # [target][source] -> [source, target]
+            return np.asarray(rows, np.int64).T
+
+        n = len(c.dash_mem)
+        n_in = len(c.weights_in[0]) if n else 0
+        w_in = np.stack(
+            [t(c.weights_in).reshape(n_in, n), t(c.weights_in2).reshape(n_in, n)], axis=-1
+        )
+        w_rec = np.stack([t(c.weights_rec).reshape(n, n), t(c.weights_rec2).reshape(n, n)], -1)
+        return cls.from_integers(
+            w_in,
+            t(c.weights_out).reshape(n, len(c.dash_mem_out)),
+            w_rec,
+            weight_shift_in=c.weight_shift_in,
+            weight_shift_rec=c.weight_shift_rec,
+            weight_shift_out=c.weight_shift_out,
+            dash_mem=c.dash_mem,
+            dash_syn=c.dash_syn,
+            dash_syn2=c.dash_syn2,
+            threshold=c.threshold,
+            bias=c.bias,
+            dash_mem_out=c.dash_mem_out,
+            dash_syn_out=c.dash_syn_out,
+            threshold_out=c.threshold_out,
+            bias_out=c.bias_out,
+            alias_target=c.alias_target,
+            profile=profile,
+            dt=dt,
+            **options,
+        )
 
     # ------------------------------------------------------------------ checks
     @classmethod
@@ -948,6 +1349,8 @@ class Xylo(EmulatedNetwork):
         return shifts, u_h, u_o
 
     def _quantize(self) -> _Chip:
+        if self._integers is not None:
+            return self._integers.to(self.gain1.device)
         w_in, w_rec, w_out, rec_used = self._effective_weights()
         shifts, u_h, u_o = self._shifts_and_units(w_in, w_rec, w_out)
         lo, hi = self.profile.weight_range
@@ -1015,6 +1418,7 @@ class Xylo(EmulatedNetwork):
             max_input_events=self.profile.max_input_events,
             max_hidden_spikes=self.profile.max_hidden_spikes,
             max_output_spikes=self.profile.max_output_spikes,
+            alias_target=None if c.alias_target is None else ivec(c.alias_target),
         )
 
     # ------------------------------------------------------------------ number formats
@@ -1116,13 +1520,19 @@ class Xylo(EmulatedNetwork):
         out[lay.output] = {"spikes": states["n_out"], "v": states["v_out"], "i": states["i_out"]}
         return {k: {kk: vv.round().to(torch.int64) for kk, vv in v.items()} for k, v in out.items()}
 
-    def _spikes(self, v, theta, max_spikes, unit, surrogate: bool):
+    def _spikes(self, v, theta, max_spikes, unit, surrogate: bool, aliases=None):
+        """``(sent, fired)``: the spike counts a neuron sends (with aliased spikes added; the
+        surrogate's gradient on ``v`` where ``surrogate``) and those it fired itself (integers,
+        for the reset)."""
         whole = torch.div(v.detach().to(torch.int64), theta.to(torch.int64), rounding_mode="floor")
-        count = torch.clamp(whole, 0, max_spikes).to(v.dtype)
+        fired = torch.clamp(whole, 0, max_spikes).to(v.dtype)
+        count = fired
+        if aliases is not None:
+            fired, count = _aliased(fired, aliases, max_spikes)
         if not surrogate:
-            return count
+            return count, fired
         smooth = self.surrogate((v - theta) / unit)
-        return smooth + (count - smooth).detach()
+        return smooth + (count - smooth).detach(), fired
 
     def _counts(self, x: torch.Tensor) -> torch.Tensor:
         """Event counts: whole numbers of events, at most max_input_events per channel and
@@ -1182,6 +1592,7 @@ class Xylo(EmulatedNetwork):
             ),
             surrogate=self.surrogate,
             spiking_out=surrogate and self.output_spiking,
+            alias=c.alias_target if _alias_plan(c.alias_target) is not None else None,
         )
 
     def _simulate_compiled(self, x, c: _Chip, surrogate: bool, hidden=True, traces=None):
@@ -1200,37 +1611,45 @@ class Xylo(EmulatedNetwork):
             keep = () if traces is not None else HIDDEN_STATES
         out, _ = xylo_kernels.xylo_forward(
             counts, c.w_in[:states], w_rec or None, c.w_out, loop.hidden, loop.output, keep,
-            traces, flags=False,
+            traces, flags=False, alias=loop.alias,
         )  # fmt: skip
         return out
 
     def _simulate_torch(self, x: torch.Tensor, c: _Chip, surrogate: bool):
-        """The integer dynamics in torch operations, one step at a time (the reference)."""
+        """The integer dynamics in torch operations, one step at a time (the reference): the
+        events of a step are delivered source by source (:func:`_deliver`), vectorised over
+        the batch and the targets."""
         p = self.profile
         counts = self._counts(x)
         n_steps, batch = x.shape[:2]
         n, m = self.layout.n_hidden, c.w_out.shape[0]
         states = 2 if c.syn2_used else 1
-        drive = [counts @ c.w_in[k].T for k in range(states)]  # [T, B, N]
+        # Each synaptic state's sources in the chip's order: the input channels, then (with
+        # hidden -> hidden weights) the previous step's hidden spikes.
+        if c.rec_used:
+            w_src = [torch.cat([c.w_in[k], c.w_rec[k]], dim=1) for k in range(states)]
+        else:
+            w_src = [c.w_in[k] for k in range(states)]
         step_mem = self.dash_mem.to(torch.int64)
         step_syn = [self.dash_syn.to(torch.int64), self.dash_syn2.to(torch.int64)]
+        aliases = _alias_plan(c.alias_target)
         zeros = counts.new_zeros(batch, n)
         cur = [zeros] * states
         v, z = zeros, zeros
         vs, ns, i1s, i2s = [], [], [], []
         for t in range(n_steps):
+            src = torch.cat([counts[t], z], dim=1) if c.rec_used else counts[t]
             for k in range(states):
-                arriving = drive[k][t]
-                if c.rec_used:
-                    arriving = arriving + z @ c.w_rec[k].T
-                cur[k] = _sat(cur[k] + arriving)
+                cur[k] = _deliver(cur[k], src, w_src[k])
                 cur[k] = cur[k] - _decay(cur[k], step_syn[k])
             total = cur[0] if states == 1 else cur[0] + cur[1]
-            dv = _sat(total - _decay(v, step_mem))
+            dv = _sat(total + _leak(v, step_mem))
             dv = _sat(dv + c.bias)
             v = _sat(v + dv)
-            z = self._spikes(v, c.theta, p.max_hidden_spikes, c.unit, surrogate)
-            v = v - z.detach() * c.theta
+            z, fired = self._spikes(
+                v, c.theta, p.max_hidden_spikes, c.unit, surrogate, aliases
+            )  # fmt: skip
+            v = v - fired * c.theta
             vs.append(v)
             ns.append(z)
             i1s.append(cur[0])
@@ -1238,21 +1657,20 @@ class Xylo(EmulatedNetwork):
         hidden_spikes = torch.stack(ns) if n_steps else counts.new_zeros(0, batch, n)
         # Hidden spikes reach the outputs in the next step.
         previous = torch.cat([hidden_spikes.new_zeros(1, batch, n), hidden_spikes[:-1]])
-        drive_out = previous @ c.w_out.T  # [T, B, M]
         step_mem_o = self.dash_mem_out.to(torch.int64)
         step_syn_o = self.dash_syn_out.to(torch.int64)
         cur_o = v_o = counts.new_zeros(batch, m)
         vo, no, io = [], [], []
         for t in range(n_steps):
-            cur_o = _sat(cur_o + drive_out[t])
+            cur_o = _deliver(cur_o, previous[t], c.w_out)
             cur_o = cur_o - _decay(cur_o, step_syn_o)
-            dv = _sat(cur_o - _decay(v_o, step_mem_o))
+            dv = _sat(cur_o + _leak(v_o, step_mem_o))
             dv = _sat(dv + c.bias_out)
             v_o = _sat(v_o + dv)
-            z_o = self._spikes(
+            z_o, fired_o = self._spikes(
                 v_o, c.theta_out, p.max_output_spikes, c.unit_out, surrogate and self.output_spiking
             )
-            v_o = v_o - z_o.detach() * c.theta_out
+            v_o = v_o - fired_o * c.theta_out
             vo.append(v_o)
             no.append(z_o)
             io.append(cur_o)
@@ -1315,13 +1733,15 @@ class _Loop:
     output: tuple
     surrogate: object
     spiking_out: bool
+    alias: torch.Tensor | None = None  # the hidden neurons' alias targets (None: no aliases)
     keep: tuple = HIDDEN_STATES  # the hidden neurons' states to return
     names: tuple = ()  # the outputs of _XyloLoop, in order
 
 
 class _XyloLoop(torch.autograd.Function):
     """The compiled integer loop forward; backward, the adjoint of the torch loop's autograd
-    graph (straight-through decays, in-range saturations, the surrogate at the spikes).
+    graph (straight-through decays, in-range saturations, event by event in the delivery, the
+    surrogate at the spikes).
 
     Inputs: ``loop``, ``counts``, then the weights ``w_out``, ``w_in`` per state and ``w_rec``
     per state (when hidden -> hidden weights exist).  Outputs ``(v, n, i1, i2, v_out, n_out,
@@ -1332,14 +1752,15 @@ class _XyloLoop(torch.autograd.Function):
     def forward(ctx, loop: _Loop, counts, w_out, *weights):
         k = loop.states
         w_in, w_rec = list(weights[:k]), list(weights[k:])
-        states, (flags, flags_o) = xylo_kernels.xylo_forward(
-            counts, w_in, w_rec or None, w_out, loop.hidden, loop.output, loop.keep
-        )
+        states, saved = xylo_kernels.xylo_forward(
+            counts, w_in, w_rec or None, w_out, loop.hidden, loop.output, loop.keep,
+            alias=loop.alias,
+        )  # fmt: skip
         ctx.loop = loop
         ctx.set_materialize_grads(False)
         ctx.save_for_backward(
-            counts, states["v"], states["n"], states["v_out"], states["n_out"], flags, flags_o,
-            w_out, *w_rec,
+            counts, states["v"], states["n"], states["v_out"], states["n_out"], *saved, w_out,
+            *w_rec,
         )  # fmt: skip
         if not loop.spiking_out:
             ctx.mark_non_differentiable(states["n_out"])
@@ -1351,11 +1772,12 @@ class _XyloLoop(torch.autograd.Function):
     @staticmethod
     def backward(ctx, *grads):
         loop = ctx.loop
-        counts, v, n, v_out, n_out, flags, flags_o, w_out, *w_rec = ctx.saved_tensors
+        counts, v, n, v_out, n_out, *saved = ctx.saved_tensors
+        saved, w_out, w_rec = saved[:5], saved[5], saved[6:]
         given = dict(zip(loop.names, grads))
         grad_in, grad_rec, grad_out = xylo_kernels.xylo_backward(
             [given.get(name) for name in _OUTPUTS],
-            (counts, v, n, v_out, n_out, flags, flags_o),
+            (counts, v, n, v_out, n_out, *saved),
             w_rec or None,
             w_out,
             loop.hidden,

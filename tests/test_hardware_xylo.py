@@ -24,12 +24,14 @@ from workbench.spec import NetworkSpec, Population, Projection, SpecError, feedf
 
 # --------------------------------------------------------------------------------------------
 # An independent integer reference of the chip, written plainly (Python ints and loops), from
-# the documented behaviour: deliver this step's input events (at most 15 per channel) and the
-# previous step's hidden spike counts, each weight shifted left by its matrix's shift, and
-# saturate to 16 bits; decay each synaptic state by ``x >> dash`` (at least one towards zero);
-# add the synaptic states to the decayed membrane, then the bias, saturating each sum; fire
-# while the membrane reaches the threshold (at most 31 times for hidden neurons, once for
-# outputs), subtracting the threshold each time.
+# the documented behaviour (xylosim 0.1.3, src/v2/cpp/XyloLayer.cpp and XyloIAFNeuron.cpp):
+# deliver this step's input events (at most 15 per channel), channel by channel, then the
+# previous step's hidden spike counts, neuron by neuron, one event at a time, each weight
+# shifted left by its matrix's shift, saturating to 16 bits after every event; decay each
+# synaptic state by ``x >> dash`` (at least one towards zero); add the synaptic states to the
+# membrane's leak (a 16-bit integer: -(-32768) wraps to -32768), then the bias, saturating each
+# sum; fire while the membrane reaches the threshold (at most 31 times for hidden neurons, once
+# for outputs), subtracting the threshold each time.
 
 LOW, HIGH = -32768, 32767
 
@@ -45,9 +47,13 @@ def decay(x, dash):
     return step
 
 
+def wrap16(x):
+    return (x + 32768) % 65536 - 32768
+
+
 def neuron_step(i_states, v, dash_mem, bias, threshold, max_spikes):
     """The membrane update of one neuron after its synaptic states were updated."""
-    dv = saturate(-decay(v, dash_mem) + sum(i_states))
+    dv = saturate(wrap16(-decay(v, dash_mem)) + sum(i_states))
     dv = saturate(dv + bias)
     v = saturate(v + dv)
     n = 0
@@ -55,6 +61,14 @@ def neuron_step(i_states, v, dash_mem, bias, threshold, max_spikes):
         v -= threshold
         n += 1
     return v, n
+
+
+def deliver(state, events, weights, shift):
+    """``events[s]`` events of each source in index order, one at a time, saturating."""
+    for s, count in enumerate(events):
+        for _ in range(count):
+            state = saturate(state + (weights[s] << shift))
+    return state
 
 
 def reference_run(cfg, counts):
@@ -72,16 +86,11 @@ def reference_run(cfg, counts):
             events = [min(counts[t][b][c], cfg.max_input_events) for c in range(n_in)]
             spikes = [0] * n_hidden
             for j in range(n_hidden):
-                add1 = add2 = 0
-                for c in range(n_in):
-                    add1 += events[c] * (cfg.weights_in[j][c] << cfg.weight_shift_in)
-                    add2 += events[c] * (cfg.weights_in2[j][c] << cfg.weight_shift_in)
-                for s in range(n_hidden):
-                    add1 += previous[s] * (cfg.weights_rec[j][s] << cfg.weight_shift_rec)
-                    add2 += previous[s] * (cfg.weights_rec2[j][s] << cfg.weight_shift_rec)
-                i1[j] = saturate(i1[j] + add1)
+                i1[j] = deliver(i1[j], events, cfg.weights_in[j], cfg.weight_shift_in)
+                i1[j] = deliver(i1[j], previous, cfg.weights_rec[j], cfg.weight_shift_rec)
+                i2[j] = deliver(i2[j], events, cfg.weights_in2[j], cfg.weight_shift_in)
+                i2[j] = deliver(i2[j], previous, cfg.weights_rec2[j], cfg.weight_shift_rec)
                 i1[j] -= decay(i1[j], cfg.dash_syn[j])
-                i2[j] = saturate(i2[j] + add2)
                 i2[j] -= decay(i2[j], cfg.dash_syn2[j])
                 v[j], spikes[j] = neuron_step(
                     [i1[j], i2[j]],
@@ -93,10 +102,7 @@ def reference_run(cfg, counts):
                 )
             out_spikes = [0] * n_out
             for o in range(n_out):
-                add = 0
-                for s in range(n_hidden):
-                    add += previous[s] * (cfg.weights_out[o][s] << cfg.weight_shift_out)
-                io[o] = saturate(io[o] + add)
+                io[o] = deliver(io[o], previous, cfg.weights_out[o], cfg.weight_shift_out)
                 io[o] -= decay(io[o], cfg.dash_syn_out[o])
                 vo[o], out_spikes[o] = neuron_step(
                     [io[o]],
@@ -792,10 +798,169 @@ def test_compiled_gradients_agree_where_every_saturating_sum_clips():
     with torch.no_grad():
         c = chip()
         loop = net._loop(c, True)
-        _, (flags, flags_out) = xylo_kernels.xylo_forward(
+        _, (flags, flags_out, cuts, cuts_out, _) = xylo_kernels.xylo_forward(
             net._counts(x), c.w_in, c.w_rec, c.w_out, loop.hidden, loop.output
         )
     for bits, stages in ((flags, range(5)), (flags_out, (0, 2, 3, 4))):
         for stage in stages:
             passed = (bits >> stage) & 1
             assert 0 < int(passed.sum()) < passed.numel(), stage
+    # Events clipped in the input part of a delivery, in its hidden spikes' part (the recurrent
+    # weights' masked gradient) and in the outputs' delivery.
+    assert bool(((cuts >= 0) & (cuts < n_in)).any())
+    assert bool((cuts >= n_in).any())
+    assert bool((cuts_out >= 0).any())
+
+
+# --------------------------------------------------------------------------------------------
+# Integer configurations (Xylo.from_integers) and the rules the golden traces pin down
+
+
+def one_neuron(weights_in, dash_mem=4, dash_syn=1, threshold=32767, **changes):
+    """One hidden neuron fed by ``len(weights_in)`` channels (shift 7; a channel's entry is
+    one weight or ``[[w1, w2]]``, both synaptic states), one silent output."""
+    config = dict(
+        weights_in=[[w] if isinstance(w, int) else w for w in weights_in],
+        weights_out=[[0]],
+        weight_shift_in=7,
+        dash_mem=[dash_mem],
+        dash_syn=[dash_syn],
+        threshold=[threshold],
+        dash_mem_out=[1],
+        dash_syn_out=[1],
+        threshold_out=[100],
+    )
+    config.update(changes)
+    return Xylo.from_integers(**config)
+
+
+def test_each_event_saturates_before_the_next_source():
+    """Channel 0 adds 3 x 16256 (clipped at 32767), then channel 1 takes 3 x 16256 away: the
+    chip ends at 32767 - 48768 = -16001, not at the sum's 0 (XyloLayer.cpp deliver_spikes)."""
+    net = one_neuron([127, -127])
+    i = net.integer_run(torch.tensor([[[3.0, 3.0]]]))["hidden"]["i"][0, 0, 0]
+    assert int(i) == -16001 - decay(-16001, 1)
+    # The other order: down to -32768 first, then up.
+    net = one_neuron([-127, 127])
+    i = net.integer_run(torch.tensor([[[3.0, 3.0]]]))["hidden"]["i"][0, 0, 0]
+    assert int(i) == 16000 - decay(16000, 1)
+
+
+def test_a_membrane_at_the_lower_limit_with_no_leak_stays_there():
+    """dash_mem = 0: the leak -(-32768) wraps to -32768 in 16 bits, so a weak positive current
+    cannot lift the membrane (XyloIAFNeuron.cpp: int16_t dv)."""
+    # Channel 0 drives both synaptic states to -16384 after the decay (-32768 in all), then
+    # channel 1 adds +128 per step to the first.
+    net = one_neuron([[[-127, -127]], [[1, 0]]], dash_mem=0, dash_syn2=[1])
+    x = torch.zeros(8, 1, 2)
+    x[0, 0, 0] = 15
+    x[2:, 0, 1] = 1
+    states = net.integer_run(x)["hidden"]
+    total = (states["i"] + states["i2"])[:, 0, 0].tolist()
+    v = states["v"][:, 0, 0].tolist()
+    assert total[0] == LOW and total[1] == -16384 and total[-1] > total[1], total
+    # A wide leak (+32768) would give V = sum of the currents from step 1 on.
+    assert v == [LOW] * len(v), v
+
+
+def test_aliases_add_spikes_to_their_targets_count():
+    """Neuron 0 fires 2 spikes and aliases onto neuron 1, which could fire 30: it fires 29 on
+    top of the 2 (the cap of 31), and its membrane keeps the threshold of the one that did not
+    fit; neuron 2 fires 1 and aliases onto neuron 0 (a lower index, already done): 0 sends
+    2 + 1 (XyloLayer.cpp evolve_neurons)."""
+    net = Xylo.from_integers(
+        weights_in=[[4, 60, 2]],
+        weights_out=[[0], [0], [0]],
+        dash_mem=[4, 4, 4],
+        dash_syn=[1, 1, 1],
+        threshold=[1, 1, 1],
+        dash_mem_out=[1],
+        dash_syn_out=[1],
+        threshold_out=[100],
+        alias_target=[1, -1, 0],
+    )
+    out = net.integer_run(torch.tensor([[[1.0]]]))["hidden"]
+    # The currents after the decay, 2, 30, 1, reach the membranes: 2, 30, 1 spikes alone.
+    assert out["i"][0, 0].tolist() == [2, 30, 1]
+    assert out["spikes"][0, 0].tolist() == [3, 31, 1]
+    assert out["v"][0, 0].tolist() == [0, 1, 0]
+    assert net.configuration().alias_target == [1, -1, 0]
+
+
+def test_integer_configurations_out_of_range_are_refused_naming_the_field():
+    with pytest.raises(SpecError, match="weights_in") as err:
+        one_neuron([200, 0], threshold=0, alias_target=[3])
+    text = str(err.value)
+    assert "threshold" in text and "alias_target" in text
+    with pytest.raises(SpecError, match="weight_shift_in"):
+        one_neuron([1, 1], weight_shift_in=9)
+
+
+@pytest.mark.parametrize("kernel_seed", [0, 1, 2])
+def test_gradients_agree_with_per_event_clipping_and_aliases(kernel_seed):
+    """A fixed integer chip, clipping inside deliveries (inputs, hidden spikes, outputs), with
+    aliases: the compiled adjoint equals autograd through the torch loop."""
+    gen = torch.Generator().manual_seed(kernel_seed)
+    n_in, n, m = 4, 12, 3
+
+    def ints(*shape, low=-128, high=128):
+        return torch.randint(low, high, shape, generator=gen).numpy()
+
+    w_rec = ints(n, n, 2)
+    w_rec[..., 1] *= (torch.rand(n, n, generator=gen) < 0.3).numpy()
+    net = Xylo.from_integers(
+        weights_in=ints(n_in, n, 2),
+        weights_rec=w_rec,
+        weights_out=ints(n, m),
+        weight_shift_in=6,
+        weight_shift_rec=5,
+        weight_shift_out=7,
+        dash_mem=ints(n, low=0, high=6),
+        dash_syn=ints(n, low=1, high=5),
+        dash_syn2=ints(n, low=1, high=5),
+        threshold=ints(n, low=2000, high=9000),
+        bias=ints(n, low=-300, high=300),
+        dash_mem_out=ints(m, low=0, high=6),
+        dash_syn_out=ints(m, low=1, high=5),
+        threshold_out=ints(m, low=2000, high=9000),
+        bias_out=ints(m, low=-300, high=300),
+        alias_target=[3, -1, -1, 0, 9, -1, -1, 7, -1, -1, 2, -1],
+        dtype=torch.float64,
+        surrogate=Surrogate("arctan", 0.002),
+    )
+    x = torch.randint(0, 6, (40, 3, n_in), generator=gen).double()
+    x[torch.rand(x.shape, generator=gen) < 0.6] = 0
+    base = net._quantize()
+
+    def grads(simulate):
+        grad = lambda w: w.clone().requires_grad_()  # noqa: E731
+        chip = dataclasses.replace(
+            base, w_in=[grad(w) for w in base.w_in], w_rec=[grad(w) for w in base.w_rec],
+            w_out=grad(base.w_out),
+        )  # fmt: skip
+        states = simulate(x, chip, True)
+        g = torch.Generator().manual_seed(7)
+        loss = sum(
+            (states[k] * torch.randn(states[k].shape, generator=g, dtype=torch.float64)).sum()
+            for k in STATE_KEYS
+            if states[k].requires_grad
+        )
+        weights = [*chip.w_in, *chip.w_rec, chip.w_out]
+        return states, torch.autograd.grad(loss, weights)
+
+    (s_torch, want), (s_comp, got) = grads(net._simulate_torch), grads(net._simulate_compiled)
+    for key in STATE_KEYS:
+        assert torch.equal(s_comp[key].detach(), s_torch[key].detach()), key
+    for a, b in zip(want, got):
+        assert a.abs().sum() > 0
+        torch.testing.assert_close(b, a, rtol=1e-12, atol=1e-12 * float(a.abs().max()))
+    # The corners were reached: clipping in each part of a delivery, and aliased spikes.
+    with torch.no_grad():
+        loop = net._loop(base, True)
+        _, (_, _, cuts, cuts_out, owns) = xylo_kernels.xylo_forward(
+            net._counts(x), base.w_in, base.w_rec, base.w_out, loop.hidden, loop.output,
+            alias=loop.alias,
+        )  # fmt: skip
+    assert bool(((cuts >= 0) & (cuts < n_in)).any()) and bool((cuts >= n_in).any())
+    assert bool((cuts_out >= 0).any())
+    assert bool((s_torch["n"].detach() != owns).any())
