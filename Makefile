@@ -12,6 +12,9 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install --quiet --upgrade pip
 	$(PY) -m pip install --quiet -c constraints.txt -e ".[app,cluster,test]"
+	# Compile the Numba kernels into their on-disk cache once (~1.5 min), so the first run,
+	# the app's first Start and the tests do not wait for the compiler.
+	$(PY) tools/warm_kernels.py
 	touch $(STAMP)
 
 setup: $(STAMP)
