@@ -54,6 +54,15 @@ def browser(builder, **msg):
 
 # ------------------------------------------------------------------------------ spec -> diagram
 @pytest.mark.parametrize("name", list(TEMPLATES))
+def test_a_template_builds_the_network_its_name_says(name):
+    """'Yin-Yang 5-120-3' used to build a network named yinyang-4-120-3 (features, not the
+    encoder's 5 channels)."""
+    spec = TEMPLATES[name]()
+    sizes = "-".join(str(n) for n in [spec.input_size, *(p.size for p in spec.populations)])
+    assert name.endswith(sizes) and spec.name.endswith(sizes)
+
+
+@pytest.mark.parametrize("name", list(TEMPLATES))
 def test_template_is_drawn_node_per_population_edge_per_projection(builder, wb, name):
     builder.template.value = name
     click(builder.template_button)

@@ -8,6 +8,7 @@ from pathlib import Path
 from types import SimpleNamespace
 
 import numpy as np
+import pandas as pd
 import panel as pn
 import pytest
 import torch
@@ -85,6 +86,19 @@ def test_a_comparison_fills_the_table_plots_and_progress(finished):
     # the comparison's folder holds its files, under the folder given
     assert view.out.parent == Path(view.folder)
     assert (view.out / "results.csv").exists() and (view.out / "runs").is_dir()
+
+
+def test_results_download_in_the_browser_and_show_rounded(finished):
+    """The run folder is on the server, where a student cannot open it: the results come as
+    a download (every digit), the table shows 3 decimals, the status names no server path."""
+    view, table = finished, finished.results
+    assert not view.download.disabled
+    downloaded = pd.read_csv(view._results_csv())
+    assert list(downloaded.columns) == list(table.columns)
+    assert np.allclose(downloaded["train_seconds"], table["train_seconds"])
+    assert "train_seconds" in view.table.formatters
+    assert "test_accuracy" in view.table.formatters
+    assert str(view.out) not in view.status.object
 
 
 def test_the_view_renders(finished):

@@ -213,6 +213,23 @@ def test_the_settings_follow_the_reference_of_the_dataset():
     assert settings["epochs"] == 30 and settings["surrogate_scale"] == 5.0
 
 
+def test_a_setting_the_user_changed_survives_another_backend_dataset_or_algorithm():
+    """Picking a backend used to reset a typed-in epoch count to the reference's."""
+    wb = Workbench()
+    dash = TrainingDashboard(workbench=wb, autopoll=False)
+    dash.set_setting("epochs", 2)
+    wb.backend = "xylo"
+    assert dash.training_settings()["epochs"] == 2
+    wb.dataset = "digits"  # untouched settings follow the new reference, edited ones stay
+    settings = dash.training_settings()
+    assert settings["epochs"] == 2 and settings["surrogate_scale"] == 5.0
+    dash.algorithm = "eventprop"  # it has epochs too
+    assert dash.training_settings()["epochs"] == 2
+    dash.set_setting("epochs", 40)  # back to a value equal to no reference: still the user's
+    wb.backend = "float"
+    assert dash.training_settings()["epochs"] == 40
+
+
 def test_a_worker_ends_when_its_server_is_killed(tmp_path):
     # The worker's parent is the fork server, which outlives a killed server process: the
     # worker must notice by itself, or it trains on with nobody to see it.

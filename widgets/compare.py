@@ -26,6 +26,7 @@ Widgets browser tests can find (``css_classes``):
   (StaticText);
 - ``wb-compare-run``, ``wb-compare-stop`` (Button), ``wb-compare-progress`` (Progress bar),
   ``wb-compare-status`` (progress text), ``wb-compare-messages`` (alerts of the grid),
+  ``wb-compare-download`` (FileDownload of ``results.csv``),
   ``wb-compare-table`` (Tabulator), ``wb-compare-plots`` (HoloViews pane);
 - ``wb-compare-backend-a``, ``wb-compare-backend-b``, ``wb-compare-population`` (Select),
   ``wb-compare-neuron``, ``wb-compare-sample`` (IntInput), ``wb-compare-traces`` (Button),
@@ -35,6 +36,7 @@ Widgets browser tests can find (``css_classes``):
 from __future__ import annotations
 
 import copy
+import io
 import os
 import queue
 import shutil
@@ -49,6 +51,7 @@ import pandas as pd
 import panel as pn
 import param
 import torch
+from bokeh.models.widgets.tables import NumberFormatter
 
 from workbench.algorithms import ALGORITHMS
 from workbench.backends import available_backends, backend_class, build
@@ -196,6 +199,15 @@ class CompareView(pn.viewable.Viewer):
             css_classes=["wb-compare-table"],
             sizing_mode="stretch_width",
         )
+        # The results as a file the student's browser saves (the run folder is on the server).
+        self.download = pn.widgets.FileDownload(
+            callback=self._results_csv,
+            filename="results.csv",
+            label="Download results.csv",
+            disabled=True,
+            css_classes=["wb-compare-download"],
+            width=200,
+        )
         self.plots = pn.pane.HoloViews(
             self._metric_layout(self.table.value),
             css_classes=["wb-compare-plots"],
@@ -245,7 +257,7 @@ class CompareView(pn.viewable.Viewer):
             pn.pane.Markdown("### Compare algorithms and backends"),
             pn.Row(self.algorithms, self.backends, sizing_mode="stretch_width"),
             pn.Row(self.seeds, self.epochs, self.dataset),
-            pn.Row(self.run_button, self.stop_button, self.progress),
+            pn.Row(self.run_button, self.stop_button, self.progress, self.download),
             self.status,
             self.messages,
             self.plots,
@@ -475,13 +487,22 @@ class CompareView(pn.viewable.Viewer):
             text += f", {len(failed)} failed: " + "; ".join(dict.fromkeys(failed))
         if len(errors) > len(failed):
             text += f", {len(errors) - len(failed)} cancelled"
-        if not self.running and self.out is not None:
-            text += f". Saved in `{self.out}`"
         return text
+
+    def _results_csv(self) -> io.BytesIO:
+        """The finished runs as ``results.csv`` (full precision), for the download button."""
+        return io.BytesIO(self.results.to_csv(index=False).encode())
 
     def _refresh(self) -> None:
         results = self.results
+        # shown to 3 decimals (the download keeps every digit)
+        self.table.formatters = {
+            column: NumberFormatter(format="0.[000]")
+            for column in results.columns
+            if pd.api.types.is_float_dtype(results[column])
+        }
         self.table.value = results
+        self.download.disabled = self.running or not len(results)
         self.plots.object = self._metric_layout(results)
         self.status.object = self.progress_text()
         self.progress.max = max(self._total, 1)

@@ -225,21 +225,35 @@ class TrainingDashboard(pn.viewable.Viewer):
         # the settings start from the reference of the algorithm on this dataset and backend
         self.workbench.param.watch(self._on_algorithm, ["dataset", "backend"])
         self.workbench.param.watch(self._on_spec, "spec")
+        self._setting_widgets: dict = {}
+        self._filled_with: dict = {}  # the reference value each setting widget was filled with
         self._on_algorithm()
 
     # ------------------------------------------------------------------ settings
     def _on_algorithm(self, *_):
-        """Hyperparameter widgets of the chosen algorithm, filled from its reference."""
+        """Hyperparameter widgets of the chosen algorithm, filled from its reference on this
+        dataset and backend.  A setting the user changed from the reference it was filled with
+        keeps the user's value when the reference changes (another backend, dataset or
+        algorithm that has the setting too); the others follow the new reference."""
         cls = ALGORITHMS[self.algorithm].config_class
         hints = typing.get_type_hints(cls)
         reference = self.workbench.run_config(self.algorithm).training
         defaults = dataclasses.asdict(cls())
-        self._setting_widgets = {}
+        edited = {
+            name: widget.value
+            for name, widget in self._setting_widgets.items()
+            if widget.value != self._filled_with.get(name)
+        }
+        self._setting_widgets, self._filled_with = {}, {}
         for field in dataclasses.fields(cls):
             value = reference.get(field.name, defaults[field.name])
             if field.name == "sample_every":
                 value = SAMPLE_EVERY
-            self._setting_widgets[field.name] = _field_widget(field, value, hints.get(field.name))
+            widget = _field_widget(field, value, hints.get(field.name))
+            self._filled_with[field.name] = widget.value
+            if field.name in edited:
+                widget.value = edited[field.name]
+            self._setting_widgets[field.name] = widget
         self._settings.objects = list(self._setting_widgets.values())
 
     def training_settings(self) -> dict:

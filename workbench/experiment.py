@@ -253,7 +253,7 @@ def build_spec(config: RunConfig, dataset: Dataset, encoder) -> NetworkSpec:
         dt=config.dt,
         n_steps=config.n_steps,
         weight_init=config.weight_init,
-        name=f"{config.dataset}-" + "-".join(str(s) for s in [dataset.n_features, *sizes[1:]]),
+        name=f"{config.dataset}-" + "-".join(str(s) for s in sizes),  # input channels first
     )
 
 
