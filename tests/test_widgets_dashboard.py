@@ -230,6 +230,17 @@ def test_a_setting_the_user_changed_survives_another_backend_dataset_or_algorith
     assert dash.training_settings()["epochs"] == 40
 
 
+def test_a_network_over_the_chips_limits_is_refused_at_start():
+    """It used to start and fail inside the run (``run: SpecError: ...``)."""
+    from workbench.spec import feedforward
+
+    spec = feedforward([5, 1200, 3], "lif", "lif", dt=0.5, n_steps=20)  # Xylo: 1000 hidden
+    wb = Workbench(spec=spec, backend="xylo")
+    dash = TrainingDashboard(workbench=wb, autopoll=False)
+    assert not dash.start() and not dash.session.active
+    assert any("1200" in p.message and "Xylo" in p.message for p in dash.problems), dash.problems
+
+
 def test_a_worker_ends_when_its_server_is_killed(tmp_path):
     # The worker's parent is the fork server, which outlives a killed server process: the
     # worker must notice by itself, or it trains on with nobody to see it.

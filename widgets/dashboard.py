@@ -47,6 +47,7 @@ from workbench.spec import NetworkSpec, Problem, SpecError
 from workbench.training import BatchEnd, EpochEnd, SampleRecorded
 
 from . import plots
+from .hardware import chip_problems
 from .state import Workbench
 from .worker import Finished, train_in_process, worker_context
 
@@ -287,6 +288,8 @@ class TrainingDashboard(pn.viewable.Viewer):
             return False
         training = self.training_settings()
         problems = wb.problems()
+        if not problems:  # a chip's limits, before the run is started (not inside it)
+            problems = chip_problems(wb)
         epochs = training.get("epochs", 0)
         if isinstance(epochs, int) and epochs > wb.limits.max_epochs:
             problems.append(

@@ -40,7 +40,7 @@ import panel as pn
 import param
 
 from workbench.backends import available_backends, backend_class
-from workbench.spec import SpecError
+from workbench.spec import Problem, SpecError
 
 from .state import Workbench
 
@@ -61,6 +61,22 @@ def takes_option(cls, option: str) -> bool:
         return option in inspect.signature(cls.__init__).parameters
     except (TypeError, ValueError):
         return False
+
+
+def chip_problems(wb: Workbench) -> list[Problem]:
+    """Where the session's network exceeds its backend's chip (none for the float backends),
+    as problems naming the field, the limit, the value and what the chip allows."""
+    cls = backend_class(wb.backend)
+    if not is_emulator(cls):
+        return []
+    try:
+        profile = chip_profile(cls, wb.backend_options)
+    except ValueError as exc:
+        return [Problem("backend_options.profile", str(exc))]
+    return [
+        Problem(v.path, f"{v.limit} is {v.value}; {v.chip} allows {v.allowed}")
+        for v in cls.check(wb.spec, profile)
+    ]
 
 
 def chip_profile(cls, options: dict):
