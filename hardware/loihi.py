@@ -427,6 +427,25 @@ def _decay_int(x, decay):
     return _int32_int(magnitude if product > 0 else -magnitude)
 
 
+@njit(cache=True, inline="always")
+def _shift_int(x, exponent):
+    return x << exponent if exponent >= 0 else x >> -exponent
+
+
+@njit(cache=True, inline="always")
+def _add_slots(out, source, b, t, w_t, delays, exponent, slot):
+    """``out += sum_g shift(source[t - 1 - delays[g], b] @ w_t[g], exponent)``: the input of
+    step ``t`` through one projection, each delay slot's sum shifted on its own (Lava's
+    DelayDense); ``slot`` is scratch of ``out``'s size."""
+    for g in range(w_t.shape[0]):
+        s = t - 1 - delays[g]
+        if s >= 0:
+            slot[:] = 0
+            kernels.add_weighted_rows(slot, source[s, b], w_t[g])
+            for j in range(out.shape[0]):
+                out[j] += _shift_int(slot[j], exponent)
+
+
 @njit(parallel=True, cache=True)
 def _compartment_loop(external, rec_w_t, rec_delays, rec_exponent, decay_u, decay_v, bias,
                       threshold, spiking, refractory_steps, v_init, weight_shift, state_bits,
@@ -438,7 +457,6 @@ def _compartment_loop(external, rec_w_t, rec_delays, rec_exponent, decay_u, deca
     ``v_out`` ``[T, B, n]`` (int64; ``u_out``/``v_out`` with no rows: not recorded).  Integer
     arithmetic throughout, as the torch loop."""
     n_steps, batch, n = external.shape
-    groups = rec_w_t.shape[0]
     state_max = 1 << (state_bits - 1)
     keep = u_out.shape[0] > 0
     for b in prange(batch):
@@ -449,13 +467,7 @@ def _compartment_loop(external, rec_w_t, rec_delays, rec_exponent, decay_u, deca
         slot = np.zeros(n, np.int64)
         for t in range(n_steps):
             acc[:] = 0
-            for g in range(groups):  # each delay slot's sum shifted on its own, as Lava does
-                s = t - 1 - rec_delays[g]
-                if s >= 0:
-                    slot[:] = 0
-                    kernels.add_weighted_rows(slot, spikes[s, b], rec_w_t[g])
-                    for j in range(n):
-                        acc[j] += _shift_int(slot[j], rec_exponent)
+            _add_slots(acc, spikes, b, t, rec_w_t, rec_delays, rec_exponent, slot)
             for j in range(n):
                 total = _int32_int(
                     _decay_int(u[j], decay_u) + ((external[t, b, j] + acc[j]) << weight_shift)
@@ -486,11 +498,6 @@ def _compartment_loop(external, rec_w_t, rec_delays, rec_exponent, decay_u, deca
                 v_out[t, b, :] = v
 
 
-@njit(cache=True, inline="always")
-def _shift_int(x, exponent):
-    return x << exponent if exponent >= 0 else x >> -exponent
-
-
 @njit(parallel=True, cache=True)
 def _add_projection(source, w_t, delays, exponent, out):
     """``out[t] += sum_g shift(source[t - 1 - delays[g]] @ w_t[g])``: one projection's
@@ -501,14 +508,7 @@ def _add_projection(source, w_t, delays, exponent, out):
     for b in prange(batch):
         slot = np.zeros(n, np.int64)
         for t in range(n_steps):
-            o = out[t, b]
-            for g in range(w_t.shape[0]):
-                s = t - 1 - delays[g]
-                if s >= 0:
-                    slot[:] = 0
-                    kernels.add_weighted_rows(slot, source[s, b], w_t[g])
-                    for j in range(n):
-                        o[j] += _shift_int(slot[j], exponent)
+            _add_slots(out[t, b], source, b, t, w_t, delays, exponent, slot)
 
 
 def _delay_groups(groups) -> tuple[np.ndarray, np.ndarray]:
