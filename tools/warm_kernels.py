@@ -66,7 +66,6 @@ CASES = [
 
 
 def main() -> int:
-    torch.set_num_threads(max(1, torch.get_num_threads()))
     total = time.perf_counter()
     failed = []
     for backend, options, shape in CASES:
