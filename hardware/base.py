@@ -25,7 +25,7 @@ import pandas as pd
 import torch
 
 from workbench.backends import FloatNetwork, projection_key
-from workbench.spec import NetworkSpec, Problem, SpecError
+from workbench.spec import INPUT, NetworkSpec, Problem, SpecError
 
 
 def figure(value, unit: str = "", source: str = "", assumption: bool = False):
@@ -73,6 +73,33 @@ class Violation:
 
     def __str__(self) -> str:
         return f"{self.path}: {self.limit} is {self.value}; {self.chip} allows {self.allowed}"
+
+
+def size_field(spec: NetworkSpec, name: str) -> str:
+    """The field holding the size of population ``name``: ``populations[k].size``, or
+    ``input_size`` for the input."""
+    return (
+        "input_size" if name == INPUT else f"populations[{spec.population_names.index(name)}].size"
+    )
+
+
+def summed_sizes(spec: NetworkSpec, names: list[str]) -> tuple[int, str, str]:
+    """Populations ``names`` (the input among them; a name twice counts twice) whose sizes add
+    up to what a chip limits, e.g. the sources of a neuron's inputs: the sum, the size field of
+    the largest (the first of equals), which is the field to shrink, and the populations with
+    their sizes as text (``'hidden' 600, 'input' 5``).
+
+    A limit on a neuron's fan-in concerns the target population but is set by its sources'
+    sizes (and fan-out by the targets'), so a violation names the source's size field, not the
+    target's size, which changes nothing."""
+    sizes: dict[str, int] = {}
+    for name in names:
+        sizes[name] = sizes.get(name, 0) + spec.size_of(name)
+    if not sizes:
+        return 0, "projections", "none"
+    largest = max(sizes, key=sizes.__getitem__)
+    text = ", ".join(f"{name!r} {n}" for name, n in sizes.items())
+    return sum(sizes.values()), size_field(spec, largest), text
 
 
 def refuse(violations: list[Violation]) -> None:

@@ -36,6 +36,7 @@ from .base import (
     figure,
     resource_table,
     straight_through,
+    summed_sizes,
 )
 
 PEHLE = "Pehle et al. 2022, Front. Neurosci. 16:795876 (BrainScaleS-2 system)"
@@ -212,11 +213,36 @@ class BrainScaleS2(EmulatedNetwork):
     def check(cls, spec: NetworkSpec, profile: BrainScaleS2Profile | None = None):
         prof = cls.make_profile(profile)
         out: list[Violation] = []
+        # One chip holds every population.  The one population that alone exceeds it (the
+        # others leaving room) is the one to shrink; otherwise all of them together are.
         total = sum(p.size for p in spec.populations)
+        over = [k for k, p in enumerate(spec.populations) if p.size > prof.neurons]
         if total > prof.neurons:
-            out.append(
-                Violation("populations", "neurons", total, f"at most {prof.neurons}", prof.name)
-            )
+            culprit = over[0] if len(over) == 1 else None
+            others = total - spec.populations[culprit].size if culprit is not None else total
+            if culprit is not None and others < prof.neurons:
+                pop = spec.populations[culprit]
+                out.append(
+                    Violation(
+                        f"populations[{culprit}].size",
+                        f"{pop.name!r} neurons",
+                        pop.size,
+                        f"at most {prof.neurons - others} ({prof.neurons} neurons on the chip, "
+                        f"{others} of them for the other populations)",
+                        prof.name,
+                    )
+                )
+            else:
+                sizes = ", ".join(f"{p.name!r} {p.size}" for p in spec.populations)
+                out.append(
+                    Violation(
+                        "populations",
+                        f"neurons of all populations ({sizes})",
+                        total,
+                        f"at most {prof.neurons}",
+                        prof.name,
+                    )
+                )
         to_hw = 1000.0 / prof.speedup  # biological ms -> hardware us
         for k, pop in enumerate(spec.populations):
             path = f"populations[{k}]"
@@ -266,16 +292,19 @@ class BrainScaleS2(EmulatedNetwork):
                         prof.name,
                     )
                 )
-            rows = sum(spec.size_of(p.source) for p in spec.incoming(pop.name))
-            rows *= prof.rows_per_signed_input
-            if rows > prof.synapse_rows:
+            # Each input of a neuron takes synapse rows: a limit on the population's fan-in,
+            # set by the sizes of its sources, so the field to change is a source's size.
+            inputs, field, sources = summed_sizes(spec, [p.source for p in spec.incoming(pop.name)])
+            per_input = prof.rows_per_signed_input
+            if inputs * per_input > prof.synapse_rows:
                 out.append(
                     Violation(
-                        f"{path}.size",
-                        f"synapse rows per '{pop.name}' neuron "
-                        f"({prof.rows_per_signed_input} per signed input)",
-                        rows,
-                        f"at most {prof.synapse_rows}",
+                        field,
+                        f"inputs per {pop.name!r} neuron (from {sources}; {per_input} synapse "
+                        "rows each)",
+                        inputs,
+                        f"at most {prof.synapse_rows // per_input} ({prof.synapse_rows} synapse "
+                        "rows)",
                         prof.name,
                     )
                 )

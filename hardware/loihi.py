@@ -79,6 +79,7 @@ from .base import (
     figure,
     resource_table,
     straight_through,
+    summed_sizes,
 )
 
 LAVA_LIF = "Lava lava/proc/lif/models.py, PyLifModelBitAcc / AbstractPyLifModelFixed"
@@ -840,17 +841,22 @@ class Loihi(EmulatedNetwork):
         for k, pop in enumerate(spec.populations):
             info = placement[pop.name]
             path = f"populations[{k}]"
+            # Fan-in and one compartment's synapses grow with the sources' sizes, not with the
+            # population's own: they name the (largest) source's size.
+            _, source_field, sources = summed_sizes(
+                spec, [p.source for p in spec.incoming(pop.name)]
+            )
             if info["fan_in"] > profile.fan_in_axons_per_core:
                 add(
-                    f"{path}.size",
-                    f"fan-in of {pop.name!r} (input axons per core)",
+                    source_field,
+                    f"fan-in of {pop.name!r} (input axons per core, from {sources})",
                     info["fan_in"],
                     f"at most {profile.fan_in_axons_per_core}",
                 )
             if info["cores"] is None:
                 add(
-                    f"{path}.size",
-                    f"synapse memory for one compartment of {pop.name!r}",
+                    source_field,
+                    f"synapse memory for one compartment of {pop.name!r} (from {sources})",
                     f"{info['bits_one']} bits",
                     f"at most {profile.synapse_memory_bits_per_core} bits per core",
                 )

@@ -131,7 +131,14 @@ from workbench.neurons import propagators
 from workbench.spec import INPUT, NetworkSpec, Population, Problem, Projection, SpecError
 
 from . import xylo_kernels
-from .base import EmulatedNetwork, HardwareProfile, Violation, figure, resource_table
+from .base import (
+    EmulatedNetwork,
+    HardwareProfile,
+    Violation,
+    figure,
+    resource_table,
+    summed_sizes,
+)
 from .xylo_kernels import HIDDEN_STATES
 
 # ------------------------------------------------------------------------------------ sources
@@ -978,6 +985,7 @@ class Xylo(EmulatedNetwork):
                         f"{p.dash_max})",
                     )
         fan_out = {h: 0 for h in hidden}
+        targets: dict[str, list[str]] = {h: [] for h in hidden}  # hidden targets of each
         recurrent_synapses = 0
         for j, proj in enumerate(spec.projections):
             path = f"projections[{j}]"
@@ -1004,12 +1012,16 @@ class Xylo(EmulatedNetwork):
                 )
             elif proj.source in fan_out and proj.target in fan_out:
                 fan_out[proj.source] += spec.size_of(proj.target)
+                targets[proj.source].append(proj.target)
                 recurrent_synapses += spec.size_of(proj.source) * spec.size_of(proj.target)
+        # A neuron's fan-out grows with its targets' sizes (its fan-in with its sources'), so
+        # these name the size of the largest target (source), the field to shrink.
         for h, n in fan_out.items():
             if n > p.max_fan_out:
+                _, field, onto = summed_sizes(spec, targets[h])
                 add(
-                    f"populations[{index[h]}]",
-                    "fan-out per hidden neuron (synapses onto hidden neurons)",
+                    field,
+                    f"fan-out of each {h!r} neuron (synapses onto hidden neurons: {onto})",
                     n,
                     f"at most {p.max_fan_out}",
                 )
@@ -1022,9 +1034,14 @@ class Xylo(EmulatedNetwork):
             )
         if p.max_fan_in is not None:
             for pop in spec.populations:
-                n = sum(spec.size_of(q.source) for q in spec.incoming(pop.name))
+                n, field, sources = summed_sizes(spec, [q.source for q in spec.incoming(pop.name)])
                 if n > p.max_fan_in:
-                    add(f"populations[{index[pop.name]}]", "fan-in", n, f"at most {p.max_fan_in}")
+                    add(
+                        field,
+                        f"fan-in of each {pop.name!r} neuron (from {sources})",
+                        n,
+                        f"at most {p.max_fan_in}",
+                    )
         if hidden and all(p_.name in index for p_ in spec.populations):
             lay = _layout(spec)
             fed = sum(spec.size_of(h) for h in lay.input_targets)

@@ -11,6 +11,7 @@ from workbench.hardware.base import deploy
 from workbench.hardware.brainscales2 import BrainScaleS2, BrainScaleS2Profile
 from workbench.recording import to_dataset
 from workbench.spec import NetworkSpec, Population, Projection, SpecError, feedforward
+from workbench.widgets.templates import TEMPLATES
 
 
 def yinyang_spec(hidden=120, **params):
@@ -33,9 +34,68 @@ def test_a_network_over_the_chip_is_refused_naming_limit_value_and_chip():
     with pytest.raises(SpecError) as info:
         BrainScaleS2(spec)
     message = str(info.value)
-    assert "populations: neurons is 603; BrainScaleS-2 allows at most 512" in message
+    assert (
+        "populations[0].size: 'hidden' neurons is 600; BrainScaleS-2 allows at most 509 "
+        "(512 neurons on the chip, 3 of them for the other populations)"
+    ) in message
     # 600 signed inputs need 1200 synapse rows per output neuron
-    assert "synapse rows per 'output' neuron (2 per signed input) is 1200" in message
+    assert (
+        "populations[0].size: inputs per 'output' neuron (from 'hidden' 600; 2 synapse rows "
+        "each) is 600; BrainScaleS-2 allows at most 128 (256 synapse rows)"
+    ) in message
+
+
+def test_a_hidden_population_too_big_is_named_in_every_violation():
+    """The Yin-Yang template with 600 hidden neurons: both the chip's neurons and the output's
+    synapse rows are exceeded because of the hidden population, so both name its size (the
+    output's size, populations[1].size, changes neither)."""
+    spec = TEMPLATES["Yin-Yang 5-120-3"]()
+    assert spec.population_names == ["hidden", "output"]
+    assert all(p.weights is None for p in spec.projections)  # sizes change freely
+    spec.population("hidden").size = 600
+    found = BrainScaleS2.check(spec)
+    assert [v.path for v in found] == ["populations[0].size", "populations[0].size"]
+    neurons, rows = found
+    assert (neurons.limit, neurons.value) == ("'hidden' neurons", 600)
+    assert neurons.allowed.startswith("at most 509 ")
+    assert (rows.limit, rows.value) == (
+        "inputs per 'output' neuron (from 'hidden' 600; 2 synapse rows each)",
+        600,
+    )
+    assert rows.allowed == "at most 128 (256 synapse rows)"
+    # within the limits again when the field named shrinks
+    spec.population("hidden").size = 128
+    assert BrainScaleS2.check(spec) == []
+
+
+def test_populations_over_the_chip_only_together_are_named_together():
+    spec = feedforward([5, 100, 300, 300], params={"tau_mem": 10.0})
+    found = [v for v in BrainScaleS2.check(spec) if v.limit.startswith("neurons")]
+    assert [(v.path, v.value, v.allowed) for v in found] == [("populations", 700, "at most 512")]
+    assert (
+        found[0].limit == "neurons of all populations ('hidden1' 100, 'hidden2' 300, 'output' 300)"
+    )
+
+
+def test_a_fan_in_over_the_synapse_rows_names_the_largest_source():
+    # 'h' reads 100 inputs and itself (60): the input channels are the bigger share
+    spec = NetworkSpec(
+        100,
+        [Population("h", 60), Population("out", 2, "li")],
+        [Projection("input", "h"), Projection("h", "h", recurrent=True), Projection("h", "out")],
+    )
+    (rows,) = BrainScaleS2.check(spec)
+    assert rows.path == "input_size" and rows.value == 160
+    assert rows.limit == "inputs per 'h' neuron (from 'input' 100, 'h' 60; 2 synapse rows each)"
+    # 10 inputs and 200 neurons of its own: now 'h' itself is to shrink, for itself and 'out'
+    spec = replace(spec, input_size=10, populations=[Population("h", 200), spec.populations[1]])
+    found = {v.limit: v.path for v in BrainScaleS2.check(spec)}
+    assert found == {
+        "inputs per 'h' neuron (from 'input' 10, 'h' 200; 2 synapse rows each)": (
+            "populations[0].size"
+        ),
+        "inputs per 'out' neuron (from 'h' 200; 2 synapse rows each)": "populations[0].size",
+    }
 
 
 def test_time_constants_outside_the_calibratable_range_are_refused():

@@ -9,6 +9,7 @@ pre/post traces with a sum-of-products rule rounded to the stored weight grid.
 
 from __future__ import annotations
 
+import dataclasses
 import random
 from fractions import Fraction
 
@@ -516,7 +517,10 @@ def test_refusals_name_the_limit_the_value_and_the_chip():
     assert "is 63 steps; Loihi allows at most 62" in _refusal(spec)
 
     message = _refusal(feedforward([5000, 10, 2], n_steps=10))
-    assert "fan-in of 'hidden' (input axons per core) is 5000; Loihi allows at most 4096" in message
+    assert (
+        "input_size: fan-in of 'hidden' (input axons per core, from 'input' 5000) is 5000; "
+        "Loihi allows at most 4096"
+    ) in message
 
     spec = NetworkSpec(2, [Population("h", 1)], [Projection("input", "h", weights=[[500.0, 1]])])
     message = _refusal(spec)
@@ -534,10 +538,35 @@ def test_refusals_name_the_limit_the_value_and_the_chip():
 def test_check_lists_every_violation_without_building():
     spec = feedforward([5000, 140_000, 3], model="alif", n_steps=10)
     paths = {v.path for v in Loihi.check(spec, LoihiProfile())}
-    assert {"populations[0].model", "populations[1].size", "populations"} <= paths
+    assert {"populations[0].model", "input_size", "populations[0].size", "populations"} <= paths
     spec = feedforward([5000, 140_000, 3], n_steps=10)
     paths = {v.path for v in Loihi.check(spec)}
-    assert {"populations[0].size", "populations"} <= paths
+    assert {"input_size", "populations[0].size", "populations"} <= paths
+
+
+def test_fan_in_limits_name_the_source_to_shrink_not_the_target():
+    """The output's fan-in and one output compartment's synapses grow with the hidden
+    population, so they name its size; the output's own size (populations[1].size) changes
+    neither."""
+    spec = feedforward([5, 5000, 3], n_steps=10)
+    found = {v.limit: v for v in Loihi.check(spec)}
+    fan_in = found["fan-in of 'output' (input axons per core, from 'hidden' 5000)"]
+    assert (fan_in.path, fan_in.value, fan_in.allowed) == (
+        "populations[0].size",
+        5000,
+        "at most 4096",
+    )
+    assert all(v.path != "populations[1].size" for v in found.values())
+    memory = Loihi.check(
+        spec, dataclasses.replace(LoihiProfile(), synapse_memory_bits_per_core=1000)
+    )
+    memory = [v for v in memory if v.limit.startswith("synapse memory")]
+    assert [(v.path, v.limit) for v in memory] == [
+        (
+            "populations[0].size",
+            "synapse memory for one compartment of 'output' (from 'hidden' 5000)",
+        )
+    ]
 
 
 def test_resource_report_counts_cores_compartments_and_synapses():

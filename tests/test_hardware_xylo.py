@@ -368,11 +368,29 @@ def test_every_violation_is_listed_with_its_field():
         "0.55 ms (shift 0)",
         "populations[1].params.tau_mem: membrane time constant",
         "projections[0].delay: synaptic delay is 3 steps; Xylo Audio 2 allows 0",
-        "populations[0]: fan-out per hidden neuron (synapses onto hidden neurons) is 100; "
-        "Xylo Audio 2 allows at most 64",
+        "populations[1].size: fan-out of each 'a' neuron (synapses onto hidden neurons: 'b' "
+        "100) is 100; Xylo Audio 2 allows at most 64",
         "projections[3].target: projection from the inputs to the outputs is input->out",
     ):
         assert text in found, text
+
+
+def test_fan_out_and_fan_in_name_the_size_that_sets_them():
+    """A hidden neuron's fan-out grows with its targets (its fan-in with its sources): the
+    violation names the size of the largest of them, with the population it concerns."""
+    spec = NetworkSpec(
+        4,
+        [Population("a", 10), Population("b", 80), Population("out", 2, "lif")],
+        [Projection("input", "a"), Projection("a", "b"), Projection("b", "out")],
+    )
+    (fan_out,) = Xylo.check(spec)
+    assert (fan_out.path, fan_out.value) == ("populations[1].size", 80)
+    assert fan_out.limit == "fan-out of each 'a' neuron (synapses onto hidden neurons: 'b' 80)"
+    spec.population("b").size = 40
+    assert Xylo.check(spec) == []
+    (fan_in,) = Xylo.check(spec, dataclasses.replace(XyloProfile(), max_fan_in=20))
+    assert (fan_in.path, fan_in.value, fan_in.allowed) == ("populations[1].size", 40, "at most 20")
+    assert fan_in.limit == "fan-in of each 'out' neuron (from 'b' 40)"
 
 
 def test_variants_have_their_own_limits():
