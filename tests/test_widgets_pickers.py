@@ -143,7 +143,40 @@ def test_follows_the_workbench(wb):
     assert timing["n_steps (network)"] == 30
 
 
+def test_the_dataset_select_is_the_workbench_param_and_writes_once(wb):
+    picker = DataPicker(workbench=wb)
+    other = DataPicker(workbench=wb)  # a second view of the same session stays in step
+    events = []
+    wb.param.watch(lambda *es: events.extend(e.name for e in es), ["dataset", "encoder"])
+    wb.dataset = "digits"
+    assert picker.dataset_select.value == other.dataset_select.value == "digits"
+    assert picker.encoder_select.value == other.encoder_select.value == "rate"
+    assert sorted(events) == ["dataset", "encoder"]  # the new dataset's encoder, written once
+    events.clear()
+    other.dataset_select.value = "yinyang"
+    assert wb.dataset == picker.dataset_select.value == "yinyang"
+    assert picker.encoder_select.value == "latency" and sorted(events) == ["dataset", "encoder"]
+    assert not hasattr(picker, "_syncing")
+
+
 # ------------------------------------------------------------------------------------ backend
+def test_the_backend_select_is_the_workbench_param(wb):
+    picker = BackendPicker(workbench=wb)
+    wb.backend = "xylo"
+    assert picker.backend_select.value == "xylo" and picker.chip_box.visible
+    picker.backend_select.value = "brainscales2"
+    assert wb.backend == "brainscales2" and picker.chip_seed.visible
+    picker.chip_seed.value = 5
+    assert wb.backend_options == {"chip_seed": 5}
+    # options belong to one backend: set alone, a backend starts from none...
+    wb.backend = "loihi"
+    assert wb.backend_options == {} and picker.chip_seed.value is None
+    # ...set together, they stay
+    wb.param.update(backend="xylo", backend_options={"variant": "imu"})
+    assert wb.backend_options == {"variant": "imu"} and "IMU" in picker.info.object
+    assert not hasattr(picker, "_syncing")
+
+
 def test_software_simulators_have_no_limits(wb):
     picker = BackendPicker(workbench=wb)
     assert SIMULATOR_NOTE in picker.info.object and not picker.chip_box.visible

@@ -146,9 +146,10 @@ def _parse_floats(field: str, text: str) -> list[float]:
 class DataPicker(pn.viewable.Viewer):
     """Pick the dataset and the spike encoder, set the encoder up, preview one encoded sample.
 
-    Writes ``workbench.dataset`` and ``workbench.encoder``; the fit buttons write
-    ``workbench.spec``.  Follows changes of ``workbench.dataset``, ``encoder``, ``spec`` and
-    ``seed`` made elsewhere.
+    The dataset Select is ``workbench.dataset`` itself (``Select.from_param``); the encoder's
+    widgets write ``workbench.encoder`` when their settings are valid and differ from it; the
+    fit buttons write ``workbench.spec``.  Changes of ``workbench.dataset``, ``encoder``,
+    ``spec``, ``seed`` and ``webgl`` made anywhere are followed through ``param.depends``.
     """
 
     workbench = param.ClassSelector(class_=Workbench, doc="the session's shared state")
@@ -160,11 +161,12 @@ class DataPicker(pn.viewable.Viewer):
         super().__init__(**params)
         wb = self.workbench
         self._datasets: dict[str, Dataset] = {}  # loaded datasets of this picker
-        self._syncing = False  # True while widgets are set from the workbench
         self._encoder = None  # the valid encoder of the current settings, or None
+        self._shown_encoder = None  # the encoder whose settings the widgets show
 
-        self.dataset_select = pn.widgets.Select(
-            label="Dataset", options=list(DATASETS), value=wb.dataset, css_classes=["wb-dataset"]
+        # The Select is workbench.dataset itself: no mirror in either direction.
+        self.dataset_select = pn.widgets.Select.from_param(
+            wb.param.dataset, name="Dataset", options=list(DATASETS), css_classes=["wb-dataset"]
         )
         self.dataset_info = pn.pane.Markdown("", css_classes=["wb-dataset-info"])
         self.encoder_select = pn.widgets.Select(label="Encoder", css_classes=["wb-encoder"])
@@ -204,23 +206,14 @@ class DataPicker(pn.viewable.Viewer):
         if name not in ENCODERS:  # not an encoder: start from the dataset's
             values = self._resolved({})
             name = values.pop("name")
-        self._syncing = True
-        try:
-            self.encoder_select.value = name
-            self._build_param_widgets(name, values)
-        finally:
-            self._syncing = False
+        self._switch_encoder(name, values)
         self._update(write=False)
 
-        self.dataset_select.param.watch(self._on_dataset_select, "value")
-        self.encoder_select.param.watch(self._on_encoder_select, "value")
-        self.sample_slider.param.watch(lambda _: self._refresh_preview(), "value")
+        # Reactions to the user (the workbench's own changes: the param.depends below)
+        pn.bind(self._on_encoder_select, self.encoder_select, watch=True)
+        pn.bind(lambda _: self._refresh_preview(), self.sample_slider, watch=True)
         self.fit_input_button.on_click(lambda _: self.fit_input())
         self.fit_outputs_button.on_click(lambda _: self.fit_outputs())
-        wb.param.watch(self._on_wb_dataset, "dataset")
-        wb.param.watch(self._on_wb_encoder, "encoder")
-        wb.param.watch(self._on_wb_run_values, ["spec", "seed"])
-        wb.param.watch(lambda _: self._refresh_preview(), "webgl")
 
     # -------------------------------------------------------------------------- public
     @property
@@ -270,47 +263,53 @@ class DataPicker(pn.viewable.Viewer):
             self.workbench.spec = resized(spec, output.name, n)
 
     # -------------------------------------------------------------------------- events
-    def _on_dataset_select(self, event) -> None:
-        if not self._syncing:
-            self.workbench.dataset = event.new
-
-    def _on_wb_dataset(self, event) -> None:
+    @param.depends("workbench.dataset", watch=True)
+    def _on_wb_dataset(self) -> None:
         """A new dataset starts from its reference encoder (or the first one it allows)."""
+        wb = self.workbench
         self._show_dataset()
         name = self._reference_encoder()
-        spec = self.workbench.spec
-        self._switch_encoder(name, encoder_values(name, event.new, spec.n_steps, spec.dt))
+        self._switch_encoder(name, encoder_values(name, wb.dataset, wb.spec.n_steps, wb.spec.dt))
         self._update(write=True)
 
-    def _on_encoder_select(self, event) -> None:
-        if self._syncing:
+    def _on_encoder_select(self, name: str) -> None:
+        """The user picked encoder ``name``: its settings start from their defaults.  (The
+        picker itself selects an encoder only after showing its settings: nothing to do.)"""
+        if name == self._shown_encoder:
             return
         spec = self.workbench.spec
-        values = encoder_values(event.new, self.workbench.dataset, spec.n_steps, spec.dt)
-        self._switch_encoder(event.new, values)
+        self._switch_encoder(
+            name, encoder_values(name, self.workbench.dataset, spec.n_steps, spec.dt)
+        )
         self._update(write=True)
 
-    def _on_param(self, _event) -> None:
-        if not self._syncing:
-            self._update(write=True)
+    def _on_param(self, _value) -> None:
+        self._update(write=True)
 
-    def _on_wb_encoder(self, event) -> None:
-        """``workbench.encoder`` set elsewhere (e.g. a loaded run): show its settings."""
-        if self._syncing:
-            return
-        resolved = self._resolved(event.new or {})
+    @param.depends("workbench.encoder", watch=True)
+    def _on_wb_encoder(self) -> None:
+        """``workbench.encoder`` set elsewhere (e.g. a loaded run): show its settings.  The
+        settings this picker wrote itself are shown already: nothing changes then."""
+        resolved = self._resolved(self.workbench.encoder or {})
         name = resolved.pop("name")
         if name not in ENCODERS:
             self.error = f"encoder must be one of {sorted(ENCODERS)}, got {name!r}"
             self.error_alert.param.update(object=f"**Encoder refused:** {self.error}", visible=True)
             return
+        if name == self._shown_encoder and self._shown_settings() == {"name": name, **resolved}:
+            return
         self._switch_encoder(name, resolved)
         self._update(write=False)
 
-    def _on_wb_run_values(self, *_events) -> None:
+    @param.depends("workbench.spec", "workbench.seed", watch=True)
+    def _on_wb_run_values(self) -> None:
         """``n_steps``/``dt`` (network) or the seed changed: the encoder changes with them."""
         self._show_timing(self.encoder_select.value)
         self._update(write=True)
+
+    @param.depends("workbench.webgl", watch=True)
+    def _on_wb_webgl(self) -> None:
+        self._refresh_preview()
 
     # -------------------------------------------------------------------------- building
     def _reference_encoder(self) -> str:
@@ -327,16 +326,13 @@ class DataPicker(pn.viewable.Viewer):
         return [n for n in ENCODERS if n in STATIC_ENCODERS]
 
     def _show_dataset(self) -> None:
-        """Dataset select, description, encoder choices and sample slider of the dataset."""
+        """Description and sample slider of the dataset (its encoder choices:
+        :meth:`_switch_encoder`)."""
         data = self.dataset
-        self._syncing = True
-        try:
-            self.dataset_select.value = self.workbench.dataset
-            self.encoder_select.options = self._allowed_encoders()
-            self.sample_slider.end = max(len(data.train) - 1, 1)
-            self.sample_slider.value = min(self.sample_slider.value, len(data.train) - 1)
-        finally:
-            self._syncing = False
+        self.sample_slider.param.update(
+            end=max(len(data.train) - 1, 1),
+            value=min(self.sample_slider.value, len(data.train) - 1),
+        )
         classes = ", ".join(data.class_names)
         self.dataset_info.object = (
             f"{data.description}\n\n"
@@ -346,14 +342,14 @@ class DataPicker(pn.viewable.Viewer):
         )
 
     def _switch_encoder(self, name: str, values: dict) -> None:
-        self._syncing = True
-        try:
-            if name not in self.encoder_select.options:
-                self.encoder_select.options = [*self.encoder_select.options, name]
-            self.encoder_select.value = name
-            self._build_param_widgets(name, values)
-        finally:
-            self._syncing = False
+        """Show encoder ``name`` with settings ``values``: its widgets first, then the Select
+        (with the dataset's encoders, and ``name`` if the dataset does not allow it), in one
+        update, so the Select never holds an encoder whose settings are not shown."""
+        self._build_param_widgets(name, values)
+        options = self._allowed_encoders()
+        if name not in options:
+            options.append(name)
+        self.encoder_select.param.update(options=options, value=name)
 
     def _build_param_widgets(self, name: str, values: dict) -> None:
         """One widget per setting of encoder ``name``, holding ``values``."""
@@ -381,9 +377,10 @@ class DataPicker(pn.viewable.Viewer):
                 )
             else:
                 widget = pn.widgets.TextInput(value="" if value is None else str(value), **common)
-            widget.param.watch(self._on_param, "value")
+            pn.bind(self._on_param, widget, watch=True)
             widgets[field], kinds[field] = widget, kind
         self.param_widgets, self._kinds = widgets, kinds
+        self._shown_encoder = name
         self.params_box.objects = list(widgets.values())
         self._show_timing(name)
 
@@ -403,6 +400,13 @@ class DataPicker(pn.viewable.Viewer):
         ]
 
     # -------------------------------------------------------------------------- state
+    def _shown_settings(self) -> dict | None:
+        """:meth:`settings`, or None where the widgets hold no valid list of numbers."""
+        try:
+            return self.settings()
+        except ValueError:
+            return None
+
     def _validated(self) -> tuple[dict | None, object, str]:
         """``(settings, encoder, "")`` for valid settings, ``(None, None, message)`` else."""
         try:
@@ -439,11 +443,7 @@ class DataPicker(pn.viewable.Viewer):
         self.error_alert.object = f"**Encoder settings refused:** {self.error}"
         self.error_alert.visible = bool(self.error)
         if settings is not None and write and settings != self._resolved(wb.encoder):
-            self._syncing = True
-            try:
-                wb.encoder = settings
-            finally:
-                self._syncing = False
+            wb.encoder = settings  # shown already: _on_wb_encoder leaves the widgets
         self._refresh_fits()
         self._refresh_preview()
 

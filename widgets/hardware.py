@@ -1,6 +1,7 @@
 """The backend picker: where the network runs, and whether it fits the chip.
 
-:class:`BackendPicker` writes ``workbench.backend`` (and ``workbench.backend_options``).  For a
+:class:`BackendPicker` writes ``workbench.backend`` (its Select is that param, through
+``Select.from_param``) and ``workbench.backend_options``.  For a
 chip emulator (a backend class with ``check`` and ``resources``) it shows the chip's profile
 (every figure with unit, source and whether it is an assumption), the resources the network
 uses against the chip's capacity (a table and a bar chart of the fraction used, red over
@@ -13,7 +14,8 @@ Backend options: a JSON object of profile overrides (``backend_options["profile"
 ``{"n_hidden": 500}``; a ``variant`` option of the backend, such as Xylo's, picks the base
 profile) and, for emulators whose constructor takes one, the chip seed
 (``backend_options["chip_seed"]``: the fixed-pattern mismatch of one chip).  Switching the
-backend here clears the options (they belong to one backend).
+backend clears the options (they belong to one backend), unless new options are set in the same
+``workbench.param.update(backend=..., backend_options=...)``.
 
 Widgets for browser tests (``css_classes``):
 
@@ -158,11 +160,13 @@ class BackendPicker(pn.viewable.Viewer):
     def __init__(self, **params):
         super().__init__(**params)
         wb = self.workbench
-        self._syncing = False
-        self.backend_select = pn.widgets.Select(
-            label="Backend",
+        # The backend and the options the widgets show (see _on_wb_backend).
+        self._shown_backend, self._shown_options = wb.backend, wb.backend_options
+        # The Select is workbench.backend itself: no mirror in either direction.
+        self.backend_select = pn.widgets.Select.from_param(
+            wb.param.backend,
+            name="Backend",
             options=available_backends(),
-            value=wb.backend,
             css_classes=["wb-backend"],
         )
         self.info = pn.pane.Alert("", alert_type="info", css_classes=["wb-backend-info"])
@@ -209,11 +213,10 @@ class BackendPicker(pn.viewable.Viewer):
         self._show_options()
         self.refresh()
 
-        self.backend_select.param.watch(self._on_backend_select, "value")
-        self.profile_input.param.watch(self._on_options_input, "value")
-        self.chip_seed.param.watch(self._on_options_input, "value")
-        wb.param.watch(self._on_wb_backend, ["backend", "backend_options"])
-        wb.param.watch(lambda *_: self.refresh(), ["spec", "webgl"])
+        # The options' widgets write workbench.backend_options (where it changes); the
+        # workbench's own changes are followed by the param.depends below.
+        pn.bind(self._on_profile_input, self.profile_input, watch=True)
+        pn.bind(self._on_chip_seed, self.chip_seed, watch=True)
 
     # -------------------------------------------------------------------------- public
     @property
@@ -272,40 +275,57 @@ class BackendPicker(pn.viewable.Viewer):
         self._show_chip(violations, table, figures, notes, errors)
 
     # -------------------------------------------------------------------------- events
-    def _on_backend_select(self, event) -> None:
-        if self._syncing or event.new == self.workbench.backend:
+    @param.depends("workbench.backend", "workbench.backend_options", watch=True)
+    def _on_wb_backend(self) -> None:
+        """Show the backend and its options.  A new backend whose options are still the
+        previous backend's (not set with it) starts from none: they belong to that one."""
+        wb = self.workbench
+        if (
+            wb.backend != self._shown_backend
+            and wb.backend_options
+            and wb.backend_options is self._shown_options
+        ):
+            wb.backend_options = {}  # back here, with options of its own
             return
-        self.workbench.param.update(backend=event.new, backend_options={})
-
-    def _on_wb_backend(self, *_events) -> None:
+        self._shown_backend, self._shown_options = wb.backend, wb.backend_options
         self._show_options()
         self.refresh()
 
-    def _on_options_input(self, event) -> None:
-        """Profile overrides or chip seed edited: write ``workbench.backend_options`` (each
-        widget its own key; an empty chip seed means the backend's default)."""
-        if self._syncing:
-            return
+    @param.depends("workbench.spec", "workbench.webgl", watch=True)
+    def _on_wb_spec(self) -> None:
+        self.refresh()
+
+    def _on_profile_input(self, text: str) -> None:
+        """Profile overrides edited: valid ones go to ``backend_options["profile"]``."""
         options = dict(self.workbench.backend_options)
-        if event.obj is self.chip_seed:
-            options.pop("chip_seed", None)
-            if self.chip_seed.value is not None:
-                options["chip_seed"] = int(self.chip_seed.value)
-        else:
-            text = self.profile_input.value.strip()
-            try:
-                overrides = json.loads(text) if text else {}
-                if not isinstance(overrides, dict):
-                    raise ValueError('must be a JSON object, e.g. {"n_hidden": 500}')
-                chip_profile(self.backend_cls, {**options, "profile": overrides})
-            except (ValueError, TypeError) as exc:
-                self.options_error.object = f"**Profile overrides refused:** {_message(exc)}"
-                self.options_error.visible = True
-                return
-            self.options_error.visible = False
-            options.pop("profile", None)
+        text = text.strip()
+        try:
+            overrides = json.loads(text) if text else {}
+            if not isinstance(overrides, dict):
+                raise ValueError('must be a JSON object, e.g. {"n_hidden": 500}')
             if overrides:
-                options["profile"] = overrides
+                chip_profile(self.backend_cls, {**options, "profile": overrides})
+        except (ValueError, TypeError) as exc:
+            self.options_error.object = f"**Profile overrides refused:** {_message(exc)}"
+            self.options_error.visible = True
+            return
+        self.options_error.visible = False
+        options.pop("profile", None)
+        if overrides:
+            options["profile"] = overrides
+        self._write_options(options)
+
+    def _on_chip_seed(self, seed: int | None) -> None:
+        """Chip seed edited: ``backend_options["chip_seed"]`` (none: the backend's default)."""
+        options = dict(self.workbench.backend_options)
+        options.pop("chip_seed", None)
+        if seed is not None:
+            options["chip_seed"] = int(seed)
+        self._write_options(options)
+
+    def _write_options(self, options: dict) -> None:
+        """Set ``workbench.backend_options`` where it differs (the widgets showing the
+        workbench's options write nothing back)."""
         if options != self.workbench.backend_options:
             self.workbench.backend_options = options
 
@@ -315,15 +335,12 @@ class BackendPicker(pn.viewable.Viewer):
         wb = self.workbench
         cls = self.backend_cls
         options = wb.backend_options
-        self._syncing = True
-        try:
-            self.backend_select.value = wb.backend
-            overrides = options.get("profile")
-            self.profile_input.value = json.dumps(overrides) if overrides else ""
-            self.chip_seed.visible = is_emulator(cls) and takes_option(cls, "chip_seed")
-            self.chip_seed.value = options.get("chip_seed")
-        finally:
-            self._syncing = False
+        overrides = options.get("profile")
+        self.profile_input.value = json.dumps(overrides) if overrides else ""
+        self.chip_seed.param.update(
+            visible=is_emulator(cls) and takes_option(cls, "chip_seed"),
+            value=options.get("chip_seed"),
+        )
         self.options_error.visible = False
 
     def _show_summary(self, chip: str, violations: list, errors: list[str]) -> None:
