@@ -83,3 +83,26 @@ def test_brainscales2_names_the_hidden_population_the_user_made_too_big(page):
     neurons, inputs = violations
     assert "'hidden' neurons is 600" in neurons and "at most 509" in neurons, neurons
     assert "inputs per 'output' neuron" in inputs and "at most 128" in inputs, inputs
+
+
+def test_the_dataset_and_backend_selects_drive_the_session(page):
+    """The Selects are the workbench's params (``from_param``): picking a dataset gives the
+    Data tab its reference encoder, picking a simulator empties the chip report."""
+    tab(page, "Data")
+    dataset = page.locator(".wb-dataset select").first
+    encoder = page.locator(".wb-encoder select").first
+    dataset.select_option("digits")
+    wait_for(lambda: encoder.input_value() == "rate", 30, "the digits' reference encoder")
+    wait_for(lambda: any("8x8 digits" in t for t in texts(page, ".wb-dataset-info")), 30)
+    dataset.select_option("yinyang")
+    wait_for(lambda: encoder.input_value() == "latency", 30, "the Yin-Yang reference encoder")
+
+    tab(page, "Hardware")
+    backend = page.locator(".wb-backend select").first
+    backend.select_option("float")
+    wait_for(
+        lambda: any("no capacity limits" in t for t in texts(page, ".wb-backend-info")),
+        30,
+        "the simulator note",
+    )
+    assert backend.input_value() == "float"
