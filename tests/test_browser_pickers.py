@@ -1,6 +1,6 @@
-"""The Build and Hardware tabs in a real browser (Playwright driving Debian's Chromium): a
-network over BrainScaleS-2's limits is refused with violations that name the population the
-user made too big and the field to change."""
+"""The Build, Data and Hardware tabs in a real browser (Playwright driving Debian's Chromium):
+a network over BrainScaleS-2's limits is refused with violations that name the population the
+user made too big and the field to change; the dataset and backend Selects drive the session."""
 
 import time
 
