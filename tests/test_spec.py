@@ -380,6 +380,55 @@ def test_cycle_is_reported_alongside_other_problems():
     assert "projections" in found
 
 
+# --------------------------------------------------------------------------------- reach
+def test_population_without_incoming_projection_is_named_at_its_index():
+    """A population no projection reaches never sees the input; it used to be valid."""
+    spec = feedforward([3, 4, 5, 2])
+    spec.populations.insert(2, Population("lonely", 3))
+    message = message_at(spec, "populations[2]")
+    assert message.startswith("'lonely' receives no projection")
+    assert "input never reaches it" in message
+    assert [p.path for p in spec.problems()] == ["populations[2]"]
+    spec.projections.append(Projection("hidden1", "lonely"))
+    assert spec.problems() == []
+
+
+def test_population_fed_only_by_its_own_loop_is_unreached():
+    spec = small_spec()
+    spec.populations.append(Population("looped", 2))
+    spec.projections.append(Projection("looped", "looped", recurrent=True))
+    message = message_at(spec, "populations[2]")
+    assert message.startswith("'looped' receives only its own self-projection")
+
+
+def test_cycle_the_input_does_not_reach_names_both_populations_sources():
+    spec = small_spec(
+        extra_projections=[
+            Projection("a", "b"),
+            Projection("b", "a", recurrent=True),
+        ]
+    )
+    spec.populations += [Population("a", 2), Population("b", 2)]
+    found = problems_by_path(spec)
+    assert "'a' is not reached from the input" in found["populations[2]"]
+    assert "'b'" in found["populations[2]"]
+    assert "'b' is not reached from the input" in found["populations[3]"]
+    assert spec.reached() == {INPUT, "hidden", "output"}
+
+
+def test_a_recurrent_projection_from_a_reached_population_reaches():
+    spec = small_spec(extra_projections=[Projection("hidden", "memory", recurrent=True)])
+    spec.populations.insert(1, Population("memory", 2))
+    assert spec.problems() == []
+    assert spec.reached() == {INPUT, "hidden", "memory", "output"}
+
+
+def test_every_output_of_feedforward_is_reached():
+    for sizes in ([2, 1], [2, 3, 1], [2, 3, 4, 5, 1]):
+        spec = feedforward(sizes)
+        assert spec.reached() == {INPUT, *spec.population_names}
+
+
 # --------------------------------------------------------------------------------- time
 @pytest.mark.parametrize("dt", [0.0, -1.0, math.nan, math.inf, "1"])
 def test_bad_dt_names_field_and_range(dt):

@@ -187,14 +187,21 @@ def test_add_and_remove_nodes_and_edges_as_the_browser_does(builder, wb):
         position={"x": 250.0, "y": 200.0},
         target=None,
     )
-    assert wb.spec.population_names == ["hidden", "alif1", "output"]
-    assert wb.spec.output_name == "output"
+    assert builder.draft.population_names == ["hidden", "alif1", "output"]
+    assert builder.draft.output_name == "output"
     assert node(builder, "alif1")["position"] == {"x": 250.0, "y": 200.0}
-    assert wb.spec.population("alif1").params["tau_adapt"] == 200.0
+    assert builder.draft.population("alif1").params["tau_adapt"] == 200.0
     assert builder.flow.selection["nodes"] == ["alif1"]
+    # Nothing reaches it yet: a problem at its node, and the workbench keeps its network.
+    assert [p.path for p in builder.problems] == ["populations[1]"]
+    assert "receives no projection" in builder.problems[0].message
+    assert list(builder.problems_at) == ["alif1"]
+    assert wb.spec.population_names == ["hidden", "output"]
     # Connected in the browser: an edge without data takes the defaults.
     edge_msg = {"id": "input->alif1", "source": "input", "target": "alif1"}
     browser(builder, type="edge_added", edge={**edge_msg, "sourceHandle": None})
+    assert builder.problems == []
+    assert wb.spec.population_names == ["hidden", "alif1", "output"]
     browser(
         builder,
         type="edge_added",
@@ -207,8 +214,11 @@ def test_add_and_remove_nodes_and_edges_as_the_browser_does(builder, wb):
     browser(builder, type="node_deleted", node_id="alif1", node_ids=["alif1"])
     assert wb.spec.population_names == ["hidden", "output"]
     assert [p.name for p in wb.spec.projections] == ["input->hidden", "hidden->output"]
+    # Without its only projection the output is cut off from the input: a problem.
     browser(builder, type="edge_deleted", edge_id="hidden->output", edge_ids=["hidden->output"])
-    assert [p.name for p in wb.spec.projections] == ["input->hidden"]
+    assert [p.name for p in builder.draft.projections] == ["input->hidden"]
+    assert list(builder.problems_at) == ["output"]
+    assert [p.name for p in wb.spec.projections] == ["input->hidden", "hidden->output"]
 
 
 def test_add_rows_and_remove_selected(builder, wb):
@@ -216,12 +226,14 @@ def test_add_rows_and_remove_selected(builder, wb):
     builder.add_model.value = "lif"
     builder.add_size.value = 9
     click(builder.add_population_button)
-    assert wb.spec.population("extra").size == 9
-    assert wb.spec.population_names[-1] == "output"
+    assert builder.draft.population("extra").size == 9
+    assert builder.draft.population_names[-1] == "output"
     assert builder.proj_target.options["extra"] == "extra"
+    assert "extra" not in wb.spec.population_names  # not connected yet: a problem
     builder.proj_source.value = "hidden"
     builder.proj_target.value = "extra"
     click(builder.add_projection_button)
+    assert wb.spec.population("extra").size == 9
     builder.proj_source.value = "extra"
     builder.proj_target.value = "output"
     click(builder.add_projection_button)

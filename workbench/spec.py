@@ -125,6 +125,12 @@ class NetworkSpec:
     def incoming(self, name: str) -> list[Projection]:
         return [p for p in self.projections if p.target == name]
 
+    def reached(self) -> set[str]:
+        """The input and every population a chain of projections (recurrent ones included)
+        leads to from the input.  A population outside it never receives anything that
+        depends on the input: :meth:`problems` reports it."""
+        return _reached(self)
+
     def order(self) -> list[str]:
         """Populations in an order where every non-recurrent source comes before its target."""
         self.validate()
@@ -390,7 +396,41 @@ def _problems(spec: NetworkSpec) -> list[Problem]:
             "projections",
             f"the cycle {edges} has no projection marked recurrent; mark one recurrent=True",
         )
+
+    reached = _reached(spec)
+    for k, pop in enumerate(spec.populations):
+        if pop.name not in reached:
+            add(f"populations[{k}]", _unreached_message(spec, pop.name))
     return out
+
+
+def _reached(spec: NetworkSpec) -> set[str]:
+    """The input and every population a chain of projections leads to from it."""
+    seen, todo = {INPUT}, [INPUT]
+    while todo:
+        source = todo.pop()
+        for proj in spec.projections:
+            if proj.source == source and proj.target not in seen:
+                seen.add(proj.target)
+                todo.append(proj.target)
+    return seen
+
+
+def _unreached_message(spec: NetworkSpec, name: str) -> str:
+    """Why the input never reaches population ``name``."""
+    sources = list(dict.fromkeys(p.source for p in spec.projections if p.target == name))
+    if not sources:
+        return f"{name!r} receives no projection: the input never reaches it; connect one to it"
+    if sources == [name]:
+        return (
+            f"{name!r} receives only its own self-projection: the input never reaches "
+            "it; connect one from the input or another population to it"
+        )
+    others = ", ".join(repr(s) for s in sources if s != name)
+    return (
+        f"{name!r} is not reached from the input: its projections come from {others}, which "
+        "the input does not reach either"
+    )
 
 
 def _check_matrix(m, shape, path, add, integer=False, low=None, high=None) -> None:
