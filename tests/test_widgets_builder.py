@@ -13,6 +13,7 @@ import panel as pn
 import pytest
 
 from workbench.spec import NetworkSpec, Population, Projection, feedforward
+from workbench.widgets import diagram
 from workbench.widgets.builder import DRAG_TYPE, NetworkBuilder, depths
 from workbench.widgets.state import Workbench
 from workbench.widgets.templates import TEMPLATES
@@ -202,6 +203,8 @@ def test_add_and_remove_nodes_and_edges_as_the_browser_does(builder, wb):
     browser(builder, type="edge_added", edge={**edge_msg, "sourceHandle": None})
     assert builder.problems == []
     assert wb.spec.population_names == ["hidden", "alif1", "output"]
+    # ... and laid out: in the input's next column, with hidden.
+    assert node(builder, "alif1")["position"]["x"] == node(builder, "hidden")["position"]["x"]
     browser(
         builder,
         type="edge_added",
@@ -263,6 +266,71 @@ def test_flow_methods_add_and_remove(builder, wb):
     assert wb.spec.output_name == "side"
     builder.flow.remove_node("side")
     assert wb.spec.population_names == ["hidden", "output"]
+
+
+# ------------------------------------------------------------------------------ positions
+def visible(builder):
+    return diagram.visible_area(builder.flow.viewport, builder.palette.pane)
+
+
+def test_a_new_population_lands_in_view_clear_of_the_others(builder):
+    # The view the browser reported for the template in a 970 x 480 pane, zoomed in a little.
+    builder.palette.pane = {"width": 970, "height": 480}
+    builder.flow.viewport = {"x": 44.0, "y": 40.0, "zoom": 1.0}
+    view = builder.flow.viewport
+    builder.add_population("extra")
+    box = diagram.node_box(node(builder, "extra"))
+    assert box.inside(visible(builder))
+    others = [diagram.node_box(n) for n in builder.flow.nodes if n["id"] != "extra"]
+    assert not any(box.overlaps(o) for o in others)
+    assert builder.flow.viewport == view  # there was room: the view stays
+    # No room left at a high zoom: the view zooms out to show the new node.
+    builder.flow.viewport = {"x": 44.0, "y": 193.0, "zoom": 1.5}
+    builder.add_population("more")
+    assert builder.flow.viewport["zoom"] < 1.5
+    area = diagram.Box.around(diagram.node_box(n) for n in builder.flow.nodes)
+    assert area.inside(visible(builder))
+
+
+def test_connecting_lays_out_again_and_a_dragged_node_keeps_its_place(builder, wb):
+    browser(builder, type="node_moved", node_id="output", position={"x": 700.0, "y": 260.0})
+    builder.add_population("extra")
+    placed = node(builder, "extra")["position"]
+    builder.add_projection("hidden", "extra")
+    assert wb.spec.population_names == ["hidden", "extra", "output"]
+    assert node(builder, "extra")["position"] != placed
+    assert node(builder, "extra")["position"]["x"] == 2 * diagram.COLUMN  # after hidden
+    assert node(builder, "output")["position"] == {"x": 700.0, "y": 260.0}  # the user's
+    # A new network is laid out afresh, the user's places forgotten.
+    builder.use_template("Recurrent 5-64-3")
+    assert node(builder, "output")["position"] == diagram.layout(wb.spec)["output"]
+
+
+def test_a_spec_from_outside_that_moves_a_column_is_laid_out_again(builder, wb):
+    spec = TEMPLATES["Yin-Yang 5-120-3"]()
+    spec.populations.insert(1, Population("second", 10))
+    spec.projections = [
+        Projection("input", "hidden"),
+        Projection("hidden", "second"),
+        Projection("second", "output"),
+    ]
+    wb.spec = spec.validate()
+    x = {n["id"]: n["position"]["x"] for n in builder.flow.nodes}
+    assert x["input"] < x["hidden"] < x["second"] < x["output"]
+    spec = copy.deepcopy(spec)
+    spec.projections.append(Projection("input", "output"))  # moves no column
+    browser(builder, type="node_moved", node_id="second", position={"x": 500.0, "y": 300.0})
+    wb.spec = spec
+    assert node(builder, "second")["position"] == {"x": 500.0, "y": 300.0}
+
+
+def test_a_network_loaded_beyond_the_view_is_brought_into_it(builder, wb):
+    builder.palette.pane = {"width": 970, "height": 480}
+    builder.flow.viewport = {"x": 44.0, "y": 193.0, "zoom": 1.4459}  # the template's fit
+    assert builder.load_json(feedforward([4, 8, 6, 5, 2], name="deep").to_json())
+    area = diagram.Box.around(diagram.node_box(n) for n in builder.flow.nodes)
+    assert area.inside(visible(builder))
+    assert builder.flow.viewport["zoom"] < 1.0
 
 
 # ------------------------------------------------------------------------------ problems
@@ -380,6 +448,14 @@ def test_json_round_trip_and_download(builder, wb):
     # An untouched diagram gives back the very same spec.
     builder.flow.patch_node_data("a", {"size": 6})
     assert wb.spec.to_dict() == spec.to_dict()
+
+
+def test_the_json_card_opens_and_closes_from_its_header(builder):
+    assert not builder.json_body.visible
+    builder.json_toggle.value = True
+    assert builder.json_body.visible and builder.json_toggle.label.startswith("▾")
+    builder.json_toggle.value = False
+    assert not builder.json_body.visible and builder.json_toggle.label.startswith("▸")
 
 
 def test_file_input_and_bad_json(builder, wb):

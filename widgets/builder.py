@@ -1,7 +1,11 @@
 """The network builder: a node editor of the session's :class:`NetworkSpec`.
 
 Populations are nodes, projections are edges, drawn with ``panel_reactflow.ReactFlow``.  The
-diagram and ``workbench.spec`` stay in step both ways:
+translation between a spec and the diagram is the model, pure functions in
+:mod:`workbench.widgets.diagram` (no Panel there); :class:`NetworkBuilder` is the view: it
+holds the widgets, turns each user action into new node and edge lists, and hands them to one
+method (``_update``) that asks the model for the draft, its problems and the positions, and
+shows the result.  The diagram and ``workbench.spec`` stay in step both ways:
 
 - ``workbench.spec`` -> diagram: a spec assigned anywhere (in code, a template, a loaded JSON
   file) is drawn, the input on the left and every population in the column of its depth (the
@@ -13,8 +17,14 @@ diagram and ``workbench.spec`` stay in step both ways:
   ``workbench.limits``) it is assigned to ``workbench.spec``; otherwise the diagram keeps what
   the user made, each problem is shown at its node or edge (red, with the message in its
   label) and in the list under the diagram, and ``workbench.spec`` stays the last valid network.
-  ``builder.problems`` lists the draft's problems, ``builder.problems_at`` the same by node or
-  edge id, and ``builder.draft`` is the draft itself.
+  A population no projection reaches from the input is such a problem.  ``builder.problems``
+  lists the draft's problems, ``builder.problems_at`` the same by node or edge id, and
+  ``builder.draft`` is the draft itself.
+- positions: a new population goes inside the visible part of the diagram, clear of the other
+  nodes (the view zooms out when there is no room).  When an edit connects a population or
+  moves one to another column, the diagram is laid out again by depth; nodes the user dragged,
+  and populations not connected yet, stay where they are.  A layout that leaves the view is
+  followed by a view that shows all of it.
 
 Node ids are population names (``input`` for the input); edge ids are ``"source->target"``.
 Populations come in diagram order: the last one is the output unless the network form's
@@ -51,6 +61,8 @@ Browser tests find the widgets by these css classes:
 ``wb-net-n_steps``, ``wb-net-output``
 ``wb-builder-problems``                 the problem list (an Alert: danger or success)
 ``wb-builder-summary``                  the summary table of ``workbench.spec``
+``wb-json-card``, ``wb-json-toggle``    the "Load / save JSON" card and its header, a toggle
+                                        that opens and closes it
 ``wb-spec-json``, ``wb-spec-file``,     JSON text area, file input, Load button,
 ``wb-load-spec``, ``wb-download-spec``  download of the current spec
 ``wb-load-error``                       why the last Load failed
@@ -59,11 +71,8 @@ Browser tests find the widgets by these css classes:
 
 from __future__ import annotations
 
-import copy
 import io
 import json
-import re
-from contextlib import contextmanager
 
 import panel as pn
 import param
@@ -71,21 +80,24 @@ from panel.custom import JSComponent
 from panel_reactflow import NodeType, ReactFlow
 
 from workbench.neurons import MODELS
-from workbench.spec import INPUT, NetworkSpec, Population, Problem, Projection
+from workbench.spec import INPUT, NetworkSpec, Problem
 
+from . import diagram
+from .diagram import (
+    DEFAULT_SIZE,
+    INPUT_TYPE,
+    POPULATION_KEYS,
+    POPULATION_TYPE,
+    Box,
+    Draft,
+    depths,
+    layout,
+)
 from .state import Workbench
 from .templates import TEMPLATES
 
 DRAG_TYPE = "application/x-wb-population"  # MIME type of a palette item dragged onto the diagram
-DEFAULT_SIZE = 16  # neurons of a population added without a size
-COLUMN = 230  # px between the columns of the layout
-ROW = 140  # px between the rows of a column
-INPUT_TYPE = "wb_input"  # ReactFlow node type of the input
-POPULATION_TYPE = "wb_population"  # ReactFlow node type of a population
-_PROJECTION_KEYS = ("recurrent", "delay", "weight_mean", "weight_std", "weights")
-_POPULATION_KEYS = ("name", "model", "size")
-_PATH = re.compile(r"(populations|projections)\[(\d+)\]")
-_PROBLEM_STYLE = {"border": "2px solid #d32f2f", "background": "#ffebee", "width": 230}
+JSON_TITLE = "Load / save JSON"
 
 
 def _no_editor(data, schema, *, id, type, on_patch):
@@ -98,10 +110,17 @@ def _is_int(x) -> bool:
 
 
 class ModelPalette(JSComponent):
-    """Neuron models as draggable items; dropping one on the diagram adds a population."""
+    """Neuron models as draggable items; dropping one on the diagram adds a population.
+
+    It also reports the size of the diagram beside it (``pane``, from a ResizeObserver on the
+    ``wb-builder-flow`` element of the same row): the builder needs it to know what part of
+    the diagram is in view."""
 
     items = param.List(default=[], doc="[{model, label, title}] to show")
     drag_type = param.String(default=DRAG_TYPE)
+    pane = param.Dict(
+        default=None, allow_None=True, doc="{width, height} of the diagram beside it (px)"
+    )
 
     _esm = """
 export function render({ model, el }) {
@@ -127,6 +146,31 @@ export function render({ model, el }) {
   };
   draw();
   model.on("items", draw);
+
+  let observer = null;
+  let tries = 0;
+  const watch_pane = () => {
+    const host = el.getRootNode().host;
+    const row = host ? host.parentNode : null;
+    const flow = row && row.querySelector ? row.querySelector(".wb-builder-flow") : null;
+    if (flow === null) {
+      if (tries++ < 50) setTimeout(watch_pane, 100);
+      return;
+    }
+    const report = () => {
+      const box = flow.getBoundingClientRect();
+      const size = { width: Math.round(box.width), height: Math.round(box.height) };
+      const old = model.pane;
+      if (size.width > 0 && (!old || old.width !== size.width || old.height !== size.height)) {
+        model.pane = size;
+      }
+    };
+    observer = new ResizeObserver(report);
+    observer.observe(flow);
+    report();
+  };
+  watch_pane();
+  model.on("remove", () => { if (observer !== null) observer.disconnect(); });
 }
 """
     _stylesheets = [
@@ -139,47 +183,6 @@ export function render({ model, el }) {
 .wb-palette-item:hover { background: #eef3ff; }
 """
     ]
-
-
-# ------------------------------------------------------------------------------ layout
-def depths(spec: NetworkSpec) -> dict[str, int]:
-    """Each population's column: the longest feed-forward path to it from the input (the
-    input 0, a population without feed-forward inputs 1).  Recurrent projections do not count;
-    a feed-forward cycle (invalid) stops after as many rounds as there are populations."""
-    depth = {INPUT: 0, **{p.name: 1 for p in spec.populations}}
-    for _ in range(len(spec.populations)):
-        changed = False
-        for proj in spec.projections:
-            if proj.recurrent is True or proj.source == proj.target:
-                continue
-            if proj.source in depth and proj.target in depth and proj.target != INPUT:
-                if depth[proj.source] + 1 > depth[proj.target]:
-                    depth[proj.target] = depth[proj.source] + 1
-                    changed = True
-        if not changed:
-            break
-    return depth
-
-
-def layout(spec: NetworkSpec) -> dict[str, dict[str, float]]:
-    """Positions of the input and every population: columns by :func:`depths`, each column's
-    populations in spec order, centred on the input."""
-    depth = depths(spec)
-    columns: dict[int, list[str]] = {}
-    for name in [INPUT, *(p.name for p in spec.populations)]:
-        columns.setdefault(depth[name], []).append(name)
-    out = {}
-    for col, names in columns.items():
-        for k, name in enumerate(names):
-            out[name] = {"x": float(col * COLUMN), "y": float((k - (len(names) - 1) / 2) * ROW)}
-    return out
-
-
-def _field_of(problem: Problem, whole: str) -> str:
-    """The field a problem names within its population or projection (``params.tau_mem``),
-    or ``whole`` when it concerns all of it."""
-    rest = _PATH.sub("", problem.path, count=1).lstrip(".")
-    return whole if rest in ("", "input_size") else rest
 
 
 def _param_help(key: str, p) -> str:
@@ -205,11 +208,9 @@ class NetworkBuilder(pn.viewable.Viewer):
         if params.get("workbench") is None:
             params["workbench"] = Workbench()
         super().__init__(**params)
-        self._loading = False  # the builder itself is rewriting the diagram
-        self._pushing = False  # the builder itself is assigning workbench.spec
-        self._form_patching = False  # the form is patching the diagram
         self._meta: dict = {}  # the spec's fields that are not nodes or edges
-        self._input_data = {"size": 1}
+        self._input_data = {"size": 1}  # the input node's data, to put it back if removed
+        self._pinned: set[str] = set()  # node ids the user dragged: a layout leaves them
         self.flow = ReactFlow(
             node_types={
                 INPUT_TYPE: NodeType(type=INPUT_TYPE, label="input", inputs=[]),
@@ -229,24 +230,18 @@ class NetworkBuilder(pn.viewable.Viewer):
             sizing_mode="stretch_width",
             css_classes=["wb-builder-flow"],
         )
-        self.flow.param.watch(self._on_graph, ["nodes", "edges"])
-        self.flow.param.watch(self._on_selection, "selection")
-        self.flow.on("node_data_changed", self._on_data_changed)
-        self.flow.on("edge_data_changed", self._on_data_changed)
+        # The user's edits arrive as the flow's events (from the browser, or its methods
+        # called in code); the builder's own assignments of nodes and edges raise none.
+        for event in ("node_added", "node_deleted", "edge_added", "edge_deleted", "sync"):
+            self.flow.on(event, self._on_flow_edit)
+        self.flow.on("node_data_changed", self._on_data_edit)
+        self.flow.on("edge_data_changed", self._on_data_edit)
+        self.flow.on("node_moved", self._on_moved)
         self.flow.on("drop", self._on_drop)
+        self.flow.param.watch(self._on_selection, "selection")
         self._build_widgets()
         self.workbench.param.watch(self._on_spec, "spec")
         self._show(self.workbench.spec)
-
-    @contextmanager
-    def _quiet(self):
-        """The builder itself rewrites the diagram or its widgets: no reaction to that."""
-        before = self._loading
-        self._loading = True
-        try:
-            yield
-        finally:
-            self._loading = before
 
     # ------------------------------------------------------------------------- widgets
     def _build_widgets(self) -> None:
@@ -356,6 +351,21 @@ class NetworkBuilder(pn.viewable.Viewer):
         self.load_error = pn.pane.Alert(
             "", alert_type="danger", visible=False, css_classes=["wb-load-error"]
         )
+        # Opened and closed here, not by a collapsible Card: Panel's Card hides its children
+        # by setting their models' ``visible`` in the browser, and a Card drawn again (the
+        # tabs are dynamic, so leaving the Build tab and coming back draws it again) takes
+        # that for their own visibility and never shows them again.
+        self.json_toggle = pn.widgets.Toggle(
+            label=f"▸ {JSON_TITLE}", color="light", css_classes=["wb-json-toggle"]
+        )
+        self.json_body = pn.Column(
+            self.json_input,
+            pn.Row(self.json_file, self.load_button, self.download),
+            self.load_error,
+            visible=False,
+            sizing_mode="stretch_width",
+        )
+        self.json_toggle.param.watch(self._on_json_toggle, "value")
 
     def __panel__(self):
         side = pn.Column(
@@ -369,12 +379,11 @@ class NetworkBuilder(pn.viewable.Viewer):
             width=320,
         )
         json_card = pn.Card(
-            self.json_input,
-            pn.Row(self.json_file, self.load_button, self.download),
-            self.load_error,
-            title="Load / save JSON",
-            collapsed=True,
+            self.json_body,
+            header=self.json_toggle,
+            collapsible=False,
             sizing_mode="stretch_width",
+            css_classes=["wb-json-card"],
         )
         return pn.Column(
             pn.Row(self.template, self.template_button),
@@ -399,6 +408,10 @@ class NetworkBuilder(pn.viewable.Viewer):
             sizing_mode="stretch_width",
             css_classes=["wb-builder"],
         )
+
+    def _on_json_toggle(self, event) -> None:
+        self.json_body.visible = event.new
+        self.json_toggle.label = f"{'▾' if event.new else '▸'} {JSON_TITLE}"
 
     # ------------------------------------------------------------------------- public actions
     def use_template(self, name: str) -> None:
@@ -431,31 +444,37 @@ class NetworkBuilder(pn.viewable.Viewer):
         model: str = "lif",
         size: int = DEFAULT_SIZE,
         position: dict | None = None,
+        *,
+        select: bool = False,
     ) -> str:
-        """Add a population node with ``model``'s default parameters, before the output;
-        returns its node id.  An empty ``name`` picks ``MODEL1``, ``MODEL2``, ..."""
-        name = name or self._free_name(model)
-        node_id = self._unused(name, {n["id"] for n in self.flow.nodes}, "_")
-        model_params = MODELS[model].defaults() if model in MODELS else {}
-        data = {"name": name, "model": model, "size": size, **model_params}
-        node = self._node(node_id, POPULATION_TYPE, data, position or self._new_position())
+        """Add a population node with ``model``'s default parameters, before the output, at
+        ``position`` or else in view clear of the other nodes; returns its node id.  An empty
+        ``name`` picks ``MODEL1``, ``MODEL2``, ...  Until a projection reaches it, it is a
+        problem of the diagram.  ``select``: select it (its form opens), as the row and a drop
+        do."""
         nodes = list(self.flow.nodes)
-        nodes.insert(self._output_index(nodes), node)
-        self.flow.nodes = nodes
+        name = name or diagram.free_name(model, nodes)
+        node_id = diagram.unused(name, {n["id"] for n in nodes}, "_")
+        if position is None:
+            position = diagram.place_new_node(nodes, self._visible())
+        data = diagram.new_population_data(name, model, size)
+        node = diagram.make_node(node_id, POPULATION_TYPE, data, position)
+        edges = self.flow.edges
+        if select:  # selected when it first reaches the browser, which keeps its own
+            node["selected"] = True  # selection of the nodes it has already
+            nodes = [{**n, "selected": False} for n in nodes]
+            edges = [{**e, "selected": False} for e in edges]
+        nodes.insert(diagram.insert_index(nodes, self._meta.get("output")), node)
+        self._update(nodes, edges)
+        self._fit_view()
         return node_id
 
     def add_projection(self, source: str, target: str, recurrent: bool = False, **data) -> str:
         """Add a projection edge from node ``source`` to node ``target``; returns its id."""
-        edge_id = self._unused(f"{source}->{target}", {e["id"] for e in self.flow.edges}, ":")
-        fields = {
-            "recurrent": recurrent,
-            "delay": 0,
-            "weight_mean": 0.0,
-            "weight_std": None,
-            "weights": None,
-        }
-        fields.update(data)
-        self.flow.add_edge({"id": edge_id, "source": source, "target": target, "data": fields})
+        edge_id = diagram.unused(f"{source}->{target}", {e["id"] for e in self.flow.edges}, ":")
+        fields = diagram.new_projection_data(recurrent, **data)
+        edge = {"id": edge_id, "source": source, "target": target, "data": fields}
+        self._update(self.flow.nodes, [*self.flow.edges, edge])
         return edge_id
 
     def select(self, node_id: str | None = None, edge_id: str | None = None) -> None:
@@ -469,299 +488,152 @@ class NetworkBuilder(pn.viewable.Viewer):
         self.flow.selection = {"nodes": nodes, "edges": edges}
 
     def remove_selected(self) -> None:
-        """Remove the selected nodes (not the input) and edges."""
-        nodes = [n for n in self.flow.selection.get("nodes", []) if n != INPUT]
-        edges = list(self.flow.selection.get("edges", []))
-        with self._quiet():
-            self.flow.remove_edge(edges)
-            self.flow.remove_node(nodes)
-        self._diagram_changed()
+        """Remove the selected nodes (not the input), their projections and the selected
+        edges."""
+        gone = {n for n in self.flow.selection.get("nodes", []) if n != INPUT}
+        gone_edges = set(self.flow.selection.get("edges", []))
+        nodes = [n for n in self.flow.nodes if n["id"] not in gone]
+        edges = [
+            e
+            for e in self.flow.edges
+            if e["id"] not in gone_edges and e["source"] not in gone and e["target"] not in gone
+        ]
+        self._pinned -= gone
+        self._update(nodes, edges)
         self.select()
 
     # ------------------------------------------------------------------------- spec -> diagram
     def _on_spec(self, event) -> None:
         self._show_summary()
-        if not self._pushing:
+        if event.new is not self.draft:  # the builder's own draft is drawn already
             self._show(event.new)
 
     def _show(self, spec: NetworkSpec) -> None:
-        """Draw ``spec`` (assigned from outside the builder)."""
+        """Draw ``spec`` (assigned from outside the builder): the same populations where they
+        are (laid out again if a projection moved one to another column), other ones laid
+        out afresh."""
         old = {n["id"]: n["position"] for n in self.flow.nodes}
-        fresh = layout(spec)
-        keep = set(old) == set(fresh)
-        positions = {name: old[name] if keep else pos for name, pos in fresh.items()}
-        self._meta = {
-            "name": spec.name,
-            "dt": spec.dt,
-            "n_steps": spec.n_steps,
-            "output": spec.output,
-        }
-        self._render(spec, positions, self._selected_ids())
+        if set(old) == {INPUT, *spec.population_names}:
+            positions = old
+            if self.draft is not None and diagram.needs_layout(self.draft, spec):
+                positions = diagram.relayout(spec, old, self._pinned)
+        else:
+            positions = layout(spec)
+            self._pinned = set()
+        self._meta = diagram.meta_of(spec)
+        self._input_data = {"size": spec.input_size}
+        nodes, edges = diagram.nodes_and_edges(spec, positions, self._selected_ids())
         self._set_meta_widgets()
+        self._update(nodes, edges, drawn=True)
+        self._fit_view()
         self._show_summary()
-        self._check_diagram()
-        self._decorate()
         self._refresh_form()
 
-    def _render(self, spec: NetworkSpec, positions: dict, selected: set[str]) -> None:
-        """Rewrite the whole diagram from ``spec`` (node ids = population names)."""
-        self._input_data = {"size": spec.input_size}
-        nodes = [self._node(INPUT, INPUT_TYPE, {"size": spec.input_size}, positions.get(INPUT))]
-        for pop in spec.populations:
-            data = {
-                "name": pop.name,
-                "model": pop.model,
-                "size": pop.size,
-                **copy.deepcopy(pop.params),
-            }
-            nodes.append(self._node(pop.name, POPULATION_TYPE, data, positions.get(pop.name)))
-        edges = []
-        ids: set[str] = set()
-        for proj in spec.projections:
-            edge_id = base = f"{proj.source}->{proj.target}"
-            k = 1
-            while edge_id in ids:
-                edge_id, k = f"{base}:{k}", k + 1
-            ids.add(edge_id)
-            data = {key: copy.deepcopy(getattr(proj, key)) for key in _PROJECTION_KEYS}
-            edges.append(
-                {
-                    "id": edge_id,
-                    "source": proj.source,
-                    "target": proj.target,
-                    "data": data,
-                    "selected": edge_id in selected,
-                }
-            )
-        for node in nodes:
-            node["selected"] = node["id"] in selected
-        self._assign(nodes, edges, at={})
-
-    @staticmethod
-    def _node(node_id: str, node_type: str, data: dict, position: dict | None) -> dict:
-        return {
-            "id": node_id,
-            "type": node_type,
-            "position": dict(position or {"x": 0.0, "y": 0.0}),
-            "data": data,
-            "label": node_id,
-            "selected": False,
-            "draggable": True,
-            "connectable": True,
-            "deletable": node_type != INPUT_TYPE,
-        }
-
     # ------------------------------------------------------------------------- diagram -> spec
-    def _on_graph(self, *events) -> None:
-        if not self._loading:
-            self._diagram_changed()
+    def _on_flow_edit(self, payload) -> None:
+        self._update(self.flow.nodes, self.flow.edges)
 
-    def _on_data_changed(self, payload) -> None:
-        if self._loading:
-            return
-        self._diagram_changed()
-        if not self._form_patching:
-            self._refresh_form()
+    def _on_data_edit(self, payload) -> None:
+        """Node or edge data changed by the flow's methods (the form edits through
+        :meth:`_update` itself)."""
+        self._update(self.flow.nodes, self.flow.edges)
+        self._refresh_form()
 
-    def _draft(self) -> tuple[NetworkSpec, list[str], list[str]]:
-        """The spec the diagram shows, with the node id of each population and the edge id of
-        each projection (in spec order).  Nothing is validated here."""
-        names = {INPUT: INPUT}
-        input_size = self._input_data.get("size")
-        pops, pop_ids = [], []
-        for node in self.flow.nodes:
-            data = node.get("data") or {}
-            if node["id"] == INPUT or node.get("type") == INPUT_TYPE:
-                input_size = data.get("size")
-                self._input_data = dict(data)  # to put it back should it be removed
-                names[node["id"]] = INPUT
-                continue
-            name = data.get("name", node["id"])
-            names[node["id"]] = name
-            params = {
-                k: copy.deepcopy(v)
-                for k, v in data.items()
-                if k not in _POPULATION_KEYS and not k.startswith("_")
-            }
-            pops.append(Population(name, data.get("size"), data.get("model", "lif"), params))
-            pop_ids.append(node["id"])
-        projs, proj_ids = [], []
-        for edge in self.flow.edges:
-            data = edge.get("data") or {}
-            fields = {k: copy.deepcopy(data[k]) for k in _PROJECTION_KEYS if k in data}
-            source = names.get(edge["source"], edge["source"])
-            target = names.get(edge["target"], edge["target"])
-            if "recurrent" not in fields:  # connected in the browser: no data yet
-                fields["recurrent"] = source == target or self._reaches(projs, target, source)
-            projs.append(Projection(source, target, **fields))
-            proj_ids.append(edge["id"])
-        spec = NetworkSpec(
-            input_size=input_size,
-            populations=pops,
-            projections=projs,
-            dt=self._meta.get("dt", 1.0),
-            n_steps=self._meta.get("n_steps", 100),
-            name=self._meta.get("name", "network"),
-            output=self._meta.get("output"),
+    def _on_moved(self, payload) -> None:
+        if payload.get("node_id") is not None:
+            self._pinned.add(payload["node_id"])
+
+    def _update(self, nodes: list[dict], edges: list[dict], drawn: bool = False) -> None:
+        """The diagram is now ``nodes`` and ``edges``: build the draft and find its problems,
+        pass a valid draft on to the workbench, draw it again where the diagram differs from
+        how it is drawn (a rename, defaults), lay it out again after a connection, and show
+        it all.  ``drawn``: the lists are a spec from outside, as drawn (nothing to pass on or
+        lay out)."""
+        nodes = diagram.with_input(list(nodes), self._input_data)
+        edges = list(edges)
+        before = self.draft
+        draft, problems = diagram.spec_from_diagram(
+            nodes,
+            edges,
+            self._meta,
+            self._input_data,
+            checks=[lambda spec: self.workbench.limits.problems(spec)],
         )
-        return spec, pop_ids, proj_ids
-
-    @staticmethod
-    def _reaches(projs: list[Projection], start: str, goal: str) -> bool:
-        """Whether feed-forward projections lead from ``start`` to ``goal``."""
-        seen, todo = set(), [start]
-        while todo:
-            node = todo.pop()
-            if node == goal:
-                return True
-            if node in seen:
-                continue
-            seen.add(node)
-            todo += [p.target for p in projs if p.source == node and p.recurrent is not True]
-        return False
-
-    def _check(self, spec: NetworkSpec) -> list[Problem]:
-        problems = spec.problems()
-        try:
-            problems += self.workbench.limits.problems(spec)
-        except TypeError:  # sizes or n_steps that are not numbers: already a problem above
-            pass
-        return problems
-
-    def _check_diagram(self) -> tuple[NetworkSpec, list[Problem]]:
-        """Build the draft, find its problems and show them; returns both."""
-        draft, pop_ids, proj_ids = self._draft()
-        problems = self._check(draft)
-        at: dict[str, list[Problem]] = {}
-        for problem in problems:
-            element = None
-            match = _PATH.match(problem.path)
-            if match:
-                ids = pop_ids if match.group(1) == "populations" else proj_ids
-                k = int(match.group(2))
-                element = ids[k] if k < len(ids) else None
-            elif problem.path == "input_size":
-                element = INPUT
-            if element is not None:
-                at.setdefault(element, []).append(problem)
-        self.param.update(draft=draft, problems=problems, problems_at=at)
+        self._input_data = draft.input
+        spec = draft.spec
+        redrawn = laid_out = False
+        if not drawn and not problems and diagram.needs_redraw(nodes, edges, spec):
+            name_of = {node_id: name for name, node_id in draft.node_of().items()}
+            positions = {name_of[n["id"]]: n["position"] for n in nodes if n["id"] in name_of}
+            selected = {name_of.get(i, i) for i in self._selected_ids()}
+            self._pinned = {name_of.get(i, i) for i in self._pinned}
+            nodes, edges = diagram.nodes_and_edges(spec, positions, selected)
+            draft = Draft(spec, spec.population_names, [e["id"] for e in edges], draft.input)
+            redrawn = True
+        if not drawn and before is not None and diagram.needs_layout(before, spec):
+            nodes = self._laid_out(nodes, draft)
+            laid_out = True
+        self.param.update(
+            draft=spec, problems=problems, problems_at=diagram.problems_by_element(problems, draft)
+        )
+        self._assign(nodes, edges)
+        if not drawn and not problems and spec.to_dict() != self.workbench.spec.to_dict():
+            self.workbench.spec = spec  # _on_spec knows it as the draft: not drawn again
+        if laid_out:
+            self._fit_view()
         self._show_problems()
         self._show_form_problems()
         self._refresh_choices()
-        return draft, problems
-
-    def _diagram_changed(self) -> None:
-        """The user changed the diagram: check it, and pass it on to the workbench if valid."""
-        if self._loading:
-            return
-        self._ensure_input()
-        draft, problems = self._check_diagram()
-        if problems:
-            self._decorate()
-            return
-        if draft.to_dict() != self.workbench.spec.to_dict():
-            self._pushing = True
-            try:
-                self.workbench.spec = draft
-            finally:
-                self._pushing = False
-        if self._needs_rewrite(draft):
-            names = {n["id"]: (n.get("data") or {}).get("name", n["id"]) for n in self.flow.nodes}
-            names[INPUT] = INPUT
-            positions = {names[n["id"]]: n["position"] for n in self.flow.nodes}
-            selected = {names.get(i, i) for i in self._selected_ids()}
-            self._render(draft, positions, selected)
+        if redrawn:
             self._refresh_form()
-        else:
-            self._decorate()
 
-    def _needs_rewrite(self, spec: NetworkSpec) -> bool:
-        """Whether the diagram differs from how :meth:`_render` draws ``spec`` (ids after a
-        rename, defaults not yet in a node's or edge's data)."""
-        nodes = [n for n in self.flow.nodes if n["id"] != INPUT]
-        if [n["id"] for n in nodes] != spec.population_names:
-            return True
-        for node, pop in zip(nodes, spec.populations):
-            want = {"name": pop.name, "model": pop.model, "size": pop.size, **pop.params}
-            if node.get("data") != want or node.get("type") != POPULATION_TYPE:
-                return True
-        if len(self.flow.edges) != len(spec.projections):
-            return True
-        for edge, proj in zip(self.flow.edges, spec.projections):
-            want = {key: getattr(proj, key) for key in _PROJECTION_KEYS}
-            if edge["id"] != proj.name or edge.get("data") != want:
-                return True
-        return False
+    def _laid_out(self, nodes: list[dict], draft: Draft) -> list[dict]:
+        """``nodes`` at :func:`diagram.relayout`'s positions (pinned nodes stay)."""
+        node_of = draft.node_of()
+        at = {n["id"]: n["position"] for n in nodes}
+        positions = {name: at[i] for name, i in node_of.items() if i in at}
+        pinned = {name for name, i in node_of.items() if i in self._pinned}
+        moved = {
+            node_of[name]: pos
+            for name, pos in diagram.relayout(draft.spec, positions, pinned).items()
+            if name in node_of
+        }
+        return [{**n, "position": moved.get(n["id"], n["position"])} for n in nodes]
 
-    def _ensure_input(self) -> None:
-        """Put the input node back if it was removed (every network has one)."""
-        if any(n["id"] == INPUT for n in self.flow.nodes):
+    # ------------------------------------------------------------------------- view
+    def _pane(self) -> dict | None:
+        return self.palette.pane or None
+
+    def _visible(self) -> Box | None:
+        """The part of the diagram in view, once the browser has told its viewport."""
+        return diagram.visible_area(self.flow.viewport, self._pane())
+
+    def _fit_view(self) -> None:
+        """Show the whole diagram if part of it is out of view."""
+        visible = self._visible()
+        area = Box.around(diagram.node_box(n) for n in self.flow.nodes)
+        if visible is None or area is None or area.inside(visible):
             return
-        node = self._node(INPUT, INPUT_TYPE, dict(self._input_data), {"x": 0.0, "y": 0.0})
-        with self._quiet():
-            self.flow.nodes = [node, *self.flow.nodes]
+        self.flow.viewport = diagram.fit_viewport(
+            area, self._pane(), self.flow.min_zoom, self.flow.max_zoom
+        )
 
-    # ------------------------------------------------------------------------- looks
-    def _assign(self, nodes: list[dict], edges: list[dict], at: dict | None = None) -> None:
-        """Give the diagram ``nodes`` and ``edges`` with their labels and styles (problems from
-        ``at``, by default ``problems_at``), without reacting to it.
+    def _assign(self, nodes: list[dict], edges: list[dict]) -> None:
+        """Give the diagram ``nodes`` and ``edges`` with their labels and styles (the problems
+        of ``problems_at``).
 
-        Always whole lists, never ReactFlow's ``patch_*_props`` messages: while the browser's
+        Always whole lists, never ReactFlow's ``patch_*`` messages: while the browser's
         message is handled, list updates are held until the end but patch messages go out at
         once, so a patch could reach the browser before the node it patches, or be overwritten
         by the held list."""
-        at = self.problems_at if at is None else at
-        loops = {e["source"] for e in edges if e["source"] == e["target"]}
-        nodes = [{**n, **self._node_look(n, n["id"] in loops, at.get(n["id"], []))} for n in nodes]
-        edges = [{**e, **self._edge_look(e, at.get(e["id"], []))} for e in edges]
+        nodes, edges = diagram.decorate(nodes, edges, self.problems_at)
         updates = {}
         if nodes != self.flow.nodes:
             updates["nodes"] = nodes
         if edges != self.flow.edges:
             updates["edges"] = edges
         if updates:
-            with self._quiet():
-                self.flow.param.update(**updates)
-
-    @staticmethod
-    def _node_look(node: dict, loop: bool, problems: list[Problem]) -> dict:
-        data = node.get("data") or {}
-        if node["id"] == INPUT or node.get("type") == INPUT_TYPE:
-            label = f"input\n{data.get('size')} channels"
-        else:
-            label = f"{data.get('name', node['id'])}\n{data.get('model')} · {data.get('size')}"
-            if loop:
-                label += " · ↻"
-        style = {"whiteSpace": "pre-line"}
-        if problems:
-            label += "\n" + "\n".join(f"⚠ {_field_of(p, 'size')}: {p.message}" for p in problems)
-            style.update(_PROBLEM_STYLE)
-        return {
-            "label": label,
-            "style": style,
-            "className": "wb-node wb-node-problem" if problems else "wb-node",
-        }
-
-    @staticmethod
-    def _edge_look(edge: dict, problems: list[Problem]) -> dict:
-        data = edge.get("data") or {}
-        parts = []
-        if data.get("recurrent") is True:
-            parts.append("recurrent")
-        delay = data.get("delay", 0)
-        if isinstance(delay, list):
-            parts.append("delays")
-        elif delay:
-            parts.append(f"delay {delay}")
-        style = {"strokeDasharray": "6 4"} if data.get("recurrent") is True else {}
-        if problems:
-            parts += [f"⚠ {_field_of(p, 'projection')}: {p.message}" for p in problems]
-            style.update({"stroke": "#d32f2f", "strokeWidth": 2})
-        return {"label": " · ".join(parts), "style": style}
-
-    def _decorate(self) -> None:
-        """Show the current problems at their nodes and edges."""
-        self._assign(self.flow.nodes, self.flow.edges)
+            self.flow.param.update(**updates)
 
     def _show_problems(self) -> None:
         if not self.problems:
@@ -789,11 +661,13 @@ class NetworkBuilder(pn.viewable.Viewer):
 
     # ------------------------------------------------------------------------- add / drop
     def _add_population_from_row(self) -> None:
-        node_id = self.add_population(
-            self.add_name.value.strip() or None, self.add_model.value, self.add_size.value
+        self.add_population(
+            self.add_name.value.strip() or None,
+            self.add_model.value,
+            self.add_size.value,
+            select=True,
         )
         self.add_name.value = ""
-        self.select(node_id)
 
     def _add_projection_from_row(self) -> None:
         source, target = self.proj_source.value, self.proj_target.value
@@ -812,48 +686,7 @@ class NetworkBuilder(pn.viewable.Viewer):
         if model not in MODELS:
             return
         position = payload.get("position") or None
-        node_id = self.add_population(None, model, DEFAULT_SIZE, position)
-        self.select(node_id)
-
-    def _free_name(self, model: str) -> str:
-        used = set(self._names()) | {n["id"] for n in self.flow.nodes}
-        k = 1
-        while f"{model}{k}" in used:
-            k += 1
-        return f"{model}{k}"
-
-    @staticmethod
-    def _unused(base: str, taken: set[str], sep: str) -> str:
-        """``base``, or ``base<sep>1``, ``base<sep>2``, ... : the first not in ``taken``."""
-        out, k = base, 1
-        while out in taken:
-            out, k = f"{base}{sep}{k}", k + 1
-        return out
-
-    def _names(self) -> list[str]:
-        return [
-            (n.get("data") or {}).get("name", n["id"]) for n in self.flow.nodes if n["id"] != INPUT
-        ]
-
-    def _output_index(self, nodes: list[dict]) -> int:
-        """Where a new population goes in ``nodes``: before the output (the last population
-        unless the network names one), so adding one never changes the output."""
-        output = self._meta.get("output")
-        for k in range(len(nodes) - 1, -1, -1):
-            if nodes[k]["id"] == INPUT:
-                continue
-            if output is None or (nodes[k].get("data") or {}).get("name") == output:
-                return k
-        return len(nodes)
-
-    def _new_position(self) -> dict:
-        """Below the populations of the column before the output."""
-        xs = [n["position"]["x"] for n in self.flow.nodes if n["id"] != INPUT]
-        x = max(COLUMN, max(xs, default=2 * COLUMN) - COLUMN)
-        ys = [
-            n["position"]["y"] for n in self.flow.nodes if abs(n["position"]["x"] - x) < COLUMN / 2
-        ]
-        return {"x": float(x), "y": float(max(ys, default=-ROW) + ROW)}
+        self.add_population(None, model, DEFAULT_SIZE, position, select=True)
 
     def _selected_ids(self) -> set[str]:
         sel = self.flow.selection or {}
@@ -874,32 +707,40 @@ class NetworkBuilder(pn.viewable.Viewer):
         outputs = {"(last population)": "", **{name: name for name in pops}}
         if output and output not in pops:
             outputs[f"{output} (missing)"] = output
-        with self._quiet():
-            self.proj_source.options = {INPUT: INPUT, **pops}
-            if self.proj_source.value not in self.proj_source.options.values():
-                self.proj_source.value = INPUT
-            self.proj_target.options = pops
-            if self.proj_target.value not in pops.values():
-                self.proj_target.value = next(iter(pops.values()), None)
-            self.net_output.options = outputs
-            self.net_output.value = output or ""
+        self.proj_source.options = {INPUT: INPUT, **pops}
+        if self.proj_source.value not in self.proj_source.options.values():
+            self.proj_source.value = INPUT
+        self.proj_target.options = pops
+        if self.proj_target.value not in pops.values():
+            self.proj_target.value = next(iter(pops.values()), None)
+        # options and value at once: options alone could make the Select pick another value
+        self.net_output.param.update(options=outputs, value=output or "")
+
+    def _shown(self, key: str):
+        """What the network form's widget of ``key`` shows for the current value."""
+        value = self._meta.get(key)
+        if key == "name":
+            return str(value)
+        if key == "dt":
+            number = isinstance(value, (int, float)) and not isinstance(value, bool)
+            return float(value) if number else None
+        if key == "n_steps":
+            return value if _is_int(value) else None
+        return value or ""  # output: "" is the last population
 
     def _set_meta_widgets(self) -> None:
-        dt, steps = self._meta["dt"], self._meta["n_steps"]
-        with self._quiet():
-            self.net_name.value = str(self._meta["name"])
-            number = isinstance(dt, (int, float)) and not isinstance(dt, bool)
-            self.net_dt.value = float(dt) if number else None
-            self.net_steps.value = steps if _is_int(steps) else None
-        self._refresh_choices()
+        """Show the network's fields in its form (the output: :meth:`_refresh_choices`)."""
+        self.net_name.value = self._shown("name")
+        self.net_dt.value = self._shown("dt")
+        self.net_steps.value = self._shown("n_steps")
 
     def _on_meta(self, key: str, value) -> None:
-        if self._loading:
+        if value == self._shown(key):  # shown by the builder, or no change
             return
         if key == "output":
             value = value or None  # "" is the last population
         self._meta[key] = value
-        self._diagram_changed()
+        self._update(self.flow.nodes, self.flow.edges)
 
     def _refresh_form(self) -> None:
         sel = self.flow.selection or {}
@@ -924,19 +765,21 @@ class NetworkBuilder(pn.viewable.Viewer):
         self.form_problems.object = "\n".join(f"- `{p.path}`: {p.message}" for p in problems)
         self.form_problems.visible = bool(problems)
 
-    def _patch(self, patch, item_id: str, key: str, value) -> None:
-        """``patch`` (the flow's patch_node_data or patch_edge_data) one field from the form."""
-        self._form_patching = True
-        try:
-            patch(item_id, {key: value})
-        finally:
-            self._form_patching = False
-
     def _patch_node(self, node_id: str, key: str, value) -> None:
-        self._patch(self.flow.patch_node_data, node_id, key, value)
+        """The form sets field ``key`` of a node's data."""
+        nodes = [
+            {**n, "data": {**(n.get("data") or {}), key: value}} if n["id"] == node_id else n
+            for n in self.flow.nodes
+        ]
+        self._update(nodes, self.flow.edges)
 
     def _patch_edge(self, edge_id: str, key: str, value) -> None:
-        self._patch(self.flow.patch_edge_data, edge_id, key, value)
+        """The form sets field ``key`` of an edge's data."""
+        edges = [
+            {**e, "data": {**(e.get("data") or {}), key: value}} if e["id"] == edge_id else e
+            for e in self.flow.edges
+        ]
+        self._update(self.flow.nodes, edges)
 
     @staticmethod
     def _field(label: str, value, kind: str, key: str, on_change, description: str = ""):
@@ -1002,7 +845,7 @@ class NetworkBuilder(pn.viewable.Viewer):
                 self._field(label, data.get(key), kind, key, patch(key), _param_help(key, p))
             )
         for key in data:
-            if key not in spec_params and key not in _POPULATION_KEYS:
+            if key not in spec_params and key not in POPULATION_KEYS:
                 out.append(self._field(f"{key} (unknown)", data[key], "text", key, patch(key)))
         loop = next(
             (e for e in self.flow.edges if e["source"] == node_id and e["target"] == node_id),
@@ -1082,15 +925,15 @@ class NetworkBuilder(pn.viewable.Viewer):
                     data[key] = old.get(key, default)
                 node = {**node, "data": data}
             nodes.append(node)
-        self.flow.nodes = nodes
+        self._update(nodes, self.flow.edges)
         self._refresh_form()
 
     def _set_self_loop(self, node_id: str, on: bool) -> None:
-        loops = [e["id"] for e in self.flow.edges if e["source"] == e["target"] == node_id]
+        loops = {e["id"] for e in self.flow.edges if e["source"] == e["target"] == node_id}
         if on and not loops:
             self.add_projection(node_id, node_id, recurrent=True)
         elif not on and loops:
-            self.flow.remove_edge(loops)
+            self._update(self.flow.nodes, [e for e in self.flow.edges if e["id"] not in loops])
         self._refresh_form()
 
     # ------------------------------------------------------------------------- JSON files
@@ -1112,4 +955,4 @@ class NetworkBuilder(pn.viewable.Viewer):
         return io.StringIO(self.spec_json())
 
 
-__all__ = ["NetworkBuilder", "DRAG_TYPE", "depths", "layout"]
+__all__ = ["NetworkBuilder", "ModelPalette", "DRAG_TYPE", "depths", "layout"]
