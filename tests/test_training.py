@@ -17,6 +17,7 @@ from workbench.training import (
     SampleRecorded,
     StopSignal,
     first_spike_times,
+    interrupt,
     readout_scores,
 )
 
@@ -83,6 +84,40 @@ def test_stop_signal_ends_the_run_after_the_current_batch(small_task):
     )
     assert batches == [1, 2]
     assert history.stopped and len(history) == 1
+
+
+def test_an_interrupt_inside_a_batch_drops_that_batch_and_stops(small_task):
+    # The app's Stop: a signal handler calls interrupt() while a batch's gradient is being
+    # computed.  Here the gradient hook of batch 3 calls it: that batch makes no update, and
+    # the run ends with the weights of a run stopped after batch 2.
+    config = SurrogateConfig(epochs=5, batch_size=16, sample_every=0)
+    stop = StopSignal()
+    torch.manual_seed(0)
+    reference = small_network()
+    fit(reference, small_task, config, [lambda e: stop.set() if _batch(e) == 2 else None], stop)
+
+    torch.manual_seed(0)
+    net = small_network()
+    hooks = {"calls": 0}
+
+    def hook(grad):
+        hooks["calls"] += 1
+        if hooks["calls"] == 3:
+            interrupt()  # raises Interrupted inside loss.backward()
+        return grad
+
+    next(net.parameters()).register_hook(hook)
+    batches = []
+    history = fit(net, small_task, config, [lambda e: batches.append(_batch(e))])
+    assert history.stopped and len(history) == 1
+    assert [b for b in batches if b is not None] == [1, 2]
+    for key, value in reference.state_dict().items():
+        assert torch.equal(net.state_dict()[key], value), key
+    interrupt()  # outside a batch it does nothing (the stop signal is checked there)
+
+
+def _batch(event):
+    return event.batch if isinstance(event, BatchEnd) else None
 
 
 def test_early_stopping_keeps_the_best_epoch(small_task):

@@ -3,11 +3,12 @@
 Algorithms report through events (:class:`BatchEnd`, :class:`EpochEnd`, :class:`SampleRecorded`,
 :class:`RunStart`, :class:`RunEnd`) sent to any number of callbacks; a progress bar, a live
 plot and ``compare()`` are all just callbacks.  A :class:`StopSignal` stops a run between
-batches, from any thread.
+batches, from any thread; :func:`interrupt` (for a signal handler) stops it inside a batch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import threading
 from collections.abc import Callable, Iterable
@@ -75,6 +76,38 @@ class StopSignal:
 
     def is_set(self) -> bool:
         return self._event.is_set()
+
+
+class Interrupted(Exception):
+    """A stop that arrived inside a batch (see :func:`interrupt`): the loop drops the batch."""
+
+
+_armed = False  # inside an interruptible() region of this process's main thread
+
+
+@contextlib.contextmanager
+def interruptible():
+    """The part of a batch that :func:`interrupt` may abort: computing the loss and its
+    gradient, before any weight changes (so an aborted batch leaves the weights as the
+    previous batch left them)."""
+    global _armed
+    _armed = True
+    try:
+        yield
+    finally:
+        _armed = False
+
+
+def interrupt() -> None:
+    """Abort the batch going on, at once: raise :class:`Interrupted` if the main thread is
+    inside :func:`interruptible`, else do nothing (a stop signal set beside it is honoured
+    after the batch).  Meant for a signal handler (the app's Stop, in the training worker):
+    it fires between two Python operations, so a long batch stops within one compiled
+    kernel call.  It raises at most once per region."""
+    global _armed
+    if _armed:
+        _armed = False
+        raise Interrupted
 
 
 def emit(callbacks: Iterable[Callback], event) -> None:

@@ -117,11 +117,13 @@ from workbench.training import (
     BatchEnd,
     EpochEnd,
     History,
+    Interrupted,
     RunEnd,
     RunStart,
     SampleRecorded,
     emit,
     evaluate,
+    interruptible,
 )
 
 LOCAL_READOUTS = ("max_membrane",)  # the linear readout is the output leaky integrator's
@@ -565,9 +567,20 @@ def _fit(name: str, network, data, config: LocalConfig, callbacks, stop) -> Hist
         load_random_state(saved["random"], network, data.encoder, loaders["train"], fixed["train"])
     for epoch in range(first_epoch(saved, config), config.epochs + 1):
         started = time.perf_counter()
+        interrupted = False
         for batch, (features, labels) in enumerate(loaders["train"], start=1):
+            if stop is not None and stop.is_set():  # set during the last batch (or before)
+                interrupted = True
+                break
             spikes = data.encoder(features)
-            counts = learner.present(spikes)
+            before = learner.state()
+            try:
+                with interruptible():
+                    counts = learner.present(spikes)
+            except Interrupted:  # a stop inside the batch: undo the batch's learning
+                learner.load(before)
+                interrupted = True
+                break
             accuracy = math.nan
             if assignments is not None:
                 accuracy = _accuracy(assignment_scores(counts, assignments, n_classes), labels)
@@ -578,8 +591,6 @@ def _fit(name: str, network, data, config: LocalConfig, callbacks, stop) -> Hist
                     callbacks,
                     SampleRecorded(epoch, batch, _record_first(network, spikes, labels[0])),
                 )
-            if stop is not None and stop.is_set():
-                break
         # Supervised stage: the hidden layer (and theta) frozen into the network.
         learner.sync()
         counts, feats, labels = _responses(network, layout, fixed["train"], data.encoder, False)
@@ -621,7 +632,7 @@ def _fit(name: str, network, data, config: LocalConfig, callbacks, stop) -> Hist
             )
         else:
             stale += 1
-        if stop is not None and stop.is_set():
+        if interrupted or (stop is not None and stop.is_set()):
             history.stopped = True
             break
         if checkpoint is not None and checkpoint.due(epoch):

@@ -6,7 +6,8 @@ network's :class:`~workbench.backends.RunResult` (holding the recordings when ``
 true).  :func:`fit_epochs` does the rest, the same way for every algorithm: seeded loaders,
 Adam with the configured learning-rate schedule, the events of :mod:`workbench.training`
 (``RunStart``, ``BatchEnd``, ``SampleRecorded`` every ``sample_every`` batches, ``EpochEnd``,
-``RunEnd``), a :class:`~workbench.training.StopSignal` honoured after the current batch,
+``RunEnd``), a :class:`~workbench.training.StopSignal` honoured after the current batch (or
+inside it through :func:`~workbench.training.interrupt`, which drops that batch),
 validation with :func:`~workbench.training.evaluate` after every epoch, early stopping after
 ``patience`` epochs without a better validation accuracy, and the best validation epoch's
 weights restored at the end.  When ``data.checkpoint`` is a
@@ -38,11 +39,13 @@ from workbench.training import (
     BatchEnd,
     EpochEnd,
     History,
+    Interrupted,
     RunEnd,
     RunStart,
     SampleRecorded,
     emit,
     evaluate,
+    interruptible,
 )
 
 SCHEDULES = ("cosine", "constant")
@@ -122,12 +125,22 @@ def fit_epochs(
     for epoch in range(first_epoch(saved, config), config.epochs + 1):
         started = time.perf_counter()
         total_loss = total_correct = total = skipped = 0
+        interrupted = False
         for batch, (features, labels) in enumerate(loaders["train"], start=1):
+            if stop is not None and stop.is_set():  # set during the last batch (or before)
+                interrupted = True
+                break
             spikes = data.encoder(features)
             record_now = bool(config.sample_every) and batch % config.sample_every == 0
-            loss, scores, result = step(spikes, labels, record_now)
             optimiser.zero_grad(set_to_none=True)
-            loss.backward()
+            try:
+                with interruptible():
+                    loss, scores, result = step(spikes, labels, record_now)
+                    loss.backward()
+            except Interrupted:  # a stop inside the batch: drop it, keep the weights
+                optimiser.zero_grad(set_to_none=True)
+                interrupted = True
+                break
             grads = [p.grad for p in network.parameters() if p.grad is not None]
             if all(torch.isfinite(g).all() for g in grads):
                 if getattr(config, "max_grad_norm", 0):
@@ -145,8 +158,6 @@ def fit_epochs(
                 emit(
                     callbacks, SampleRecorded(epoch, batch, _first_sample(network, result, labels))
                 )
-            if stop is not None and stop.is_set():
-                break
         val = evaluate(network, validation, data.encoder, config.readout)
         row = {
             "epoch": epoch,
@@ -166,7 +177,7 @@ def fit_epochs(
             best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
         else:
             stale += 1
-        if stop is not None and stop.is_set():
+        if interrupted or (stop is not None and stop.is_set()):
             history.stopped = True
             break
         if checkpoint is not None and checkpoint.due(epoch):
