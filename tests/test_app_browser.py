@@ -146,3 +146,55 @@ def test_compare_runs_a_grid_and_shows_its_results(app_url, browser):
     shot(page, "compare.png")
     assert blocked == [] and errors == [], (blocked + errors)[:5]
     context.close()
+
+
+@pytest.fixture(scope="module")
+def class_url():
+    """A server that runs two trainings at once; the rest wait in its queue."""
+    with running_app("--max-workers", "2") as url:
+        yield url
+
+
+def test_six_students_at_once_each_page_answers_and_sees_only_its_own_run(class_url, browser):
+    sessions = []
+    for k in range(6):
+        context, page, blocked, errors = open_session(browser, class_url)
+        name = f"mine{k}"  # each student's own population, hidden -> mine<k>
+        page.locator(".wb-add-name input").first.fill(name)
+        page.locator(".wb-add-population button").first.click()
+        page.locator(f".react-flow__node[data-id='{name}']").wait_for(timeout=60_000)
+        page.locator(".wb-proj-source select").first.select_option(label="hidden")
+        page.locator(".wb-proj-target select").first.select_option(label=name)
+        page.locator(".wb-add-projection button").first.click()
+        page.locator(f".react-flow__edge[data-id='hidden->{name}']").wait_for(timeout=60_000)
+        tab(page, "Train")
+        epochs = page.get_by_label("epochs", exact=True).first
+        epochs.fill(str(1 + k % 2))  # 1 or 2 epochs: each status names its own run's
+        epochs.press("Tab")
+        sessions.append((k, name, context, page, blocked, errors))
+    time.sleep(0.5)
+    for *_, page, _, _ in sessions:  # six Starts within a second or two
+        page.locator(".wb-start button").first.click()
+
+    # Two run, four wait, each told its place; every page still answers a tab switch.
+    wait_for(lambda: sum("queued" in status(s[3]) for s in sessions) >= 3, 120, "the queue")
+    queued = [status(page) for *_, page, _, _ in sessions if "queued" in status(page)]
+    assert all(("1st" in s or "2nd" in s or "3rd" in s or "4th" in s) for s in queued), queued
+    for k, name, _, page, _, _ in sessions:
+        tab(page, "Build")
+        page.locator(f".react-flow__node[data-id='{name}']").wait_for(timeout=30_000)
+        others = [f"mine{j}" for j in range(6) if j != k]
+        assert all(page.locator(f".react-flow__node[data-id='{o}']").count() == 0 for o in others)
+        tab(page, "Train")
+        page.locator(f".wb-raster-{name}").first.wait_for(timeout=30_000)
+
+    # Every run ends (the queue starts each in turn), each page showing its own.
+    for k, _name, _, page, _, _ in sessions:
+        wait_for(lambda p=page: "done" in status(p), 600, f"session {k}'s run")
+        assert f"epoch {1 + k % 2}/{1 + k % 2}" in status(page), status(page)
+        page.locator(".wb-test-accuracy").get_by_text("Test accuracy").wait_for(timeout=60_000)
+        others = [f".wb-raster-mine{j}" for j in range(6) if j != k]
+        assert all(page.locator(o).count() == 0 for o in others)
+    for _, _, context, _, blocked, errors in sessions:
+        assert blocked == [] and errors == [], (blocked + errors)[:5]
+        context.close()

@@ -21,6 +21,7 @@ from workbench.spec import feedforward
 from workbench.widgets.compare import CompareView, emulator_backends
 from workbench.widgets.state import Workbench
 from workbench.widgets.templates import TEMPLATES
+from workbench.widgets.worker import runs_root
 
 # small runs, as tests/test_compare.py: 1 epoch of digits on a 64-20-10 network over 10 steps
 SMALL = {"hidden": [20], "n_steps": 10}
@@ -139,9 +140,10 @@ def test_stop_cancels_the_runs_not_yet_started_and_a_second_start_is_refused():
     errors = list(view.table.value.error)
     assert len(errors) == 3 and errors[1:] == ["cancelled", "cancelled"]
     assert "cancelled" in view.status.object
-    # the session's folder lies in the OS temp dir and goes with stop()
+    # the session's folder lies in the server's folder of the OS temp dir, goes with stop()
     session = view.out.parent
-    assert session.parent == Path(tempfile.gettempdir()) and session.exists()
+    assert session.parent == runs_root() and session.exists()
+    assert runs_root().parent.parent == Path(tempfile.gettempdir())
     assert view.stop()
     assert not session.exists()
 
@@ -175,7 +177,7 @@ def test_limits_and_settings_are_checked_before_anything_starts(tmp_path):
     view.epochs.value = 1
     assert not view.start()
     assert "algorithms" in alerts(view.messages) and "at least one" in alerts(view.messages)
-    assert not view.running and view._process is None and not any(tmp_path.iterdir())
+    assert not view.running and view._job is None and not any(tmp_path.iterdir())
 
 
 # ------------------------------------------------------------------------------------ traces

@@ -6,11 +6,13 @@ import time
 import holoviews as hv
 import numpy as np
 import panel as pn
+import psutil
 import xarray as xr
 
 from workbench.spec import feedforward
 from workbench.widgets import plots
 from workbench.widgets.dashboard import TrainingDashboard
+from workbench.widgets.scheduler import configure
 from workbench.widgets.state import Workbench
 
 hv.extension("bokeh")
@@ -78,6 +80,55 @@ def test_stop_ends_the_run_after_the_current_batch():
     assert "stopped early" in dash._result.object
 
 
+def test_stop_acts_inside_a_long_batch():
+    # One batch of 1,024 samples x 600 steps x 600 neurons takes seconds: Stop, pressed
+    # while the first batch is being computed (or before it starts), drops it: no batch is
+    # reported, and the run ends as stopped without finishing that batch.  (test_training
+    # holds the interrupt inside a batch exactly.)
+    spec = feedforward([64, 600, 10], "lif", "li", dt=1.0, n_steps=600, name="long")
+    dash = TrainingDashboard(workbench=Workbench(dataset="digits", spec=spec), autopoll=False)
+    dash.set_setting("epochs", 1)
+    dash.set_setting("batch_size", 1024)
+    assert dash.start(), dash.problems
+    until(dash, lambda: dash.session.job.pid is not None)
+    time.sleep(1.0)
+    dash.stop()
+    assert dash.session.state == "stopping" and dash._stop_button.disabled
+    until(dash, finished(dash), timeout=180)
+    assert dash.session.state == "done", dash.session.error
+    assert dash.workbench.run.metrics["stopped"]
+    assert len(dash._curves.data["batch"]) == 0  # the batch going on was dropped
+
+
+def test_runs_beyond_the_servers_workers_wait_in_the_queue():
+    configure(1)
+    try:
+        first, second, third = (
+            TrainingDashboard(workbench=small_workbench(), autopoll=False) for _ in range(3)
+        )
+        for dash in (first, second, third):
+            dash.set_setting("epochs", 50)
+        assert first.start() and second.start()
+        assert first.session.state == "running" and second.session.state == "queued"
+        assert "queued" in second._status.object and "1st" in second._status.object
+        assert second._stop_button.disabled is False and second._pause.disabled
+        second.stop()  # leaves the queue at once; its worker never starts
+        assert second.session.state == "cancelled" and second.session.job.pid is None
+        assert not second._start.disabled
+        assert third.start() and third.session.state == "queued"
+        first.toggle_pause()  # a paused run gives its slot to the next
+        until(third, lambda: third.session.state == "running")
+        first.toggle_pause()  # and waits for one to resume
+        assert first.session.state == "queued" and "to resume" in first._status.object
+        third.stop()
+        until(third, finished(third), timeout=60)
+        until(first, lambda: first.session.state == "running")
+        first.stop()
+        until(first, finished(first), timeout=60)
+    finally:
+        configure(None)
+
+
 def test_pause_holds_the_worker_and_resume_continues():
     dash = TrainingDashboard(workbench=small_workbench(), autopoll=False)
     dash.set_setting("epochs", 50)
@@ -85,6 +136,9 @@ def test_pause_holds_the_worker_and_resume_continues():
     until(dash, lambda: len(dash._curves.data["batch"]) >= 2)
     dash.toggle_pause()
     assert dash.session.state == "paused" and dash._pause.label == "Resume"
+    # the worker is stopped where it was (SIGSTOP), not at the end of its batch
+    worker = psutil.Process(dash.session.job.pid)
+    until(dash, lambda: worker.status() == psutil.STATUS_STOPPED, timeout=5)
     time.sleep(0.3)
     dash.poll()
     held = len(dash._curves.data["batch"])
@@ -260,7 +314,7 @@ def test_a_worker_ends_when_its_server_is_killed(tmp_path):
         "    wb = Workbench(dataset='digits', spec=spec)\n"
         "    session = TrainingSession()\n"
         "    session.start(wb.run_config('surrogate', {'epochs': 200}), spec)\n"
-        "    print(session._process.pid, flush=True)\n"
+        "    print(session.job.pid, flush=True)\n"
         "    time.sleep(600)\n"
     )
     server = subprocess.Popen([sys.executable, str(script)], stdout=subprocess.PIPE, text=True)

@@ -18,8 +18,9 @@ from .compare import CompareView
 from .dashboard import TrainingDashboard
 from .data import DataPicker
 from .hardware import BackendPicker
+from .scheduler import configure
 from .state import Limits, Workbench
-from .worker import warm_up
+from .worker import sweep, warm_up
 
 TABS = ("Build", "Data", "Train", "Compare", "Hardware")
 
@@ -82,10 +83,15 @@ def serve(
     limits: Limits | None = None,
     webgl: bool = False,
     allow_origins: list[str] | None = None,
+    workers: int | None = None,
 ) -> None:
     """Serve the app on ``address:port`` until interrupted (one app per browser session).
     Browsers may connect through localhost, ``address`` and ``allow_origins`` (``host[:port]``,
-    e.g. the lab server's name when listening on 0.0.0.0)."""
+    e.g. the lab server's name when listening on 0.0.0.0).  ``workers``: runs going at once,
+    every session together (None: :func:`~workbench.widgets.scheduler.default_workers`); the
+    rest wait in a fair queue.  What servers before this one left behind is removed first."""
+    sweep()
+    configure(workers)
     extension()
     warm_up()
     limits = limits or Limits()

@@ -37,10 +37,10 @@ from __future__ import annotations
 
 import copy
 import io
-import os
 import queue
 import shutil
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -76,7 +76,7 @@ from workbench.spec import Problem, SpecError
 from . import plots
 from .hardware import is_emulator
 from .state import Workbench
-from .worker import ComparisonDone, compare_in_process, worker_context
+from .worker import ComparisonDone, Job, compare_in_process, session_folder, zip_folder
 
 # the measures plotted per algorithm x backend (columns of Comparison.results)
 PLOTTED = ("test_accuracy", "train_seconds", "spikes_per_sample", "peak_memory_mb")
@@ -119,6 +119,13 @@ def emulator_backends() -> list[str]:
     return out
 
 
+def _comparison_died(exit_code: int | None) -> ComparisonDone:
+    """The last event of a comparison whose worker said nothing."""
+    if exit_code is None:
+        return ComparisonDone(None, "stopped before it started (it was waiting in the queue)")
+    return ComparisonDone(None, f"the worker process ended ({exit_code})")
+
+
 class CompareView(pn.viewable.Viewer):
     """Compare algorithms x backends x seeds on the session's dataset, and a neuron's membrane
     on two backends.  ``poll()`` brings the worker's results to the widgets; ``stop()`` ends
@@ -144,9 +151,7 @@ class CompareView(pn.viewable.Viewer):
         wb = self.workbench
         self._rows: list[dict] = []
         self._total = 0
-        self._events = queue.SimpleQueue()
-        self._process = None  # the worker process (see _worker)
-        self._stop_signal = None
+        self._job: Job | None = None  # the comparison's worker, queued or going
         self._session_folder: Path | None = None  # the temporary folder this view made
         self.traces: list[BackendTrace] = []  # the last traces shown
 
@@ -199,7 +204,8 @@ class CompareView(pn.viewable.Viewer):
             css_classes=["wb-compare-table"],
             sizing_mode="stretch_width",
         )
-        # The results as a file the student's browser saves (the run folder is on the server).
+        # The results as files the student's browser saves (the run folders are on the
+        # server, and go when the session ends or the server restarts).
         self.download = pn.widgets.FileDownload(
             callback=self._results_csv,
             filename="results.csv",
@@ -207,6 +213,14 @@ class CompareView(pn.viewable.Viewer):
             disabled=True,
             css_classes=["wb-compare-download"],
             width=200,
+        )
+        self.download_folder = pn.widgets.FileDownload(
+            callback=self._folder_zip,
+            filename="comparison.zip",
+            label="Download every run (zip)",
+            disabled=True,
+            css_classes=["wb-compare-download-folder"],
+            width=220,
         )
         self.plots = pn.pane.HoloViews(
             self._metric_layout(self.table.value),
@@ -257,7 +271,13 @@ class CompareView(pn.viewable.Viewer):
             pn.pane.Markdown("### Compare algorithms and backends"),
             pn.Row(self.algorithms, self.backends, sizing_mode="stretch_width"),
             pn.Row(self.seeds, self.epochs, self.dataset),
-            pn.Row(self.run_button, self.stop_button, self.progress, self.download),
+            pn.Row(
+                self.run_button,
+                self.stop_button,
+                self.progress,
+                self.download,
+                self.download_folder,
+            ),
             self.status,
             self.messages,
             self.plots,
@@ -363,14 +383,15 @@ class CompareView(pn.viewable.Viewer):
         root = self.folder
         if root is None:
             if self._session_folder is None:
-                self._session_folder = Path(tempfile.mkdtemp(prefix="wb-session-"))
+                self._session_folder = session_folder()
             root = self._session_folder
         Path(root).mkdir(parents=True, exist_ok=True)
         return Path(tempfile.mkdtemp(prefix="compare-", dir=root))
 
     def start(self) -> bool:
-        """Check the grid and the limits, then start the comparison in a worker thread.
-        Returns whether it started; if not, the alerts say why."""
+        """Check the grid and the limits, then queue the comparison for a worker process (it
+        starts when the server has a free worker slot).  Returns whether it was queued; if
+        not, the alerts say why."""
         cells, problems = self._plan()
         self.messages.objects = [_alert(p) for p in problems]
         if problems:
@@ -381,47 +402,49 @@ class CompareView(pn.viewable.Viewer):
         except OSError as exc:
             self.messages.objects = [_alert(Problem("folder", describe_error(exc)))]
             return False
-        ctx = worker_context()
-        self._stop_signal = ctx.Event()
-        self._events = ctx.Queue()
         self._rows = []
         self._total = len(cells)
         self.comparison = None
         self.running = True
         self.workbench.active_runs += 1
-        self._process = ctx.Process(
-            target=compare_in_process,
-            args=(arguments, self._events, self._stop_signal, os.getpid()),
+        epochs = sum(arguments["epochs"] or cell_config(c).training.get("epochs", 1) for c in cells)
+        self._job = Job(
+            compare_in_process,
+            (arguments,),
             name="workbench-compare",
-            daemon=True,
+            session=self.workbench.session_id,
+            last=(ComparisonDone,),
+            died=_comparison_died,
+            epochs=epochs,
+            kind="compare",
         )
-        self._process.start()
         if self._autopoll and self._callback is None:
             self._callback = pn.state.add_periodic_callback(self.poll, period=500)
         self._refresh()
         return True
 
     def cancel(self) -> None:
-        """Stop the comparison: runs not yet started are cancelled, the current one ends after
-        its current batch (its row shows the epochs it trained)."""
-        if self._stop_signal is not None:
-            self._stop_signal.set()
+        """Stop the comparison at once: a queued one never starts; runs not yet started are
+        cancelled, the current one ends inside its batch (its row shows what it trained)."""
+        if self._job is not None:
+            self._job.stop()
             self.stop_button.disabled = True
 
     def poll(self) -> int:
         """Bring the worker's events to the widgets; returns how many there were."""
-        process = self._process
-        dead = process is not None and not process.is_alive()  # before draining: no race
-        n = 0
+        job, n = self._job, 0
+        if job is None:
+            return 0
         while True:
             try:
-                event = self._events.get_nowait()
+                event = job.events.get_nowait()
             except queue.Empty:
                 break
             n += 1
             if isinstance(event, RunFinished):
                 self._rows.append(event.row)
                 self._total = event.total
+                job.progress(len(self._rows) / max(self._total, 1))
             elif isinstance(event, ComparisonDone):
                 self._ended()
                 self.comparison = event.comparison
@@ -429,17 +452,8 @@ class CompareView(pn.viewable.Viewer):
                     self._rows = list(event.comparison.rows)  # in grid order
                 if event.error:
                     self.messages.objects = [_alert(Problem("comparison", event.error))]
-                if self._process is not None:
-                    self._process.join(timeout=1.0)
-                    self._process = None
-        if dead and self.running:  # the worker ended without a word (terminated, out of memory)
-            self._ended()
-            self._process = None
-            self.messages.objects = [
-                _alert(Problem("comparison", f"the worker process ended ({process.exitcode})"))
-            ]
-            n += 1
-        if n:
+                job.join(1.0)
+        if n or self.running:
             self._refresh()
         return n
 
@@ -455,17 +469,17 @@ class CompareView(pn.viewable.Viewer):
     def stop(self, timeout: float = 10.0) -> bool:
         """End this session's comparison (the app calls it when the session closes, with a
         short ``timeout``: the server waits meanwhile): stop it, wait up to ``timeout`` seconds
-        for the worker to end after its current batch (then terminate it), and remove the
-        session's temporary folder.  Returns whether the worker has ended."""
+        for the worker to end (then terminate it), and remove the session's temporary folder.
+        Returns whether the worker has ended."""
         self.cancel()
-        if self._process is not None:
-            self._process.join(timeout)
-            if self._process.is_alive():
-                self._process.terminate()
-                self._process.join(2)
-            if self._process.is_alive():
+        if self._job is not None and not self._job.join(timeout):
+            self._job.terminate()
+            if not self._job.join(2):
                 return False
-        self.poll()  # a terminated worker's comparison ends there (see poll)
+        deadline = time.monotonic() + 2
+        while self.running and time.monotonic() < deadline:  # its last event, from the reader
+            self.poll()
+            time.sleep(0.05)
         if self._session_folder is not None:
             shutil.rmtree(self._session_folder, ignore_errors=True)
             self._session_folder = None
@@ -489,6 +503,10 @@ class CompareView(pn.viewable.Viewer):
             text += f", {len(errors) - len(failed)} cancelled"
         return text
 
+    def _folder_zip(self) -> io.BytesIO:
+        """The last comparison's folder (results, summary, every run folder) as a zip."""
+        return zip_folder(self.out, "comparison")
+
     def _results_csv(self) -> io.BytesIO:
         """The finished runs as ``results.csv`` (full precision), for the download button."""
         return io.BytesIO(self.results.to_csv(index=False).encode())
@@ -503,15 +521,15 @@ class CompareView(pn.viewable.Viewer):
         }
         self.table.value = results
         self.download.disabled = self.running or not len(results)
+        self.download_folder.disabled = self.running or self.out is None
         self.plots.object = self._metric_layout(results)
-        self.status.object = self.progress_text()
+        place = self._job.place() if self._job is not None and self.running else ""
+        self.status.object = f"**queued** · {place}" if place else self.progress_text()
         self.progress.max = max(self._total, 1)
         self.progress.value = len(self._rows)
         self.progress.active = self.running
         self.run_button.disabled = self.running
-        self.stop_button.disabled = not self.running or bool(
-            self._stop_signal and self._stop_signal.is_set()
-        )
+        self.stop_button.disabled = not self.running or self._job.state == "stopping"
 
     def _webgl(self, element):
         if self.workbench.webgl:

@@ -5,8 +5,9 @@ Two parts:
 
 - :class:`TrainingSession` (a ``param.Parameterized`` model, no Panel): one training run at a
   time in a worker process (``experiment.train`` on the session's network), whose events come
-  back on a queue.  ``pause()`` holds the worker between batches, ``stop()`` ends it after the
-  current batch.  The worker never touches a plot.
+  back on a queue.  It waits in the server's fair queue while every worker slot is taken
+  (the status line shows its place and an estimate); ``pause()`` and ``stop()`` act at once,
+  inside a batch.  The worker never touches a plot.
 - :class:`TrainingDashboard` (a ``pn.viewable.Viewer``): the controls and plots.  ``poll()``
   drains the queue on the session's own thread and sends what arrived to the plots, Bokeh
   figures whose data sources it updates (see :mod:`workbench.widgets.plots` for why not
@@ -24,14 +25,10 @@ from __future__ import annotations
 
 import collections
 import dataclasses
-import io
-import os
 import queue
 import shutil
-import tempfile
 import time
 import typing
-import zipfile
 from pathlib import Path
 
 import holoviews as hv
@@ -49,7 +46,7 @@ from workbench.training import BatchEnd, EpochEnd, SampleRecorded
 from . import plots
 from .hardware import chip_problems
 from .state import Workbench
-from .worker import Finished, train_in_process, worker_context
+from .worker import Finished, Job, session_folder, train_in_process, zip_folder
 
 SAMPLE_EVERY = 5  # batches between recorded samples while the dashboard watches
 
@@ -59,99 +56,102 @@ class TrainingSession(param.Parameterized):
 
     A process, not a thread: a training loop holds Python's GIL most of the time, and in a
     thread it starved the server that draws this session's plots (and every other student's)
-    to ~2 updates per second.  ``pause`` and ``stop`` are process-shared events the run checks
-    between batches; the finished run is a run folder under ``folder``.
+    to ~2 updates per second.  The run is a :class:`~workbench.widgets.worker.Job`: it waits
+    in the server's queue while the machine's worker slots are taken, and Pause and Stop act
+    at once (see there).  The finished run is a run folder under ``folder``.
     """
 
-    state = param.Selector(objects=["idle", "running", "paused", "stopping", "done", "failed"])
+    state = param.Selector(
+        objects=["idle", "queued", "running", "paused", "stopping", "done", "failed", "cancelled"]
+    )
     error = param.String("")
 
-    def __init__(self, folder: str | Path | None = None, **params):
+    def __init__(self, folder: str | Path | None = None, session: str = "", **params):
         super().__init__(**params)
         self.folder = Path(folder) if folder else None
+        self.session_id = session or f"session-{id(self)}"
         self.events = queue.SimpleQueue()
-        self._process = None
-        self._stop = self._resume = None
+        self.job: Job | None = None
         self._runs = 0
-        self.started_at: float | None = None
 
     @property
     def active(self) -> bool:
-        return self._process is not None and self._process.is_alive()
+        return self.job is not None and self.job.active
+
+    @property
+    def started_at(self) -> float | None:
+        """When the worker started (after any wait in the queue)."""
+        return self.job.started_at if self.job is not None else None
 
     def start(self, config, spec: NetworkSpec) -> None:
         """Train ``config`` on ``spec`` in the background (refused while a run is active)."""
         if self.active:
             raise RuntimeError("a training run is already going; stop it first")
-        ctx = worker_context()
         if self.folder is None:
-            self.folder = Path(tempfile.mkdtemp(prefix="workbench-session-"))
+            self.folder = session_folder()
         self._runs += 1
         out = self.folder / f"run-{self._runs}"
-        self.events = ctx.Queue()
-        self._stop, self._resume = ctx.Event(), ctx.Event()
-        self._resume.set()
         self.error = ""
-        self.started_at = time.perf_counter()
-        self.state = "running"
-        self._process = ctx.Process(
-            target=train_in_process,
-            args=(
-                config.to_dict(),
-                spec.to_json(),
-                str(out),
-                self.events,
-                self._stop,
-                self._resume,
-                os.getpid(),
-            ),
+        self.job = Job(
+            train_in_process,
+            (config.to_dict(), spec.to_json(), str(out)),
             name="workbench-training",
-            daemon=True,
+            session=self.session_id,
+            last=(Finished,),
+            died=_died,
+            epochs=int(config.training.get("epochs", 1) or 1),
+            kind=f"{config.dataset}/{config.algorithm}/{config.backend}",
         )
-        self._process.start()
+        self.events = self.job.events
+        self.state = "queued"
+        self.sync()
+
+    def sync(self) -> str:
+        """Take the job's state (queued -> running happens in the scheduler's time)."""
+        if self.job is not None and self.state in ("queued", "running", "paused", "stopping"):
+            state = self.job.state
+            if state != "ended" and state != self.state:
+                self.state = state
+        return self.state
 
     def pause(self) -> None:
-        if self.state == "running":
-            self._resume.clear()
+        if self.job is not None and self.job.pause():
             self.state = "paused"
 
     def resume(self) -> None:
-        if self.state == "paused":
-            self._resume.set()
-            self.state = "running"
+        if self.job is not None and self.job.resume():
+            self.state = self.job.state
 
     def stop(self) -> None:
-        """End the run after the current batch."""
+        """End the run at once: a queued run never starts, a running one aborts its batch."""
         if self.active:
-            self._stop.set()
-            self._resume.set()
-            self.state = "stopping"
+            self.job.stop()
+            self.state = "stopping" if self.job.state == "stopping" else self.state
 
     def finished(self, event: Finished) -> None:
-        """Called by the view when the worker's :class:`Finished` event arrives."""
+        """Called by the view when the job's last event (:class:`Finished`) arrives."""
         self.error = event.error or ""
-        self.state = "failed" if event.error else "done"
-        if self._process is not None:
-            self._process.join(10)
-
-    def check_alive(self) -> Finished | None:
-        """A :class:`Finished` for a worker that died without saying so (killed, out of
-        memory), else ``None``."""
-        if self._process is None or self.state not in ("running", "paused", "stopping"):
-            return None
-        if self._process.is_alive() or self._process.exitcode == 0:
-            return None
-        return Finished(None, f"the training process died (exit code {self._process.exitcode})")
+        if event.folder is None and not event.error:
+            self.state = "cancelled"
+        else:
+            self.state = "failed" if event.error else "done"
+        if self.job is not None:
+            self.job.join(10)
 
     def close(self) -> None:
-        """Stop any run at once and remove this session's run folders (the session ended:
+        """End any run at once and remove this session's run folders (the session ended:
         the server waits meanwhile, and nobody will read the run)."""
-        if self.active:
-            self.stop()
-            self._process.terminate()
-            self._process.join(2)
+        if self.job is not None:
+            self.job.terminate()
         if self.folder is not None:
             shutil.rmtree(self.folder, ignore_errors=True)
+
+
+def _died(exit_code: int | None) -> Finished:
+    """The last event of a run whose worker said nothing: cancelled in the queue, or died."""
+    if exit_code is None:
+        return Finished(None, None)
+    return Finished(None, f"the training process died (exit code {exit_code})")
 
 
 def _field_widget(field: dataclasses.Field, value, hint):
@@ -181,7 +181,7 @@ class TrainingDashboard(pn.viewable.Viewer):
     def __init__(self, autopoll: bool = True, **params):
         params.setdefault("workbench", Workbench())
         super().__init__(**params)
-        self.session = TrainingSession()
+        self.session = TrainingSession(session=self.workbench.session_id)
         self.run_folder: Path | None = None
         self._autopoll = autopoll
         self._callback = None
@@ -312,6 +312,7 @@ class TrainingDashboard(pn.viewable.Viewer):
         self.session.start(config, NetworkSpec.from_json(wb.spec.to_json()))
         wb.active_runs += 1
         self._set_buttons()
+        self._update_status()  # "queued · 2nd, about 1 min" when the workers are busy
         if self._autopoll and self._callback is None:
             self._callback = pn.state.add_periodic_callback(self.poll, period=self.period_ms)
         return True
@@ -325,18 +326,18 @@ class TrainingDashboard(pn.viewable.Viewer):
         self._update_status()
 
     def stop(self) -> None:
-        """Stop the run after its current batch (the Stop button)."""
+        """Stop the run at once (the Stop button): its batch is dropped, and the run ends
+        with the weights of the last whole batch; a queued run never starts."""
         self.session.stop()
         self._set_buttons()
-        self._update_status()
+        self.poll()  # a run stopped in the queue has ended already
 
     def _set_buttons(self) -> None:
         state = self.session.state
-        going = state in ("running", "paused", "stopping")
-        self._start.disabled = going
+        self._start.disabled = state in ("queued", "running", "paused", "stopping")
         self._pause.disabled = state not in ("running", "paused")
         self._pause.label = "Resume" if state == "paused" else "Pause"
-        self._stop_button.disabled = state not in ("running", "paused")
+        self._stop_button.disabled = state not in ("queued", "running", "paused")
 
     def _show_problems(self, problems: list[Problem]) -> None:
         self.problems = list(problems)
@@ -471,6 +472,9 @@ class TrainingDashboard(pn.viewable.Viewer):
             return self._drain()
 
     def _drain(self) -> int:
+        before = self.session.state
+        if self.session.sync() != before:  # the queue gave it a slot, or took a paused one's
+            self._set_buttons()
         batches, epochs, recording, finished = [], [], None, None
         n = 0
         while True:
@@ -509,8 +513,10 @@ class TrainingDashboard(pn.viewable.Viewer):
             self._update_times.append(now)
             if self.first_update_s is None and self.session.started_at is not None:
                 self.first_update_s = now - self.session.started_at
-        if finished is None:
-            finished = self.session.check_alive()
+        if self._last_batch is not None and self.session.job is not None:
+            b = self._last_batch
+            done = (b.epoch - 1) * b.batches_per_epoch + b.batch
+            self.session.job.progress(done / (max(self._epochs, 1) * b.batches_per_epoch))
         if finished is not None:
             self._finish(finished)
         self._update_status()
@@ -520,7 +526,7 @@ class TrainingDashboard(pn.viewable.Viewer):
         """Block until the run ends, updating the plots meanwhile (for scripts and notebooks
         executed top to bottom); returns the final state."""
         deadline = None if timeout is None else time.monotonic() + timeout
-        while self.session.state in ("running", "paused", "stopping"):
+        while self.session.state in ("queued", "running", "paused", "stopping"):
             if deadline is not None and time.monotonic() > deadline:
                 break
             self.poll()
@@ -539,12 +545,18 @@ class TrainingDashboard(pn.viewable.Viewer):
     def _update_status(self) -> None:
         state = self.session.state
         text = f"**{state}**"
+        if state == "queued" and self.session.job is not None:
+            text += f" · {self.session.job.place()}"
+            if self.session.job.started_at is not None:
+                text += " (to resume)"
+            else:
+                text += " (every worker of this server is busy; it starts by itself)"
         if self._last_batch is not None:
             b = self._last_batch
             epochs = self._epochs or "?"
             text += f" · epoch {b.epoch}/{epochs} · batch {b.batch}/{b.batches_per_epoch}"
             text += f" · loss {b.loss:.3f}"
-        if state in ("running", "paused", "stopping"):
+        if state == "running":
             text += f" · {self.update_rate():.1f} plot updates/s"
         if self.first_update_s is not None:
             text += f" · first update {self.first_update_s:.2f} s after Start"
@@ -561,6 +573,8 @@ class TrainingDashboard(pn.viewable.Viewer):
             self._callback = None
         if event.error:
             self._show_problems([Problem("run", event.error)])
+            return
+        if event.folder is None:  # stopped while it waited in the queue
             return
         try:
             run = load_run(event.folder)
@@ -585,12 +599,7 @@ class TrainingDashboard(pn.viewable.Viewer):
 
     def _zip_run(self):
         """The finished run's folder as a zip file to download."""
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_DEFLATED) as zf:
-            for path in sorted(self.run_folder.rglob("*")):
-                zf.write(path, Path("run") / path.relative_to(self.run_folder))
-        buffer.seek(0)
-        return buffer
+        return zip_folder(self.run_folder, "run")
 
     def teardown(self) -> None:
         """Stop the run and the periodic callback, remove the session's run folders (a

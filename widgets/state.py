@@ -8,6 +8,8 @@ sessions.
 
 from __future__ import annotations
 
+import itertools
+
 import param
 
 from workbench.backends import available_backends
@@ -16,6 +18,8 @@ from workbench.experiment import DATASET_REFERENCES, RunConfig, reference_config
 from workbench.spec import NetworkSpec, Problem
 
 from .templates import TEMPLATES
+
+_SESSIONS = itertools.count(1)
 
 
 class Limits(param.Parameterized):
@@ -73,6 +77,7 @@ class Workbench(param.Parameterized):
     def __init__(self, **params):
         params.setdefault("limits", Limits())
         super().__init__(**params)
+        self.session_id = f"workbench-{next(_SESSIONS)}"  # its runs' share of the queue
         if self.spec is None:
             self.spec = TEMPLATES["Yin-Yang 5-120-3"]()
         if not self.encoder:

@@ -277,6 +277,14 @@ def make_parser() -> argparse.ArgumentParser:
     app.add_argument("--max-epochs", type=_positive_int, default=200)
     app.add_argument("--max-concurrent-runs", type=_positive_int, default=1)
     app.add_argument("--max-compare-runs", type=_positive_int, default=24)
+    # The server's limit: runs beyond it wait in a fair queue.
+    app.add_argument(
+        "--max-workers",
+        type=_nonnegative_int,
+        default=0,
+        help="training/comparison runs going at once on this server, every session together "
+        "(the rest wait in a fair queue); 0 = one per core but one, as memory allows",
+    )
     return parser
 
 
@@ -477,6 +485,7 @@ def cmd_labs(args) -> int:
 def cmd_app(args) -> int:
     # The UI is imported here only: the rest of the CLI (and the core) runs without it.
     from workbench.widgets.app import serve
+    from workbench.widgets.scheduler import default_workers
     from workbench.widgets.state import Limits
 
     limits = Limits(
@@ -486,8 +495,13 @@ def cmd_app(args) -> int:
         max_concurrent_runs=args.max_concurrent_runs,
         max_compare_runs=args.max_compare_runs,
     )
-    print(f"SNN Workbench: http://{args.address}:{args.port}/  (Ctrl-C stops)", flush=True)
-    serve(args.port, args.address, args.show, limits, args.webgl, args.allow_origin)
+    workers = args.max_workers or default_workers()
+    print(
+        f"SNN Workbench: http://{args.address}:{args.port}/  (Ctrl-C stops; {workers} run(s) "
+        "at once, the rest queue)",
+        flush=True,
+    )
+    serve(args.port, args.address, args.show, limits, args.webgl, args.allow_origin, workers)
     return 0
 
 
