@@ -67,9 +67,13 @@ def free_port() -> int:
 
 
 @contextlib.contextmanager
-def running_app(*args: str, port: int | None = None, timeout: float = 120.0):
-    """Serve the app (``workbench app``) in a child process; yields its URL.  The child's
-    output goes to a log file whose tail is shown if the server does not come up."""
+def running_app(
+    *args: str, port: int | None = None, timeout: float = 120.0, with_process: bool = False
+):
+    """Serve the app (``workbench app``) in a child process; yields its URL, or with
+    ``with_process`` the pair ``(url, Popen)`` (the load benchmark reads the server's memory
+    through its pid).  The child's output goes to a log file whose tail is shown if the server
+    does not come up."""
     port = port or free_port()
     url = f"http://localhost:{port}/"
     log = Path(os.environ.get("TMPDIR", "/tmp")) / f"workbench-app-{port}.log"
@@ -91,7 +95,7 @@ def running_app(*args: str, port: int | None = None, timeout: float = 120.0):
             if time.monotonic() > deadline:
                 raise RuntimeError(f"the app did not answer in {timeout} s:\n{log.read_text()}")
             time.sleep(0.5)
-        yield url
+        yield (url, child) if with_process else url
     finally:
         child.terminate()
         try:
