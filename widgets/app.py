@@ -30,6 +30,35 @@ def extension() -> None:
     ``panel serve`` alike): no request leaves the machine."""
     pn.extension("tabulator", inline=True, notifications=False)
     pn.config.inline = True
+    _keep_stylesheets_local()
+
+
+def _keep_stylesheets_local() -> None:
+    """Work around Panel 1.9's CDN fallback for stylesheets.  A pane updated while it is out
+    of the document (the dashboard's status line while another tab is open: the tabs are
+    dynamic) has its properties computed for document ``None``, and for ``None`` Panel points
+    the session's shared stylesheets (loading.css, markdown.css, the theme's default.css and
+    native.css) at cdn.holoviz.org: every view then fetched them from the internet (27-31
+    failed requests per session offline).  The document of the callback running is the
+    right one; Panel passes it when the pane is shown."""
+    from panel.io.state import state
+    from panel.reactive import Reactive
+    from panel.theme.base import Design
+
+    if getattr(Reactive, "_workbench_local_css", False):
+        return
+    get_properties = Reactive._get_properties
+    apply_params = Design._apply_params.__func__
+
+    def properties(self, doc):
+        return get_properties(self, doc if doc is not None else state.curdoc)
+
+    def design_params(cls, viewable, mref, modifiers, document=None):
+        return apply_params(cls, viewable, mref, modifiers, document or state.curdoc)
+
+    Reactive._get_properties = properties
+    Design._apply_params = classmethod(design_params)
+    Reactive._workbench_local_css = True
 
 
 class App(pn.viewable.Viewer):

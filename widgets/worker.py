@@ -86,21 +86,28 @@ def follow(server: int, period: float = 1.0) -> None:
     threading.Thread(target=watch, name="follow-server", daemon=True).start()
 
 
-def _become_worker(server: int) -> None:
+@dataclass(frozen=True)
+class Ready:
+    """A worker's first event: from now on ``SIGUSR1`` aborts its batch (before, the
+    signal's default action would end the process, so the job does not send it)."""
+
+
+def _become_worker(server: int, events) -> None:
     """What every worker does first: end with the server, one torch thread (a lab's runs
     share the cores fairly), a lower priority than the server (the page goes first on a busy
     machine), and Stop's ``SIGUSR1`` aborting the batch going on."""
     from workbench.kernels import use_one_thread
 
+    signal.signal(signal.SIGUSR1, lambda *_: interrupt())
+    events.put(Ready())
     follow(server)
     use_one_thread()
     os.nice(10)
-    signal.signal(signal.SIGUSR1, lambda *_: interrupt())
 
 
 def train_in_process(config: dict, spec_json: str, folder: str, events, stop, server: int) -> None:
     """The worker process: train, send the events, save the run folder."""
-    _become_worker(server)
+    _become_worker(server, events)
 
     def send(event) -> None:
         if isinstance(event, RunEnd):
@@ -129,7 +136,7 @@ class ComparisonDone:
 def compare_in_process(arguments: dict, events, stop, server: int) -> None:
     """Run ``compare(**arguments)`` one run after another; its ``RunFinished`` events and a
     last :class:`ComparisonDone` go on ``events``."""
-    _become_worker(server)
+    _become_worker(server, events)
     try:
         result = compare(**arguments, stop=stop, callbacks=[events.put])
     except Exception as exc:
@@ -171,6 +178,7 @@ class Job:
         self._last, self._died = last, died
         self._queue, self._stop = ctx.Queue(), ctx.Event()
         self._process = None
+        self._ready = False  # the worker has its SIGUSR1 handler (see Ready)
         self._lock = threading.Lock()
         self.ticket = None
         self.ticket = scheduler().submit(session, self._go, epochs, kind)
@@ -182,7 +190,10 @@ class Job:
         with self._lock:
             if self.state != "running":
                 return False
-            os.kill(self._process.pid, signal.SIGSTOP)
+            try:
+                os.kill(self._process.pid, signal.SIGSTOP)
+            except ProcessLookupError:  # it has just ended
+                return False
             self.state = "paused"
         scheduler().pause(self.ticket)
         return True
@@ -209,7 +220,8 @@ class Job:
             else:
                 self.state = "stopping"
                 self._stop.set()
-                self._signal(signal.SIGUSR1)
+                if self._ready:  # else the stop event ends it before its first batch
+                    self._signal(signal.SIGUSR1)
                 self._signal(signal.SIGCONT)
         if self._process is None:
             scheduler().end(self.ticket)
@@ -302,6 +314,10 @@ class Job:
                         break
                 else:
                     continue
+            if isinstance(event, Ready):
+                with self._lock:
+                    self._ready = True
+                continue
             self.events.put(event)
             if isinstance(event, self._last):
                 last = event
