@@ -55,6 +55,18 @@ def test_a_paused_run_gives_its_slot_and_resumes_ahead_of_new_runs():
     assert started == ["a#0", "b#0", "a#0"] and a.state == "running"  # go() again: continue
 
 
+def test_a_run_paused_in_the_queue_leaves_it_and_queues_again_behind_the_others():
+    started = []
+    s = Scheduler(workers=1)
+    submit(s, "a", started)
+    b = submit(s, "b", started)
+    c = submit(s, "c", started)
+    s.pause(b)
+    assert b.state == "paused" and s.place(b) is None and s.place(c) == 1
+    s.resume(b)  # no jumping the queue by pausing: it had no slot yet
+    assert s.place(c) == 1 and s.place(b) == 2
+
+
 def test_a_run_cancelled_in_the_queue_never_starts():
     started = []
     s = Scheduler(workers=1)
@@ -94,9 +106,7 @@ def test_a_failing_start_ends_the_run_and_frees_the_slot():
     ("cpus", "available_mb", "workers"),
     [(2, 20_000, 1), (16, 60_000, 15), (16, 3_000, 4), (1, 20_000, 1), (8, 500, 1)],
 )
-def test_default_workers_leave_a_core_to_the_server_and_fit_in_memory(
-    cpus, available_mb, workers
-):
+def test_default_workers_leave_a_core_to_the_server_and_fit_in_memory(cpus, available_mb, workers):
     assert default_workers(cpus, available_mb) == workers
 
 

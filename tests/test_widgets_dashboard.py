@@ -111,7 +111,10 @@ def test_runs_beyond_the_servers_workers_wait_in_the_queue():
         assert first.start() and second.start()
         assert first.session.state == "running" and second.session.state == "queued"
         assert "queued" in second._status.object and "1st" in second._status.object
-        assert second._stop_button.disabled is False and second._pause.disabled
+        second.toggle_pause()  # a queued run can be held too, out of the queue
+        assert second.session.state == "paused" and second._pause.label == "Resume"
+        second.toggle_pause()
+        assert second.session.state == "queued" and not second._stop_button.disabled
         second.stop()  # leaves the queue at once; its worker never starts
         assert second.session.state == "cancelled" and second.session.job.pid is None
         assert not second._start.disabled

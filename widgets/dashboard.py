@@ -335,7 +335,7 @@ class TrainingDashboard(pn.viewable.Viewer):
     def _set_buttons(self) -> None:
         state = self.session.state
         self._start.disabled = state in ("queued", "running", "paused", "stopping")
-        self._pause.disabled = state not in ("running", "paused")
+        self._pause.disabled = state not in ("queued", "running", "paused")
         self._pause.label = "Resume" if state == "paused" else "Pause"
         self._stop_button.disabled = state not in ("queued", "running", "paused")
 

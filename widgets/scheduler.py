@@ -81,8 +81,13 @@ class Scheduler:
         return ticket
 
     def pause(self, ticket: Ticket) -> None:
-        """``ticket``'s worker was paused: its slot goes to the next run."""
+        """``ticket`` is paused: a running one's slot goes to the next run, a queued one leaves
+        the queue (until :meth:`resume`)."""
         with self._lock:
+            if ticket.state == "queued":
+                self._queue.remove(ticket)
+                ticket.state = "paused"
+                return
             if ticket.state != "running":
                 return
             self._running.remove(ticket)
@@ -91,12 +96,15 @@ class Scheduler:
         self._dispatch()
 
     def resume(self, ticket: Ticket) -> None:
-        """Ask a slot for a paused run again (ahead of runs not yet started); its ``go`` is
-        called when it gets one."""
+        """Ask a slot for a paused run again (ahead of runs not yet started, if it had one);
+        its ``go`` is called when it gets one."""
         with self._lock:
             if ticket.state != "paused":
                 return
-            ticket.state, ticket.resuming = "queued", True
+            # a run that had a slot goes first; one paused in the queue takes its turn again
+            ticket.state, ticket.resuming = "queued", ticket.started_at is not None
+            if not ticket.resuming:
+                ticket.order = next(self._count)  # behind those who waited meanwhile
             self._queue.append(ticket)
         self._dispatch()
 

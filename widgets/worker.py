@@ -185,15 +185,16 @@ class Job:
 
     # ------------------------------------------------------------------ controls
     def pause(self) -> bool:
-        """Stop the worker where it is (it keeps its memory, not its slot); False if the job
-        is not running."""
+        """Stop the worker where it is (it keeps its memory, not its slot), or hold a queued
+        job out of the queue; False if the job is neither running nor queued."""
         with self._lock:
-            if self.state != "running":
+            if self.state not in ("running", "queued"):
                 return False
-            try:
-                os.kill(self._process.pid, signal.SIGSTOP)
-            except ProcessLookupError:  # it has just ended
-                return False
+            if self.state == "running":
+                try:
+                    os.kill(self._process.pid, signal.SIGSTOP)
+                except ProcessLookupError:  # it has just ended
+                    return False
             self.state = "paused"
         scheduler().pause(self.ticket)
         return True
@@ -219,10 +220,12 @@ class Job:
                 self.events.put(self._died(None))
             else:
                 self.state = "stopping"
+                # continued first: a worker paused inside the stop event's lock would hold
+                # set() (and the server) until it runs again
+                self._signal(signal.SIGCONT)
                 self._stop.set()
                 if self._ready:  # else the stop event ends it before its first batch
                     self._signal(signal.SIGUSR1)
-                self._signal(signal.SIGCONT)
         if self._process is None:
             scheduler().end(self.ticket)
 
