@@ -453,8 +453,12 @@ class CompareView(pn.viewable.Viewer):
                 if event.error:
                     self.messages.objects = [_alert(Problem("comparison", event.error))]
                 job.join(1.0)
-        if n or self.running:
+        if n:
             self._refresh()
+        elif self.running:  # only the queue's place and estimate may have changed
+            status = self._status_text()
+            if status != self.status.object:
+                self.status.object = status
         return n
 
     def _ended(self) -> None:
@@ -523,13 +527,17 @@ class CompareView(pn.viewable.Viewer):
         self.download.disabled = self.running or not len(results)
         self.download_folder.disabled = self.running or self.out is None
         self.plots.object = self._metric_layout(results)
-        place = self._job.place() if self._job is not None and self.running else ""
-        self.status.object = f"**queued** · {place}" if place else self.progress_text()
+        self.status.object = self._status_text()
         self.progress.max = max(self._total, 1)
         self.progress.value = len(self._rows)
         self.progress.active = self.running
         self.run_button.disabled = self.running
         self.stop_button.disabled = not self.running or self._job.state == "stopping"
+
+    def _status_text(self) -> str:
+        """The progress, or the comparison's place in the server's queue while it waits."""
+        place = self._job.place() if self._job is not None and self.running else ""
+        return f"**queued** · {place}" if place else self.progress_text()
 
     def _webgl(self, element):
         if self.workbench.webgl:

@@ -467,14 +467,21 @@ class TrainingDashboard(pn.viewable.Viewer):
 
         The document is held while the plots change: one message to the browser, and Bokeh
         walks the page's model graph once instead of after every changed property (that walk
-        over the whole app cost ~0.1 s per change)."""
+        over the whole app cost ~0.1 s per change).  When nothing arrived and nothing changed
+        (a run waiting in the queue, a paused one), nothing is held or sent: releasing a hold
+        walks the whole document even when nothing changed, and with a class's sessions each
+        polling ten times a second those walks alone kept the server busy."""
+        before = self.session.state
+        state = self.session.sync()  # the queue gave it a slot, or took a paused one's
+        if state == before and self.session.events.empty():
+            if self._status_text() == self._status.object:
+                return 0
         with pn.io.hold(freeze=True):
+            if state != before:
+                self._set_buttons()
             return self._drain()
 
     def _drain(self) -> int:
-        before = self.session.state
-        if self.session.sync() != before:  # the queue gave it a slot, or took a paused one's
-            self._set_buttons()
         batches, epochs, recording, finished = [], [], None, None
         n = 0
         while True:
@@ -543,6 +550,11 @@ class TrainingDashboard(pn.viewable.Viewer):
         return len(self._update_times) / window
 
     def _update_status(self) -> None:
+        text = self._status_text()
+        if text != self._status.object:  # an unchanged line is not sent again
+            self._status.object = text
+
+    def _status_text(self) -> str:
         state = self.session.state
         text = f"**{state}**"
         if state == "queued" and self.session.job is not None:
@@ -562,7 +574,7 @@ class TrainingDashboard(pn.viewable.Viewer):
             text += f" · first update {self.first_update_s:.2f} s after Start"
         if self.session.error:
             text += f"\n\n{self.session.error}"
-        self._status.object = text
+        return text
 
     def _finish(self, event: Finished) -> None:
         self.session.finished(event)
