@@ -451,6 +451,8 @@ def test_json_round_trip_and_download(builder, wb):
 
 
 def test_the_json_card_opens_and_closes_from_its_header(builder):
+    assert "wb-json-card" in builder.json_card.card.css_classes
+    assert "wb-json-toggle" in builder.json_toggle.css_classes
     assert not builder.json_body.visible
     builder.json_toggle.value = True
     assert builder.json_body.visible and builder.json_toggle.label.startswith("▾")

@@ -261,6 +261,24 @@ def test_profile_overrides_write_backend_options(wb):
     assert wb.backend_options == {"chip_seed": 3}
 
 
+def test_the_chip_profile_opens_and_closes_from_its_header(wb):
+    """A Disclosure (its body's visibility set in Python), not a collapsible Card: a Card
+    drawn again by the dynamic tabs could not open again."""
+    wb.backend = "xylo"
+    picker = BackendPicker(workbench=wb)
+    section = picker.profile_card
+    assert section.card in picker.chip_box.objects and picker.figures_pane in section.body.objects
+    assert "wb-chip-profile-card" in section.card.css_classes
+    assert "wb-chip-profile-toggle" in section.toggle.css_classes
+    assert not section.card.collapsible
+    assert not section.body.visible and section.toggle.label == "▸ Chip profile"
+    section.toggle.value = True
+    assert section.opened and section.body.visible and section.toggle.label == "▾ Chip profile"
+    section.opened = False
+    assert not section.toggle.value and not section.body.visible
+    assert section.toggle.label.startswith("▸")
+
+
 def test_resource_bars_mark_full_capacity():
     import pandas as pd
 

@@ -93,6 +93,7 @@ from .diagram import (
     depths,
     layout,
 )
+from .parts import Disclosure
 from .state import Workbench
 from .templates import TEMPLATES
 
@@ -351,21 +352,16 @@ class NetworkBuilder(pn.viewable.Viewer):
         self.load_error = pn.pane.Alert(
             "", alert_type="danger", visible=False, css_classes=["wb-load-error"]
         )
-        # Opened and closed here, not by a collapsible Card: Panel's Card hides its children
-        # by setting their models' ``visible`` in the browser, and a Card drawn again (the
-        # tabs are dynamic, so leaving the Build tab and coming back draws it again) takes
-        # that for their own visibility and never shows them again.
-        self.json_toggle = pn.widgets.Toggle(
-            label=f"▸ {JSON_TITLE}", color="light", css_classes=["wb-json-toggle"]
-        )
-        self.json_body = pn.Column(
+        # A Disclosure, not a collapsible Card, which cannot open again after another tab
+        # was visited (see widgets/parts.py).
+        self.json_card = Disclosure(
+            JSON_TITLE,
             self.json_input,
             pn.Row(self.json_file, self.load_button, self.download),
             self.load_error,
-            visible=False,
-            sizing_mode="stretch_width",
+            css_class="wb-json",
         )
-        self.json_toggle.param.watch(self._on_json_toggle, "value")
+        self.json_toggle, self.json_body = self.json_card.toggle, self.json_card.body
 
     def __panel__(self):
         side = pn.Column(
@@ -377,13 +373,6 @@ class NetworkBuilder(pn.viewable.Viewer):
             pn.Row(self.net_dt, self.net_steps),
             self.net_output,
             width=320,
-        )
-        json_card = pn.Card(
-            self.json_body,
-            header=self.json_toggle,
-            collapsible=False,
-            sizing_mode="stretch_width",
-            css_classes=["wb-json-card"],
         )
         return pn.Column(
             pn.Row(self.template, self.template_button),
@@ -404,14 +393,10 @@ class NetworkBuilder(pn.viewable.Viewer):
             self.alert,
             pn.pane.Markdown("**Summary** (the workbench's network)"),
             self.summary,
-            json_card,
+            self.json_card,
             sizing_mode="stretch_width",
             css_classes=["wb-builder"],
         )
-
-    def _on_json_toggle(self, event) -> None:
-        self.json_body.visible = event.new
-        self.json_toggle.label = f"{'▾' if event.new else '▸'} {JSON_TITLE}"
 
     # ------------------------------------------------------------------------- public actions
     def use_template(self, name: str) -> None:

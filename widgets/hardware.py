@@ -22,6 +22,8 @@ Widgets for browser tests (``css_classes``):
 - ``wb-backend``: backend Select; ``wb-backend-info``: the simulator note or the chip summary.
 - ``wb-profile-overrides``: profile overrides (JSON); ``wb-chip-seed``: chip seed;
   ``wb-backend-options-error``: why the options are refused.
+- ``wb-chip-profile-card``: the "Chip profile" section, opened and closed by its header
+  ``wb-chip-profile-toggle`` (a :class:`~workbench.widgets.parts.Disclosure`).
 - ``wb-profile-figures``: the profile table; ``wb-resources``: the resource table;
   ``wb-resource-bars``: the bar chart; ``wb-violations``: the list of violations (each an
   alert with ``wb-violation``); ``wb-chip-errors``: what could not be computed;
@@ -44,6 +46,7 @@ import param
 from workbench.backends import available_backends, backend_class
 from workbench.spec import Problem, SpecError
 
+from .parts import Disclosure
 from .state import Workbench
 
 RESOURCE = hv.Dimension("chip resource", label="resource")
@@ -199,6 +202,9 @@ class BackendPicker(pn.viewable.Viewer):
         self.violations_box = pn.Column(css_classes=["wb-violations"], sizing_mode="stretch_width")
         self.errors_box = pn.Column(css_classes=["wb-chip-errors"], sizing_mode="stretch_width")
         self.notes_box = pn.pane.Markdown("", css_classes=["wb-chip-notes"])
+        self.profile_card = Disclosure(
+            "Chip profile", self.figures_pane, css_class="wb-chip-profile"
+        )
         self.chip_box = pn.Column(
             pn.Row(self.profile_input, self.chip_seed),
             self.options_error,
@@ -207,7 +213,7 @@ class BackendPicker(pn.viewable.Viewer):
             self.resources_pane,
             self.bars_pane,
             self.notes_box,
-            pn.Card(self.figures_pane, title="Chip profile", collapsed=True),
+            self.profile_card,
             sizing_mode="stretch_width",
         )
         self._show_options()
