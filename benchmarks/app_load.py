@@ -87,7 +87,7 @@ import psutil
 from dashboard_updates import frames
 from playwright.sync_api import sync_playwright
 
-from workbench.widgets.browser import launch, offline, running_app
+from workbench.widgets.browser import VIEWPORT, launch, offline, running_app
 
 TEMPLATE = "Yin-Yang 5-120-3"
 TAB_CONTENT = {"Build": ".react-flow__node", "Data": ".wb-preview", "Train": ".wb-start"}
@@ -444,7 +444,7 @@ def stop_remaining(s: Session):
 
 # ---------------------------------------------------------------------- the sessions' loop
 def open_session(browser, index: int) -> Session:
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
+    context = browser.new_context(viewport=VIEWPORT)
     context.add_init_script(script=PROBE)
     blocked = offline(context)
     page = context.new_page()

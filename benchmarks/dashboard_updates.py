@@ -33,7 +33,7 @@ import time
 from playwright.sync_api import sync_playwright
 
 from workbench.spec import feedforward
-from workbench.widgets.browser import launch, offline, running_app
+from workbench.widgets.browser import launch, open_session, running_app
 from workbench.widgets.templates import TEMPLATES
 
 LISTEN = """() => {
@@ -131,18 +131,9 @@ def server_update_seconds(spec, repeats: int = 5) -> float:
     return float(np.median(times[1:]))
 
 
-def open_session(browser, url):
-    context = browser.new_context(viewport={"width": 1400, "height": 1000})
-    offline(context)
-    page = context.new_page()
-    page.goto(url)
-    page.locator(".react-flow__node").first.wait_for(timeout=120_000)
-    return context, page
-
-
 def concurrent(browser, url, n: int, seconds: float) -> dict:
     """``n`` sessions training Yin-Yang at once, and an idle session's tab switch."""
-    sessions = [open_session(browser, url) for _ in range(n)]
+    sessions = [open_session(browser, url)[:2] for _ in range(n)]
     for _, page in sessions:
         page.locator(".bk-tab", has_text="Train").first.click()
         page.locator(".wb-start button").first.wait_for(timeout=60_000)
@@ -153,7 +144,7 @@ def concurrent(browser, url, n: int, seconds: float) -> dict:
         clicked.append(page.evaluate("() => performance.now()"))
         page.locator(".wb-start button").first.click()
     time.sleep(seconds)
-    idle_context, idle = open_session(browser, url)
+    idle_context, idle, _, _ = open_session(browser, url)
     started = time.monotonic()
     idle.locator(".bk-tab", has_text="Train").first.click()
     idle.locator(".wb-start button").first.wait_for(timeout=300_000)
@@ -217,11 +208,7 @@ def main() -> None:
     with running_app("--max-steps", "1000") as url, sync_playwright() as p:
         browser = launch(p)
         for name, spec in (("Yin-Yang 5-120-3, 100 steps", None), ("5-1000-3, 1000 steps", big)):
-            context = browser.new_context(viewport={"width": 1400, "height": 1000})
-            blocked = offline(context)
-            page = context.new_page()
-            page.goto(url)
-            page.locator(".react-flow__node").first.wait_for(timeout=120_000)
+            context, page, blocked, _ = open_session(browser, url)
             if spec is not None:
                 page.get_by_text("Load / save JSON").first.click()  # open the card
                 page.locator(".wb-spec-json textarea").first.fill(spec.to_json())

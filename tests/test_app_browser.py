@@ -7,15 +7,21 @@ from pathlib import Path
 
 import pytest
 
-from workbench.widgets.browser import chromium_path, launch, offline, running_app
+from workbench.widgets.browser import (
+    chromium_path,
+    open_session,
+    running_app,
+    status,
+    tab,
+    wait_for,
+)
 
 pytestmark = pytest.mark.skipif(
     chromium_path() is None, reason="Debian's chromium is not installed (.ci/run installs it)"
 )
-playwright = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
 
 IMG = Path(__file__).resolve().parents[1] / "docs" / "img"
-VIEWPORT = {"width": 1400, "height": 1000}
 
 
 @pytest.fixture(scope="module")
@@ -24,47 +30,9 @@ def app_url():
         yield url
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with playwright.sync_playwright() as p:
-        b = launch(p)
-        yield b
-        b.close()
-
-
-def open_session(browser, url):
-    context = browser.new_context(viewport=VIEWPORT)
-    blocked = offline(context)
-    page = context.new_page()
-    errors = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(url)
-    page.locator(".react-flow__node").first.wait_for(timeout=120_000)  # the builder is drawn
-    return context, page, blocked, errors
-
-
-def tab(page, name):
-    page.locator(".bk-tab", has_text=name).first.click()
-    time.sleep(0.5)
-
-
 def shot(page, name, locator=None):
     IMG.mkdir(parents=True, exist_ok=True)
     (locator or page).screenshot(path=str(IMG / name))
-
-
-def status(page) -> str:
-    """The dashboard's status line (Panel renders panes in shadow roots, which CSS locators
-    pierce but the host's inner_text does not include)."""
-    line = page.locator(".wb-status p")
-    return line.first.inner_text() if line.count() else ""
-
-
-def wait_for(condition, timeout=60.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def test_build_choose_backend_train_stop_with_isolated_sessions(app_url, browser):

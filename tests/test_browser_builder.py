@@ -9,15 +9,14 @@ from pathlib import Path
 import pytest
 
 from workbench.spec import feedforward
-from workbench.widgets.browser import chromium_path, launch, offline, running_app
+from workbench.widgets.browser import chromium_path, open_session, running_app, tab, wait_for
 
 pytestmark = pytest.mark.skipif(
     chromium_path() is None, reason="Debian's chromium is not installed (.ci/run installs it)"
 )
-playwright = pytest.importorskip("playwright.sync_api")
+pytest.importorskip("playwright.sync_api")
 
 IMG = Path(__file__).resolve().parents[1] / "docs" / "img"
-VIEWPORT = {"width": 1400, "height": 1000}
 
 
 @pytest.fixture(scope="module")
@@ -26,41 +25,15 @@ def app_url():
         yield url
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with playwright.sync_playwright() as p:
-        b = launch(p)
-        yield b
-        b.close()
-
-
 @pytest.fixture
 def page(app_url, browser):
     """A fresh session (its own Workbench) on the Build tab; no request leaves localhost and
     the page raises no error."""
-    context = browser.new_context(viewport=VIEWPORT)
-    blocked = offline(context)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(app_url)
-    page.locator(".react-flow__node").first.wait_for(timeout=120_000)  # the builder is drawn
+    context, page, blocked, errors = open_session(browser, app_url)
     time.sleep(0.5)
     yield page
     assert blocked == [] and errors == [], (blocked + errors)[:5]
     context.close()
-
-
-def tab(page, name):
-    page.locator(".bk-tab", has_text=name).first.click()
-    time.sleep(0.5)
-
-
-def wait_for(condition, timeout=30.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def texts(page, selector) -> str:

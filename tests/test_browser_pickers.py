@@ -8,14 +8,12 @@ import time
 
 import pytest
 
-from workbench.widgets.browser import chromium_path, launch, offline, running_app
+from workbench.widgets.browser import chromium_path, open_session, running_app, tab, wait_for
 
 pytestmark = pytest.mark.skipif(
     chromium_path() is None, reason="Debian's chromium is not installed (.ci/run installs it)"
 )
-playwright = pytest.importorskip("playwright.sync_api")
-
-VIEWPORT = {"width": 1400, "height": 1000}
+pytest.importorskip("playwright.sync_api")
 
 
 @pytest.fixture(scope="module")
@@ -24,25 +22,11 @@ def app_url():
         yield url
 
 
-@pytest.fixture(scope="module")
-def browser():
-    with playwright.sync_playwright() as p:
-        b = launch(p)
-        yield b
-        b.close()
-
-
 @contextlib.contextmanager
 def session(app_url, browser):
     """A new session (its own Workbench) on the Build tab; no request leaves localhost and
     the page raises no error."""
-    context = browser.new_context(viewport=VIEWPORT)
-    blocked = offline(context)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    page.goto(app_url)
-    page.locator(".react-flow__node").first.wait_for(timeout=120_000)  # the builder is drawn
+    context, page, blocked, errors = open_session(browser, app_url)
     yield page
     assert blocked == [] and errors == [], (blocked + errors)[:5]
     context.close()
@@ -63,11 +47,6 @@ def fresh_page(app_url, browser):
         yield page
 
 
-def tab(page, name):
-    page.locator(".bk-tab", has_text=name).first.click()
-    time.sleep(0.5)
-
-
 def texts(page, selector) -> list[str]:
     """The text of every pane matching ``selector`` (Panel renders panes in shadow roots, which
     CSS locators pierce but the host's inner_text does not include)."""
@@ -78,13 +57,6 @@ def hidden_size(page) -> str:
     """The size of 'hidden' in the Build tab's summary table (population, model, size, ...)."""
     cells = page.locator(".wb-builder-summary td").all_inner_texts()
     return cells[cells.index("hidden") + 2] if "hidden" in cells else ""
-
-
-def wait_for(condition, timeout=60.0, what="condition"):
-    deadline = time.monotonic() + timeout
-    while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
-        time.sleep(0.2)
 
 
 def test_brainscales2_names_the_hidden_population_the_user_made_too_big(page):

@@ -60,6 +60,44 @@ def offline(context) -> list[str]:
     return blocked
 
 
+VIEWPORT = {"width": 1400, "height": 1000}
+
+
+def open_session(browser, url: str):
+    """A new browser session of the app at ``url`` (its own Workbench), offline, waited for
+    until the Build tab's diagram is drawn: ``(context, page, blocked, errors)``, the last two
+    filled as non-local requests are refused and the page raises errors."""
+    context = browser.new_context(viewport=VIEWPORT)
+    blocked = offline(context)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    page.goto(url)
+    page.locator(".react-flow__node").first.wait_for(timeout=120_000)  # the builder is drawn
+    return context, page, blocked, errors
+
+
+def tab(page, name: str) -> None:
+    """Click the app's tab ``name`` and give it a moment to draw."""
+    page.locator(".bk-tab", has_text=name).first.click()
+    time.sleep(0.5)
+
+
+def status(page) -> str:
+    """The dashboard's status line (Panel renders panes in shadow roots, which CSS locators
+    pierce but the host's inner_text does not include)."""
+    line = page.locator(".wb-status p")
+    return line.first.inner_text() if line.count() else ""
+
+
+def wait_for(condition, timeout: float = 60.0, what: str = "condition") -> None:
+    """Poll ``condition()`` until it is true; fail naming ``what`` after ``timeout`` s."""
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        time.sleep(0.2)
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
