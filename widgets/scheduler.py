@@ -144,7 +144,7 @@ class Scheduler:
             return work / self.workers
 
     def status(self) -> dict:
-        """Counts for the server's log and the load benchmark."""
+        """The slots, and how many runs hold one and wait for one."""
         with self._lock:
             return {
                 "workers": self.workers,

@@ -40,7 +40,7 @@ from workbench.experiment import RunConfig, save_run, train
 from workbench.spec import NetworkSpec
 from workbench.training import RunEnd, SampleRecorded, interrupt
 
-from .scheduler import scheduler
+from .scheduler import about, ordinal, scheduler
 
 ROOT = "workbench-app"  # under the temporary directory: one folder per server process
 
@@ -180,7 +180,6 @@ class Job:
         self._process = None
         self._ready = False  # the worker has its SIGUSR1 handler (see Ready)
         self._lock = threading.Lock()
-        self.ticket = None
         self.ticket = scheduler().submit(session, self._go, epochs, kind)
 
     # ------------------------------------------------------------------ controls
@@ -259,9 +258,7 @@ class Job:
 
     def place(self) -> str:
         """``3rd, about 1 min`` while queued, else ``""``."""
-        from .scheduler import about, ordinal
-
-        place = scheduler().place(self.ticket) if self.ticket is not None else None
+        place = scheduler().place(self.ticket)
         if place is None:
             return ""
         wait = scheduler().wait_s(self.ticket) or 0.0
