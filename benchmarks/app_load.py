@@ -31,8 +31,9 @@ pages would).  The timer's period is the resolution (~25 ms; a busy page fires i
 What is measured (page-side times, seconds unless named otherwise):
 
 - tab switch: from the click on a tab to its content laid out and visible (Build:
-  ``.react-flow__node``, Data: the preview plot ``.wb-preview``, Train: ``.wb-start``; the
-  tabs are dynamic, so this content does not exist before the click);
+  ``.react-flow__node``, Data: the preview plot ``.wb-preview``, Train: ``.wb-start``; a
+  tab's content enters the page at its first visit and stays, hidden, when another tab is
+  open, so a visible element is what is waited for);
 - Start -> first plot update: from the click on Start to the first rows streamed into the
   loss plot's data source (a ``ColumnsStreamed`` event of the page's Bokeh document: the data
   is in the page, drawn at the next animation frame).  The status line's first batch arrives in

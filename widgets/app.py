@@ -74,13 +74,19 @@ class App(pn.viewable.Viewer):
         self.dashboard = TrainingDashboard(workbench=self.workbench)
         self.compare = CompareView(workbench=self.workbench)
         self.hardware = BackendPicker(workbench=self.workbench)
-        self.tabs = pn.Tabs(
-            *zip(TABS, (self.builder, self.data, self.dashboard, self.compare, self.hardware)),
-            # only the open tab is in the page: every plot update makes Bokeh walk the page's
-            # model graph, and with all five tabs that walk halved the dashboard's update rate
-            dynamic=True,
-            sizing_mode="stretch_width",
-        )
+        self._views = (self.builder, self.data, self.dashboard, self.compare, self.hardware)
+        # A tab's view enters the page on its first visit and then stays: later switches are
+        # the browser's alone.  (Panel's dynamic tabs re-send a tab's whole model tree at every
+        # visit; with a class on one server that was most of the server's time.)
+        self._slots = [pn.Column(sizing_mode="stretch_width") for _ in TABS]
+        self._slots[0].objects = [self.builder]
+        self.tabs = pn.Tabs(*zip(TABS, self._slots), sizing_mode="stretch_width")
+        self.tabs.param.watch(self._open, "active")
+
+    def _open(self, event) -> None:
+        slot = self._slots[event.new]
+        if not slot.objects:
+            slot.objects = [self._views[event.new]]
 
     def teardown(self, *_) -> None:
         """Stop this session's training and comparison (its browser tab closed).  The server

@@ -2,10 +2,10 @@
 
 :class:`Disclosure` is the app's one way to show a titled section that opens and closes.  Use
 it instead of a collapsible ``pn.Card``: Panel 1.9's Card hides a collapsed card's children by
-setting their models' ``visible`` to false in the browser only, and the app's tabs are dynamic
-(``pn.Tabs(dynamic=True)``), so a card drawn again when its tab is visited again takes that
-false for its children's own setting and never shows them again (the arrow flips, the card
-stays ~37 px tall).  Here the section's own toggle sets its body's ``visible`` in Python, which
+setting their models' ``visible`` to false in the browser only, so a card drawn again (the
+app's tabs were dynamic, ``pn.Tabs(dynamic=True)``, and drew a tab again at every visit) takes
+that false for its children's own setting and never shows them again (the arrow flips, the
+card stays ~37 px tall).  Here the section's own toggle sets its body's ``visible`` in Python, which
 every drawing of it follows.
 
 Widgets for browser tests (``css_classes``, from the ``css_class`` given): ``{css_class}-card``
