@@ -748,7 +748,7 @@ def test_cli_import_refusals_are_one_line(tmp_path, capsys):
     assert main(["import-nir", str(tmp_path / "biased.nir"), "--out", str(tmp_path / "r")]) == 2
     err = capsys.readouterr().err
     assert (
-        err.startswith("error: nodes.w: node 'w' (Affine): a non-zero bias")
+        err.startswith("error: nodes['w']: node 'w' (Affine): a non-zero bias")
         and err.count("\n") == 1
     )
     assert not (tmp_path / "r").exists()

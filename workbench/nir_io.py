@@ -126,6 +126,53 @@ constant input current), a ``Threshold`` anywhere but directly on spikes (where 
 population has one value each; ``r`` and ``w_in`` may differ, they go into the weights), and
 every other node type (convolutions, pooling, ``Flatten``, ``I``, ...).  Nested ``NIRGraph``
 nodes are flattened.
+
+Validation
+----------
+
+A graph (or file) from elsewhere is checked before anything is converted, and a file before its
+arrays are read; whatever fails raises :class:`SpecError` whose fields name the node
+(``nodes['lif1'].tau_syn``, ``nodes['w'].weight``, ``edges[3]``, ``metadata.n_steps``) and
+whose messages give the allowed range.  The bounds are the ``MAX_*`` constants below.
+
+- **The file** (:func:`read_nir`): at most ``MAX_FILE_BYTES``; the HDF5 tree is walked without
+  recursion and without following soft or external links; every node names a type this module
+  converts (others are named and refused: not a NIR type, or not supported here), holds the
+  datasets its type needs, each of numbers (not strings, objects, compound types) and of a
+  declared shape that fits (a weight is 2-D; a compressed dataset's declared shape tells its
+  size); the parameters of all nodes together hold at most ``MAX_PARAMETERS`` numbers (the
+  message gives the count and the largest dataset); nesting at most ``MAX_DEPTH`` graphs and
+  ``MAX_NODES`` nodes; metadata small.  Only then are the arrays read, and the nodes built
+  without NIR's type inference.
+- **Metadata and arguments**: ``dt`` a number of seconds in ``DT_RANGE_S`` (as an argument:
+  ms, 1e-3 .. 1000); ``n_steps`` a whole number from 1 to ``MAX_N_STEPS`` (``2.7`` and
+  ``10**12`` are refused; ``100.0`` is 100); ``integration`` one of :data:`INTEGRATIONS`;
+  ``name`` a string.
+- **Structure** (after flattening nested graphs, iteratively): node keys strings of at most
+  ``MAX_KEY`` characters, unique once flattened; edges pairs of existing keys, none twice;
+  exactly one Input (which only sends) and one Output (which only receives), one of each in
+  a nested graph; at most ``MAX_POPULATIONS`` neuron nodes; the weight nodes between
+  populations ordered topologically (a loop of them without a neuron is refused, naming a node
+  on it); the weight paths counted by dynamic programming over that order, never enumerated
+  (at most ``MAX_PATHS``: 30 diamonds in a row, 2^30 paths, are refused at once), and the
+  elements of the dense path matrices the conversion builds estimated (at most
+  ``MAX_PATH_ELEMENTS``).
+- **Parameters**, per node type: numbers only (arrays, tensors or scalars; not strings,
+  booleans, objects); within a node one value or one per neuron (the sizes must agree); along
+  each edge the sizes of its ends (a weight's ``[out, in]`` against its neighbours, an Output's
+  declared size against its population); finite, and ``tau``, ``tau_mem``, ``tau_syn`` in
+  ``(0, MAX_TAU_S]`` s (a ``CubaLIF`` without a current is NIR's ``LIF``), ``v_threshold`` in
+  ``(0, MAX_MAGNITUDE]``, weights, biases, scales, ``r``, ``w_in``, ``v_leak``, ``v_reset`` within
+  ``+-MAX_MAGNITUDE`` (1e15: a population's inputs are spikes of 0 or 1 at any depth, so a
+  membrane sums at most fan-in x n_steps weights, 1e15 x 2^23 x 1e5 ~ 1e27, far inside
+  float32's 3.4e38; weights of 1e38 overflow in the first sum); delays from 0 to the run's
+  length (``n_steps x dt``).  The weights after the spike's charge and the gains are multiplied
+  in must stay within the same bound; what the converted spec still refuses (a time constant
+  not longer than ``dt``, say) is reported of the node it comes from.
+
+Export refuses what NIR cannot carry, naming the population or projection: ``alif`` with
+``adapt_strength > 0``, ``refractory_steps > 0``, weights that are not finite or beyond
+``+-MAX_MAGNITUDE`` (a file :func:`import_nir` would refuse).
 """
 
 from __future__ import annotations
@@ -163,16 +210,26 @@ def _nir():
 
 
 def read_nir(path: str | os.PathLike):
-    """The ``nir.NIRGraph`` in the ``.nir`` (HDF5) file ``path``."""
+    """The ``nir.NIRGraph`` in the ``.nir`` (HDF5) file ``path``, read for import.
+
+    The file is checked before its arrays are read (see "Validation" in the module's
+    docstring): its size, the nesting, the number of nodes, each node's type (those
+    :func:`import_nir` converts) and each dataset's declared type and shape, the total number
+    of parameters; then the nodes are built without NIR's type inference.  A file that fails
+    raises :class:`SpecError` naming the node.
+    """
     nir = _nir()
     path = Path(path)
     if not path.is_file():
         raise SpecError([Problem("file", f"{str(path)!r} is not a file")])
     try:
-        return nir.read(path)
-    except (OSError, KeyError, ValueError, TypeError) as exc:
+        return _read_file(nir, path)
+    except SpecError:
+        raise
+    except (OSError, KeyError, ValueError, TypeError, IndexError, RuntimeError) as exc:
+        reason = " ".join(str(exc).split())[:200]
         raise SpecError(
-            [Problem("file", f"{str(path)!r} is not a readable NIR file ({exc})")]
+            [Problem("file", f"{str(path)!r} is not a readable NIR file ({reason})")]
         ) from None
 
 
@@ -311,6 +368,22 @@ def _spec_and_weights(source, weights) -> tuple[NetworkSpec, dict[str, np.ndarra
                     f"{shape[0]}x{shape[1]} ([target, source])",
                 )
             )
+        elif value.dtype.kind not in "iuf":
+            problems.append(
+                Problem(f"projections[{k}].weights", f"{key!r} holds {value.dtype}, not numbers")
+            )
+        else:
+            with np.errstate(invalid="ignore"):
+                peak = float(np.max(np.abs(value))) if value.size else 0.0
+            if not peak <= MAX_MAGNITUDE:  # NaN too
+                problems.append(
+                    Problem(
+                        f"projections[{k}].weights",
+                        f"{key!r} ({proj.source} -> {proj.target}) holds {peak:g}; a NIR file "
+                        f"written here holds finite weights within +-{MAX_MAGNITUDE:g}, as "
+                        "import_nir reads them",
+                    )
+                )
         state[key] = value
     if problems:
         raise SpecError(problems)
@@ -394,6 +467,1033 @@ class _Pass:
     """A flattened subgraph's Input or Output: passes its signal on unchanged."""
 
 
+# -------------------------------------------------------------------------------- validation
+#
+# Every graph is checked before anything is converted (and a file before its arrays are read):
+# the module docstring's "Validation" lists the rules; these are the bounds.
+
+MAX_FILE_BYTES = 128 * 2**20  # a .nir file (2^23 float64 parameters are 64 MiB uncompressed)
+MAX_DEPTH = 16  # nested NIRGraph levels (snnTorch nests one, for RSynaptic)
+MAX_NODES = 4096  # nodes of the flattened graph
+MAX_EDGES = 16384  # edges of the flattened graph
+MAX_POPULATIONS = 512  # neuron nodes
+MAX_NEURONS = 2**16  # neurons (values) of one node: an Input's or Output's shape, a population
+MAX_PARAMETERS = 2**23  # numbers in all parameter arrays together (a 2896 x 2896 weight)
+MAX_PATHS = 4096  # weight paths from the input and the populations to populations
+MAX_PATH_ELEMENTS = 2**25  # elements of the dense path matrices the conversion builds
+MAX_N_STEPS = 100_000  # steps per sample
+DT_RANGE_S = (1e-6, 1.0)  # a graph's step (s): 1 us .. 1 s; dt given in ms: 1e-3 .. 1000
+MAX_TAU_S = 1e4  # time constants (s)
+# Weights, scales, gains and potentials: |x| <= 1e15.  A population's inputs are spikes (0 or
+# 1) whatever the depth of the network, so a membrane sums at most fan-in x n_steps weighted
+# spikes: 1e15 x 2^23 x 1e5 ~ 1e27 stays far inside float32's 3.4e38, and so does a product of
+# two weights with a fan-in (a gradient through one layer: 1e30 x 2^23 ~ 1e37).  1e38, float32's
+# edge, overflows after the first sum.
+MAX_MAGNITUDE = 1e15
+MAX_KEY = 200  # characters of a node key
+MAX_METADATA = 4096  # numbers (or characters) of one metadata value
+MAX_PROBLEMS = 10  # problems reported at once
+
+# The datasets of each node type in a file: required, optional (others are not read).
+_FILE_FIELDS = {
+    "Input": (("shape",), ()),
+    "Output": (("shape",), ()),
+    "Linear": (("weight",), ()),
+    "Affine": (("weight", "bias"), ()),
+    "Scale": (("scale",), ()),
+    "Delay": (("delay",), ()),
+    "Threshold": (("threshold",), ()),
+    "IF": (("r", "v_threshold"), ("v_reset",)),
+    "LIF": (("tau", "r", "v_leak", "v_threshold"), ("v_reset",)),
+    "LI": (("tau", "r", "v_leak"), ()),
+    "CubaLI": (("tau_mem", "tau_syn", "r", "v_leak"), ("w_in",)),
+    "CubaLIF": (("tau_mem", "tau_syn", "r", "v_leak", "v_threshold"), ("w_in", "v_reset")),
+    "NIRGraph": (("nodes", "edges"), ()),
+}
+_PARAMS = {  # node type: {parameter: what it is}; see _RULES
+    "Linear": {"weight": "weight"},
+    "Affine": {"weight": "weight", "bias": "bias"},
+    "Scale": {"scale": "gain"},
+    "Delay": {"delay": "delay"},
+    "Threshold": {"threshold": "level"},
+    "IF": {"r": "gain", "v_threshold": "threshold", "v_reset": "potential"},
+    "LIF": {
+        "tau": "tau",
+        "r": "gain",
+        "v_leak": "potential",
+        "v_threshold": "threshold",
+        "v_reset": "potential",
+    },
+    "LI": {"tau": "tau", "r": "gain", "v_leak": "potential"},
+    "CubaLI": {
+        "tau_mem": "tau",
+        "tau_syn": "tau",
+        "r": "gain",
+        "v_leak": "potential",
+        "w_in": "gain",
+    },
+    "CubaLIF": {
+        "tau_mem": "tau",
+        "tau_syn": "tau",
+        "r": "gain",
+        "v_leak": "potential",
+        "w_in": "gain",
+        "v_threshold": "threshold",
+        "v_reset": "potential",
+    },
+}
+# what: (low, low included, high, unit, why); the delay's high is the run's length
+_M = f"{MAX_MAGNITUDE:g}"
+_RULES = {
+    "tau": (0.0, False, MAX_TAU_S, " s", ""),
+    "gain": (-MAX_MAGNITUDE, True, MAX_MAGNITUDE, "", ""),
+    "potential": (-MAX_MAGNITUDE, True, MAX_MAGNITUDE, "", ""),
+    "threshold": (
+        0.0,
+        False,
+        MAX_MAGNITUDE,
+        "",
+        " (a population here fires at V >= threshold > 0)",
+    ),
+    "weight": (
+        -MAX_MAGNITUDE,
+        True,
+        MAX_MAGNITUDE,
+        "",
+        f" (|w| <= {_M} keeps every membrane finite in float32)",
+    ),
+    "bias": (-MAX_MAGNITUDE, True, MAX_MAGNITUDE, "", ""),
+    "level": (-MAX_MAGNITUDE, True, MAX_MAGNITUDE, "", ""),
+    "delay": (0.0, True, None, " s", ""),
+}
+
+
+def _show(value, limit: int = 60) -> str:
+    """``repr(value)``, cut to ``limit`` characters (a message stays one short line)."""
+    if torch.is_tensor(value):
+        value = value.detach().cpu().numpy()
+    if isinstance(value, np.generic) or (isinstance(value, np.ndarray) and value.size <= 16):
+        value = value.tolist()
+    text = " ".join(repr(value).split())  # a tensor's or array's repr spans lines
+    return text if len(text) <= limit else f"{text[: limit - 4]}...{text[-1]}"
+
+
+def _node_field(key, attribute: str | None = None) -> str:
+    label = f"nodes[{_show(key)}]"
+    return f"{label}.{attribute}" if attribute else label
+
+
+def _node_problem(key, kind: str, message: str, attribute: str | None = None) -> Problem:
+    return Problem(_node_field(key, attribute), f"node {_show(key)} ({kind}): {message}")
+
+
+class _Problems(list):
+    """Problems collected for one :class:`SpecError`; raises once ``MAX_PROBLEMS`` are found."""
+
+    def add(self, path: str, message: str) -> None:
+        self.append(Problem(path, message))
+        if len(self) >= MAX_PROBLEMS:
+            raise SpecError(self)
+
+    def node(self, key, kind, message, attribute=None) -> None:
+        problem = _node_problem(key, kind, message, attribute)
+        self.add(problem.path, problem.message)
+
+    def check(self) -> None:
+        if self:
+            raise SpecError(self)
+
+
+def _real(value) -> float | None:
+    """``value`` as a float when it is one real number (not a bool, a string, an array of
+    several); ``inf`` for an integer beyond float range."""
+    if torch.is_tensor(value) or isinstance(value, np.ndarray):
+        if value.ndim != 0 and tuple(value.shape) != (1,):
+            return None
+        value = value.reshape(()).item() if isinstance(value, np.ndarray) else value.item()
+    if isinstance(value, (bool, np.bool_)) or not isinstance(
+        value, (int, float, np.integer, np.floating)
+    ):
+        return None
+    try:
+        return float(value)
+    except OverflowError:
+        return math.inf if value > 0 else -math.inf
+
+
+def _integer(value) -> int | None:
+    """``value`` as an int when it is a whole number (``100`` or ``100.0``; not ``2.7``)."""
+    if torch.is_tensor(value) or isinstance(value, np.ndarray):
+        if value.ndim != 0 and tuple(value.shape) != (1,):
+            return None
+        value = value.reshape(()).item() if isinstance(value, np.ndarray) else value.item()
+    if isinstance(value, (bool, np.bool_)):
+        return None
+    if isinstance(value, (int, np.integer)):
+        return int(value)
+    if (
+        isinstance(value, (float, np.floating))
+        and math.isfinite(value)
+        and float(value) == int(value)
+    ):
+        return int(value)
+    return None
+
+
+def _text(value) -> str | None:
+    if isinstance(value, np.ndarray) and value.ndim == 0:
+        value = value.item()
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            return None
+    return value if isinstance(value, str) else None
+
+
+def _settings(meta, dt, n_steps, graph_dt, integration, name):
+    """The run's ``(dt, graph_dt, n_steps, integration, name)`` from the arguments and the
+    graph's metadata, every value checked (type, finiteness, range)."""
+    problems = _Problems()
+    if meta is None:
+        meta = {}
+    if not isinstance(meta, dict):
+        problems.add("metadata", f"is a {type(meta).__name__}; a graph's metadata is a dict")
+        meta = {}
+    low, high = DT_RANGE_S
+    meta_dt = None
+    if "dt" in meta:
+        seconds = _real(meta["dt"])
+        if seconds is None or not (low <= seconds <= high):
+            problems.add(
+                "metadata.dt",
+                f"{_show(meta['dt'])} must be a time step in seconds from {low:g} to {high:g} s",
+            )
+        else:
+            meta_dt = _ms(seconds)
+    meta_steps = None
+    if "n_steps" in meta:
+        meta_steps = _integer(meta["n_steps"])
+        if meta_steps is None or not (1 <= meta_steps <= MAX_N_STEPS):
+            problems.add(
+                "metadata.n_steps",
+                f"{_show(meta['n_steps'])} must be an integer from 1 to {MAX_N_STEPS}",
+            )
+            meta_steps = None
+    meta_integration = None
+    if "integration" in meta:
+        meta_integration = _text(meta["integration"])
+        if meta_integration not in INTEGRATIONS:
+            problems.add(
+                "metadata.integration",
+                f"{_show(meta['integration'])} must be one of {list(INTEGRATIONS)}",
+            )
+    meta_name = None
+    if "name" in meta:
+        meta_name = _text(meta["name"])
+        if meta_name is None or len(meta_name) > MAX_KEY:
+            problems.add(
+                "metadata.name",
+                f"{_show(meta['name'])} must be a string of <= {MAX_KEY} characters",
+            )
+            meta_name = None
+    for label, value in (("dt", dt), ("graph_dt", graph_dt)):
+        if value is not None:
+            ms = _real(value)
+            if ms is None or not (1000 * low <= ms <= 1000 * high):
+                problems.add(
+                    label,
+                    f"{_show(value)} must be a time step from {1000 * low:g} to {1000 * high:g} ms",
+                )
+    if n_steps is not None:
+        steps = _integer(n_steps)
+        if steps is None or not (1 <= steps <= MAX_N_STEPS):
+            problems.add("n_steps", f"{_show(n_steps)} must be an integer from 1 to {MAX_N_STEPS}")
+    if integration is not None and integration not in INTEGRATIONS:
+        problems.add("integration", f"{_show(integration)} must be one of {list(INTEGRATIONS)}")
+    if name is not None and not (isinstance(name, str) and name):
+        problems.add("name", f"{_show(name)} must be a non-empty string")
+    problems.check()
+
+    dt = float(dt) if dt is not None else meta_dt
+    if dt is None:
+        problems.add(
+            "dt",
+            "the graph does not record its time step; give dt in ms (snnTorch writes "
+            "graphs for 0.1 ms, Norse for 1 ms)",
+        )
+    if n_steps is None and meta_steps is None and "n_steps" not in meta:
+        problems.add("n_steps", "the graph does not record a number of steps; give n_steps")
+    problems.check()
+    graph_dt = float(graph_dt) if graph_dt is not None else (meta_dt if meta_dt is not None else dt)
+    n_steps = _integer(n_steps) if n_steps is not None else meta_steps
+    integration = integration or meta_integration or "euler"
+    return dt, graph_dt, n_steps, integration, name or meta_name or "imported"
+
+
+# ----------------------------------------------------------------------- the graph's structure
+
+
+def _flatten(nir, graph):
+    """Nodes and edges with every nested ``NIRGraph`` spliced in (its keys ``OUTER.INNER``; its
+    Input and Output become pass-through nodes), iteratively: depth, node and edge counts are
+    bounded, keys and edges checked."""
+    problems = _Problems()
+    nodes: dict[str, object] = {}
+    edges: list[tuple[str, str]] = []
+    todo = [(graph, "", None, 0)]  # (graph, prefix of its keys, its own key, depth)
+    while todo:
+        sub, prefix, owner, depth = todo.pop()
+        where = "" if owner is None else f"{_node_field(owner)}."
+        members, links = getattr(sub, "nodes", None), getattr(sub, "edges", None)
+        if not isinstance(members, dict):
+            problems.add(
+                f"{where}nodes", f"is a {type(members).__name__}; a graph's nodes are a dict"
+            )
+            continue
+        if isinstance(links, np.ndarray):
+            links = list(links) if links.ndim >= 1 else None
+        if not isinstance(links, (list, tuple)):
+            problems.add(
+                f"{where}edges", f"is a {type(links).__name__}; a graph's edges are a list"
+            )
+            continue
+        if len(nodes) + len(members) > MAX_NODES or len(edges) + len(links) > MAX_EDGES:
+            problems.add(
+                f"{where}nodes",
+                f"the graph has more than {MAX_NODES} nodes or {MAX_EDGES} edges (counting nested "
+                f"graphs' own); at most {MAX_NODES} and {MAX_EDGES} are read",
+            )
+            problems.check()
+        rename_in, rename_out = {}, {}
+        for key, node in members.items():
+            if not isinstance(key, str) or not key or len(key) > MAX_KEY:
+                problems.add(
+                    f"{where}nodes",
+                    f"the key {_show(key)} must be a string of 1 to {MAX_KEY} characters",
+                )
+                continue
+            full = f"{prefix}{key}"
+            if owner is not None and isinstance(node, (nir.Input, nir.Output)):
+                continue  # the parent made it a pass-through node
+            if full in nodes:
+                problems.node(
+                    full,
+                    type(node).__name__,
+                    "its key occurs twice once nested graphs are flattened",
+                )
+                continue
+            if isinstance(node, nir.NIRGraph):
+                inner = getattr(node, "nodes", None)
+                if depth + 1 > MAX_DEPTH:
+                    problems.node(
+                        full,
+                        "NIRGraph",
+                        f"nests graphs more than {MAX_DEPTH} deep; at most {MAX_DEPTH} levels are "
+                        "read",
+                    )
+                    problems.check()
+                if not isinstance(inner, dict):
+                    problems.add(
+                        f"{_node_field(full)}.nodes",
+                        f"is a {type(inner).__name__}; a graph's nodes are a dict",
+                    )
+                    continue
+                ins = [k for k, n in inner.items() if isinstance(n, nir.Input)]
+                outs = [k for k, n in inner.items() if isinstance(n, nir.Output)]
+                if len(ins) != 1 or len(outs) != 1:
+                    problems.node(
+                        full,
+                        "NIRGraph",
+                        f"has {len(ins)} Input and {len(outs)} Output nodes; a nested graph needs "
+                        "one of each",
+                    )
+                    continue
+                for k in (ins[0], outs[0]):
+                    nodes[f"{full}.{k}"] = _Pass()
+                rename_in[key], rename_out[key] = f"{full}.{ins[0]}", f"{full}.{outs[0]}"
+                todo.append((node, f"{full}.", full, depth + 1))
+            else:
+                nodes[full] = node
+        seen = set()
+        for k, edge in enumerate(links):
+            pair = tuple(edge) if isinstance(edge, (list, tuple, np.ndarray)) else None
+            if pair is not None:
+                pair = tuple(_text(x) for x in pair)
+            if pair is None or len(pair) != 2 or None in pair:
+                problems.add(f"{where}edges[{k}]", f"{_show(edge)} must be a pair of node keys")
+                continue
+            a, b = pair
+            missing = [end for end in (a, b) if end not in members]
+            if missing:
+                problems.add(
+                    f"{where}edges[{k}]",
+                    f"the edge ({_show(a)}, {_show(b)}) names {_show(missing[0])}, not a node"
+                    + ("" if owner is None else f" of the nested graph {_show(owner)}"),
+                )
+                continue
+            if pair in seen:
+                problems.add(
+                    f"{where}edges[{k}]", f"the edge ({_show(a)}, {_show(b)}) occurs twice"
+                )
+                continue
+            seen.add(pair)
+            a, b = rename_out.get(a, f"{prefix}{a}"), rename_in.get(b, f"{prefix}{b}")
+            edges.append((a, b))
+    problems.check()
+    return nodes, edges
+
+
+def _kind_of(node) -> str:
+    return "pass" if isinstance(node, _Pass) else type(node).__name__
+
+
+def _values(value):
+    """``(array, None)``: a parameter's numbers (not yet float64), or ``(None, why not)``."""
+    if torch.is_tensor(value):
+        value = value.detach().cpu().numpy()
+    if value is None:
+        return None, "is missing"
+    if isinstance(value, (str, bytes)):
+        return None, f"is a string ({_show(value, 30)}), not numbers"
+    if isinstance(value, (bool, np.bool_)):
+        return None, "is a boolean, not a number"
+    if isinstance(value, (int, float, np.integer, np.floating)):
+        number = _real(value)
+        return np.asarray(number), None
+    if isinstance(value, (list, tuple)):
+        if len(value) > MAX_PARAMETERS:
+            return None, f"holds {len(value)} values; at most {MAX_PARAMETERS} are read"
+        try:
+            value = np.asarray(value)
+        except (ValueError, TypeError, OverflowError):
+            return None, "is not a rectangular array of numbers"
+    if isinstance(value, np.ndarray):
+        if value.dtype.kind not in "iuf":
+            what = {"U": "strings", "S": "strings", "O": "objects", "b": "booleans"}.get(
+                value.dtype.kind, str(value.dtype)
+            )
+            return None, f"is an array of {what}, not numbers"
+        return value, None
+    return None, f"is a {type(value).__name__}, not an array of numbers"
+
+
+def _out_of_range(x: np.ndarray, name: str, what: str, high=None) -> str | None:
+    """Why ``x`` (float64) breaks the rule for ``what``, naming the first bad value."""
+    low, inclusive, rule_high, unit, why = _RULES[what]
+    high = rule_high if high is None else high
+    with np.errstate(invalid="ignore"):
+        bad = ~np.isfinite(x) | (x > high) | ((x < low) if inclusive else (x <= low))
+    if not bad.any():
+        return None
+    i = int(np.argmax(bad.reshape(-1)))
+    label = name if x.size == 1 else f"{name}[{', '.join(map(str, np.unravel_index(i, x.shape)))}]"
+    if what in ("gain", "potential", "weight", "bias", "level"):
+        allowed = f"finite and within +-{high:g}"
+    elif inclusive:
+        allowed = f"from {low:g} to {high:g}{unit}"
+    else:
+        allowed = f"> {low:g} and <= {high:g}{unit}"
+    return f"{label} = {x.reshape(-1)[i]:g}{unit} must be {allowed}{why}"
+
+
+def _shape_size(shape_value) -> tuple[int | None, str | None]:
+    """``(number of values, None)`` of an Input's or Output's shape, ``(None, None)`` when it
+    declares none, ``(None, why)`` when it is not a shape."""
+    if isinstance(shape_value, dict):
+        shape_value = next(iter(shape_value.values()), None)
+    if shape_value is None:
+        return None, None
+    values, why = _values(shape_value)
+    if why is None and values.size == 0:
+        return None, None
+    dims = [_integer(v) for v in values.reshape(-1)] if why is None else []
+    if why or values.ndim > 1 or values.size > 8 or any(d is None or d < 1 for d in dims):
+        return None, (
+            f"its shape {_show(shape_value)} must be up to 8 whole numbers >= 1 whose product "
+            f"(its number of values) is at most {MAX_NEURONS}"
+        )
+    size = math.prod(dims)
+    if size > MAX_NEURONS:
+        return None, f"its shape {_show(shape_value)} holds {size:,} values; at most {MAX_NEURONS}"
+    return size, None
+
+
+def _check_graph(nodes, edges, dt: float, n_steps: int) -> None:
+    """Every node's type and parameters, the sizes along the edges, the structure, the number
+    of weight paths and the memory their conversion takes: a :class:`SpecError` naming the node
+    for whatever is wrong (see the module docstring's "Validation")."""
+    problems = _Problems()
+    kinds = {key: _kind_of(node) for key, node in nodes.items()}
+    for key, kind in kinds.items():
+        if (
+            kind not in _NEURONS
+            and kind not in _SYNAPTIC
+            and kind not in ("Input", "Output", "pass")
+        ):
+            problems.node(key, kind, f"is not supported here (supported: {_SUPPORTED})")
+    problems.check()
+    populations = [k for k in nodes if kinds[k] in _NEURONS]
+    if len(populations) > MAX_POPULATIONS:
+        problems.add(
+            "nodes",
+            f"the graph has {len(populations)} neuron nodes; at most {MAX_POPULATIONS} are read",
+        )
+    inputs = [k for k in nodes if kinds[k] == "Input"]
+    outputs = [k for k in nodes if kinds[k] == "Output"]
+    if len(inputs) != 1 or len(outputs) != 1:
+        problems.add(
+            "nodes",
+            f"the graph has {len(inputs)} Input and {len(outputs)} Output nodes; a network here "
+            "has one input and one output population",
+        )
+    problems.check()
+
+    # Parameters: numbers, a bounded total, finite and in range, sizes that agree.
+    arrays: dict[str, dict[str, np.ndarray]] = {}
+    total, largest = 0, (0, "")
+    for key, node in nodes.items():
+        kind = kinds[key]
+        if kind in ("Input", "Output"):
+            declared = getattr(node, "input_type" if kind == "Input" else "output_type", None)
+            size, why = _shape_size(declared)
+            if why or (kind == "Input" and size is None):
+                problems.node(key, kind, why or "declares no shape; the input's size is needed")
+            continue
+        if kind == "pass":
+            continue
+        metadata = getattr(node, "metadata", None)
+        if metadata is not None and not isinstance(metadata, dict):
+            problems.node(
+                key, kind, f"its metadata is a {type(metadata).__name__}, not a dict", "metadata"
+            )
+        arrays[key] = {}
+        for name in _PARAMS[kind]:
+            values, why = _values(getattr(node, name, None))
+            if why:
+                problems.node(key, kind, f"{name} {why}", name)
+                continue
+            total += values.size
+            largest = max(largest, (values.size, _node_field(key, name)))
+            arrays[key][name] = values
+    if total > MAX_PARAMETERS:
+        problems.add(
+            "nodes",
+            f"the graph's parameters hold {total:,} numbers (the largest: {largest[1]}, "
+            f"{largest[0]:,}); at most {MAX_PARAMETERS:,} are read",
+        )
+    problems.check()
+
+    max_delay = n_steps * dt / 1000.0
+    sizes_in: dict[str, int | None] = {}
+    sizes_out: dict[str, int | None] = {}
+    for key, node in nodes.items():
+        kind = kinds[key]
+        if kind in ("Input", "Output"):
+            size = _shape_size(getattr(node, "input_type" if kind == "Input" else "output_type"))[0]
+            sizes_in[key] = sizes_out[key] = size
+            if kind == "Input":
+                sizes_in[key] = None
+            continue
+        if kind == "pass":
+            sizes_in[key] = sizes_out[key] = None
+            continue
+        params = arrays[key]
+        for name, raw in list(params.items()):
+            x = raw.astype(np.float64)
+            params[name] = x
+            why = _out_of_range(
+                x, name, _PARAMS[kind][name], max_delay if name == "delay" else None
+            )
+            if why and name == "delay":
+                why += (
+                    f" (n_steps {n_steps} x dt {dt:g} ms: a longer delay never arrives within a "
+                    "run)"
+                )
+            if why and name == "tau_syn" and np.any(x <= 0):
+                why += f" (a {kind} has a synaptic current; NIR's {kind[4:]} has none)"
+            if why:
+                problems.node(key, kind, why, name)
+        if kind in ("Linear", "Affine"):
+            W = params.get("weight")
+            if W is not None and (W.ndim != 2 or 0 in W.shape):
+                problems.node(
+                    key,
+                    kind,
+                    f"weight has shape {tuple(W.shape)}; a {kind}'s weight here is a matrix "
+                    "[out, in] of at least one row and column",
+                    "weight",
+                )
+                continue
+            if W is None:
+                continue
+            sizes_in[key], sizes_out[key] = W.shape[1], W.shape[0]
+            bias = params.get("bias")
+            if bias is not None and bias.size not in (1, W.shape[0]):
+                problems.node(
+                    key,
+                    kind,
+                    f"bias has {bias.size} values; its weight has {W.shape[0]} rows",
+                    "bias",
+                )
+            continue
+        counts = {name: x.size for name, x in params.items()}
+        if 0 in counts.values():
+            empty = next(name for name, c in counts.items() if c == 0)
+            problems.node(key, kind, f"{empty} holds no values", empty)
+            continue
+        many = {c for c in counts.values() if c != 1}
+        if len(many) > 1:
+            listed = ", ".join(f"{name} {c}" for name, c in counts.items())
+            problems.node(
+                key,
+                kind,
+                f"its parameters have different sizes ({listed}); each holds one value "
+                "or one per neuron",
+            )
+            continue
+        size = many.pop() if many else None
+        if size is not None and size > MAX_NEURONS:
+            problems.node(key, kind, f"has {size} neurons; at most {MAX_NEURONS} are read")
+        sizes_in[key] = sizes_out[key] = size
+    problems.check()
+
+    # Structure: edges that fit the sizes of their ends; Input and Output at the ends.
+    succ: dict[str, list[str]] = {key: [] for key in nodes}
+    pred: dict[str, list[str]] = {key: [] for key in nodes}
+    for a, b in edges:
+        succ[a].append(b)
+        pred[b].append(a)
+        if kinds[b] == "Input":
+            problems.node(b, "Input", f"receives an edge from {_show(a)}; an Input only sends")
+        if kinds[a] == "Output":
+            problems.node(a, "Output", f"sends an edge to {_show(b)}; an Output only receives")
+        out, into = sizes_out[a], sizes_in[b]
+        if out is not None and into is not None and out != into:
+            problems.add(
+                "edges",
+                f"the edge ({_show(a)}, {_show(b)}): {_show(a)} ({kinds[a]}) gives {out} values, "
+                f"{_show(b)} ({kinds[b]}) takes {into}",
+            )
+    problems.check()
+
+    # Weight paths: synaptic nodes in topological order (a loop of them never settles), then
+    # the number of paths and the elements of their matrices by dynamic programming: no path
+    # is enumerated here, so a graph of 2^30 paths is refused at once.
+    synaptic = [k for k in nodes if kinds[k] in _SYNAPTIC or kinds[k] == "pass"]
+    is_synaptic = set(synaptic)
+    waiting = {k: sum(1 for p in pred[k] if p in is_synaptic) for k in synaptic}
+    order = [k for k in synaptic if waiting[k] == 0]
+    for k in order:  # grows while it is walked (Kahn's algorithm)
+        for n in succ[k]:
+            if n in is_synaptic:
+                waiting[n] -= 1
+                if waiting[n] == 0:
+                    order.append(n)
+    if len(order) < len(synaptic):
+        key = _on_a_cycle(set(synaptic) - set(order), succ)
+        problems.node(
+            key,
+            kinds[key],
+            "lies on a cycle of weight nodes without a neuron; such a loop never settles",
+        )
+        problems.check()
+    widest = max([1, *(s for s in sizes_out.values() if s), *(s for s in sizes_in.values() if s)])
+    cap = 2**62
+    paths: dict[str, int] = {}
+    work: dict[str, int] = {}  # matrix rows made per source neuron from here on
+    for k in reversed(order):
+        count = rows = 0
+        for n in succ[k]:
+            if n in is_synaptic:
+                count, rows = count + paths[n], rows + work[n]
+            elif kinds[n] != "Input":
+                count += 1
+        made = 0 if kinds[k] == "pass" else (sizes_out[k] or widest)
+        paths[k], work[k] = min(count, cap), min(made + rows, cap)
+    total_paths, elements, most = 0, 0, (0, "")
+    for start in inputs + populations:
+        count = rows = 0
+        for n in succ[start]:
+            if n in is_synaptic:
+                count, rows = count + paths[n], rows + work[n]
+            elif kinds[n] != "Input":
+                count += 1
+        size = sizes_out[start] or widest
+        total_paths += count
+        elements += 2 * size * (size + rows)  # weights and delays, [rows, source] per path step
+        most = max(most, (count, start))
+    if total_paths > MAX_PATHS:
+        count, start = most
+        problems.node(
+            start,
+            kinds[start],
+            f"starts {count:,} weight paths (the graph {total_paths:,}) through synaptic nodes to "
+            f"neuron nodes; at most {MAX_PATHS} are converted (each is a dense matrix here)",
+        )
+    elif elements > MAX_PATH_ELEMENTS:
+        problems.add(
+            "nodes",
+            f"converting the graph builds ~{elements:,} path-matrix elements (~"
+            f"{elements * 8 / 2**20:,.0f} MiB: a dense [neurons, source] weight and delay matrix "
+            f"per path and step); at most {MAX_PATH_ELEMENTS:,} are allowed",
+        )
+    problems.check()
+
+
+def _on_a_cycle(left: set[str], succ) -> str:
+    """A node that lies on a cycle among ``left`` (nodes Kahn's algorithm could not order)."""
+    outgoing = {k: [n for n in succ[k] if n in left] for k in left}
+    alive = set(left)
+    todo = [k for k in left if not outgoing[k]]
+    incoming: dict[str, list[str]] = {k: [] for k in left}
+    for k in left:
+        for n in outgoing[k]:
+            incoming[n].append(k)
+    count = {k: len(outgoing[k]) for k in left}
+    while todo:  # peel the nodes that lead to no cycle
+        k = todo.pop()
+        alive.discard(k)
+        for p in incoming[k]:
+            count[p] -= 1
+            if count[p] == 0:
+                todo.append(p)
+    key = min(alive)
+    seen = set()
+    while key not in seen:  # every live node has a live successor: walk until one repeats
+        seen.add(key)
+        key = next(n for n in outgoing[key] if n in alive)
+    return key
+
+
+# -------------------------------------------------------------------------------- the file
+
+
+def _read_file(nir, path: Path):
+    """The ``NIRGraph`` in the ``.nir`` file at ``path``: the HDF5 tree is walked without
+    recursion, every dataset's declared type and shape checked (a compressed dataset's shape
+    says its size) before any array is read."""
+    import h5py
+
+    size = path.stat().st_size
+    if size > MAX_FILE_BYTES:
+        raise SpecError(
+            [
+                Problem(
+                    "file",
+                    f"{str(path)!r} is {size / 2**20:,.0f} MiB; a NIR file here is at most "
+                    f"{MAX_FILE_BYTES // 2**20} MiB",
+                )
+            ]
+        )
+    problems = _Problems()
+    with h5py.File(path, "r") as f:
+        root = _member(f, "node")
+        if not isinstance(root, h5py.Group):
+            raise SpecError(
+                [Problem("file", f"{str(path)!r} has no 'node' group: it is not a NIR file")]
+            )
+        # Pass 1: walk and check what each dataset declares; read only the 'type' strings.
+        entries = []  # (group, key, kind, parent index, its key in the parent)
+        todo = [(root, None, 0, None, None)]
+        total, largest, count = 0, (0, ""), 0
+        while todo:
+            group, key, depth, parent, local = todo.pop()
+            kind = _file_type(nir, problems, group, key)
+            if kind is None:
+                continue
+            index = len(entries)
+            entries.append((group, key, kind, parent, local))
+            required, optional = _FILE_FIELDS[kind]
+            for name in (*required, *optional):
+                obj = _member(group, name)
+                if obj is None:
+                    if name in required:
+                        why = f"{name} is missing; a {kind} needs {', '.join(required)}"
+                        if key is None:
+                            problems.add(name, why)
+                        else:
+                            problems.node(key, kind, why, name)
+                    continue
+                if kind == "NIRGraph":
+                    continue
+                n = _file_array(problems, obj, key, kind, name)
+                total += n
+                largest = max(largest, (n, _node_field(key, name)))
+            meta = _member(group, "metadata")
+            if meta is not None:
+                _file_metadata(problems, meta, key)
+            if kind != "NIRGraph":
+                continue
+            label = "" if key is None else f"{_node_field(key)}."
+            members, links = _member(group, "nodes"), _member(group, "edges")
+            if not isinstance(members, h5py.Group) or not isinstance(links, h5py.Dataset):
+                problems.add(
+                    f"{label}nodes", "a NIRGraph holds a group 'nodes' and a dataset 'edges'"
+                )
+                continue
+            if depth > MAX_DEPTH:
+                problems.node(
+                    key,
+                    kind,
+                    f"nests graphs more than {MAX_DEPTH} deep; at most {MAX_DEPTH} levels are read",
+                )
+                problems.check()
+            count += len(members)
+            if count > MAX_NODES:
+                problems.add(
+                    f"{label}nodes",
+                    f"the file holds more than {MAX_NODES} nodes (counting nested graphs' own); "
+                    f"at most {MAX_NODES} are read",
+                )
+                problems.check()
+            n_edges = links.shape[0] if links.ndim >= 1 else 0
+            if links.size and (
+                links.ndim != 2
+                or links.shape[1] != 2
+                or not _is_string(links.dtype)
+                or n_edges > MAX_EDGES
+            ):
+                problems.add(
+                    f"{label}edges",
+                    f"declares {links.dtype} of shape {links.shape}; edges are up to {MAX_EDGES} "
+                    "pairs of node keys (strings)",
+                )
+            children = []
+            for child in members:
+                obj = _member(members, child)
+                if not isinstance(obj, h5py.Group) or len(child) > MAX_KEY:
+                    problems.add(
+                        f"{label}nodes",
+                        f"{_show(child)} must be a group (a node) with a key of at most {MAX_KEY} "
+                        "characters",
+                    )
+                    continue
+                full = child if key is None else f"{key}.{child}"
+                children.append((obj, full, depth + 1, index, child))
+            todo += reversed(children)
+        if total > MAX_PARAMETERS:
+            problems.add(
+                "file",
+                f"{str(path)!r}: its parameters hold {total:,} numbers (the largest: {largest[1]}, "
+                f"{largest[0]:,}); at most {MAX_PARAMETERS:,} are read",
+            )
+        problems.check()
+
+        # Pass 2: read the arrays, build the nodes (children before the graphs that hold them).
+        built: dict[int, dict] = {}
+        graph = None
+        for index in range(len(entries) - 1, -1, -1):
+            group, key, kind, parent, local = entries[index]
+            node = _file_node(nir, problems, group, key, kind, built.pop(index, {}), entries, index)
+            if node is None:
+                continue
+            if parent is None:
+                graph = node
+            else:
+                built.setdefault(parent, {})[(index, local)] = node
+        problems.check()
+    return graph
+
+
+def _member(group, name):
+    """``group[name]`` when it is a plain member (not a soft or external link), else ``None``."""
+    import h5py
+
+    try:
+        link = group.get(name, getlink=True)
+    except (KeyError, ValueError, TypeError):
+        return None
+    if link is None:
+        return None
+    if not isinstance(link, h5py.HardLink):
+        raise SpecError(
+            [
+                Problem(
+                    "file", f"{_show(name)} in {_show(group.name)} is a link; NIR files hold none"
+                )
+            ]
+        )
+    return group.get(name)
+
+
+def _is_string(dtype) -> bool:
+    import h5py
+
+    return dtype.kind == "S" or h5py.check_string_dtype(dtype) is not None
+
+
+def _file_type(nir, problems, group, key) -> str | None:
+    """A node group's type (its small 'type' string), or ``None`` after a problem."""
+    import h5py
+
+    field = _node_field(key, "type") if key is not None else "type"
+    prefix = "" if key is None else f"node {_show(key)}: "
+    obj = _member(group, "type")
+    if not isinstance(obj, h5py.Dataset) or obj.shape != () or not _is_string(obj.dtype):
+        problems.add(field, f"{prefix}its type is missing or not one string")
+        return None
+    if obj.dtype.kind == "S" and obj.dtype.itemsize > MAX_KEY:
+        problems.add(field, f"{prefix}its type is longer than {MAX_KEY} characters; none is")
+        return None
+    value = _text(obj[()])
+    if value is None:
+        problems.add(field, f"{prefix}its type is not UTF-8 text")
+        return None
+    if key is None:
+        if value != "NIRGraph":
+            problems.add("type", f"the file's top node is a {_show(value)}, not a NIRGraph")
+            return None
+        return value
+    if value not in _FILE_FIELDS:
+        cls = getattr(nir, value, None) if value.isidentifier() else None
+        known = isinstance(cls, type) and issubclass(cls, nir.NIRNode)
+        label = value if value.isidentifier() and len(value) <= 40 else _show(value, 40)
+        problems.node(
+            key,
+            label,
+            ("is not supported here" if known else "is not a NIR node type")
+            + f" (supported: {_SUPPORTED})",
+        )
+        return None
+    return value
+
+
+def _file_array(problems, obj, key, kind, name) -> int:
+    """Check a parameter dataset's declared type and shape; its number of elements."""
+    import h5py
+
+    if not isinstance(obj, h5py.Dataset):
+        problems.node(key, kind, f"{name} is a group; a parameter is an array of numbers", name)
+        return 0
+    if obj.dtype.kind not in "iuf":
+        problems.node(
+            key, kind, f"{name} is stored as {obj.dtype}; a parameter is an array of numbers", name
+        )
+        return 0
+    n = math.prod(obj.shape) if obj.shape is not None else 0
+    if name == "shape" and (obj.ndim > 1 or n > 8):
+        problems.node(key, kind, f"its shape is declared {obj.shape}; up to 8 numbers", name)
+    elif name == "weight" and obj.ndim != 2:
+        problems.node(
+            key,
+            kind,
+            f"weight has shape {obj.shape}; a {kind}'s weight here is a matrix [out, in]",
+            name,
+        )
+    elif name != "weight" and obj.ndim > 4:
+        problems.node(key, kind, f"{name} has {obj.ndim} dimensions; at most 4 are read", name)
+    return n
+
+
+def _file_metadata(problems, meta, key) -> None:
+    """Metadata: a group of small datasets (numbers or strings), nested at most 4 deep."""
+    import h5py
+
+    where = _node_field(key, "metadata") if key else "metadata"
+    todo, count = [(meta, 0)], 0
+    while todo:
+        group, depth = todo.pop()
+        if not isinstance(group, h5py.Group) or depth > 4 or len(group) > 256:
+            problems.add(
+                where, "must be a group of at most 256 small values, nested at most 4 deep"
+            )
+            return
+        for name in group:
+            obj = _member(group, name)
+            count += 1
+            if count > 1024:
+                problems.add(where, "holds more than 1024 values")
+                return
+            if isinstance(obj, h5py.Group):
+                todo.append((obj, depth + 1))
+                continue
+            ok = isinstance(obj, h5py.Dataset) and (
+                obj.dtype.kind in "iufb" or _is_string(obj.dtype)
+            )
+            elements = math.prod(obj.shape) if ok and obj.shape is not None else 0
+            if ok and obj.dtype.kind == "S":
+                elements *= obj.dtype.itemsize
+            if not ok or elements > MAX_METADATA:
+                problems.add(
+                    f"{where}.{name}",
+                    f"must be a number, a string or up to {MAX_METADATA} numbers",
+                )
+
+
+def _file_values(group):
+    """A metadata group as a dict (strings decoded), read without recursion."""
+    import h5py
+
+    out: dict = {}
+    todo = [(group, out)]
+    while todo:
+        g, target = todo.pop()
+        for name in g:
+            obj = g[name]
+            if isinstance(obj, h5py.Group):
+                target[name] = {}
+                todo.append((obj, target[name]))
+            else:
+                value = obj[()]
+                target[name] = (
+                    value.decode("utf-8", "replace") if isinstance(value, bytes) else value
+                )
+    return out
+
+
+def _file_node(nir, problems, group, key, kind, children, entries, index):
+    """Build one node from its (checked) datasets; ``None`` after a problem."""
+    metadata = _file_values(group["metadata"]) if "metadata" in group else {}
+    if kind == "NIRGraph":
+        links = group["edges"]
+        edges = []
+        if links.size:
+            for a, b in links[()]:
+                a, b = _text(a), _text(b)
+                if a is None or b is None:
+                    problems.add(
+                        f"{_node_field(key)}.edges" if key else "edges",
+                        "holds a key that is not UTF-8 text",
+                    )
+                    return None
+                edges.append((a, b))
+        nodes = {local: node for (_, local), node in sorted(children.items())}
+        return nir.NIRGraph(nodes=nodes, edges=edges, metadata=metadata, type_check=False)
+    required, optional = _FILE_FIELDS[kind]
+    values = {name: group[name][()] for name in (*required, *optional) if name in group}
+    if kind in ("Input", "Output"):
+        field = "input_type" if kind == "Input" else "output_type"
+        side = "input" if kind == "Input" else "output"
+        return getattr(nir, kind)(**{field: {side: values["shape"]}}, metadata=metadata)
+    if kind in _NEURONS:
+        # NIR's classes want equal shapes; a single value stands for every neuron (as in
+        # graphs built in memory), so give every parameter the shape of the largest.
+        widest = max(values.values(), key=np.size)
+        if any(np.shape(v) != np.shape(widest) for v in values.values()):
+            if any(np.size(v) not in (1, np.size(widest)) for v in values.values()):
+                sizes = ", ".join(f"{name} {np.size(v)}" for name, v in values.items())
+                problems.node(
+                    key,
+                    kind,
+                    f"its parameters have different sizes ({sizes}); each holds one "
+                    "value or one per neuron",
+                )
+                return None
+            n = np.size(widest)
+            values = {
+                name: np.broadcast_to(np.reshape(v, -1), (n,)).copy() for name, v in values.items()
+            }
+    try:
+        return getattr(nir, kind)(**values, metadata=metadata)
+    except (AssertionError, ValueError, TypeError, IndexError) as exc:
+        problems.node(key, kind, f"cannot be built from its datasets ({_show(str(exc), 80)})")
+        return None
+
+
+# ---------------------------------------------------------------------------- conversion
+
+
 def import_nir(
     graph,
     dt: float | None = None,
@@ -418,72 +1518,12 @@ def import_nir(
         graph = read_nir(graph)
     if not isinstance(graph, nir.NIRGraph):
         raise SpecError([Problem("graph", f"a {type(graph).__name__} is not a NIRGraph")])
-    meta = dict(graph.metadata or {})
-    meta_dt = _ms(float(meta["dt"])) if "dt" in meta else None
-    dt = dt if dt is not None else meta_dt
-    if dt is None:
-        raise SpecError(
-            [
-                Problem(
-                    "dt",
-                    "the graph does not record its time step; give dt in ms (snnTorch writes "
-                    "graphs for 0.1 ms, Norse for 1 ms)",
-                )
-            ]
-        )
-    graph_dt = graph_dt if graph_dt is not None else (meta_dt if meta_dt is not None else dt)
-    if n_steps is None:
-        if "n_steps" not in meta:
-            raise SpecError(
-                [Problem("n_steps", "the graph does not record a number of steps; give n_steps")]
-            )
-        n_steps = int(meta["n_steps"])
-    if integration is None:
-        integration = str(meta.get("integration", "euler"))
-    if integration not in INTEGRATIONS:
-        raise SpecError(
-            [Problem("integration", f"{integration!r} must be one of {list(INTEGRATIONS)}")]
-        )
-    for label, value in (("dt", dt), ("graph_dt", graph_dt)):
-        if not (isinstance(value, (int, float)) and math.isfinite(value) and value > 0):
-            raise SpecError([Problem(label, f"{value!r} must be a finite number > 0 (ms)")])
-    nodes, edges = _flatten(nir, graph)
-    return _Importer(nir, nodes, edges, float(dt), float(graph_dt), integration).spec(
-        n_steps, name or str(meta.get("name", "imported"))
+    dt, graph_dt, n_steps, integration, name = _settings(
+        graph.metadata, dt, n_steps, graph_dt, integration, name
     )
-
-
-def _flatten(nir, graph, prefix: str = ""):
-    """Nodes and edges with every nested ``NIRGraph`` spliced in (its keys ``OUTER.INNER``; its
-    Input and Output become pass-through nodes)."""
-    nodes, edges, rename_in, rename_out = {}, [], {}, {}
-    for key, node in graph.nodes.items():
-        full = f"{prefix}{key}"
-        if isinstance(node, nir.NIRGraph):
-            inner, inner_edges = _flatten(nir, node, f"{full}.")
-            ins = [k for k, n in node.nodes.items() if isinstance(n, nir.Input)]
-            outs = [k for k, n in node.nodes.items() if isinstance(n, nir.Output)]
-            if len(ins) != 1 or len(outs) != 1:
-                raise SpecError(
-                    [
-                        Problem(
-                            f"nodes.{full}",
-                            f"node {full!r} (NIRGraph) has {len(ins)} Input and {len(outs)} "
-                            "Output nodes; a nested graph needs one of each",
-                        )
-                    ]
-                )
-            for k in (ins[0], outs[0]):
-                inner[f"{full}.{k}"] = _Pass()
-            rename_in[full], rename_out[full] = f"{full}.{ins[0]}", f"{full}.{outs[0]}"
-            nodes.update(inner)
-            edges += inner_edges
-        else:
-            nodes[full] = node
-    for a, b in graph.edges:
-        a, b = f"{prefix}{a}", f"{prefix}{b}"
-        edges.append((rename_out.get(a, a), rename_in.get(b, b)))
-    return nodes, edges
+    nodes, edges = _flatten(nir, graph)
+    _check_graph(nodes, edges, dt, n_steps)
+    return _Importer(nir, nodes, edges, dt, graph_dt, integration).spec(n_steps, name)
 
 
 def _array(x) -> np.ndarray:
@@ -515,39 +1555,22 @@ class _Importer:
     """The conversion of one flattened graph (see :func:`import_nir`)."""
 
     def __init__(self, nir, nodes, edges, dt, graph_dt, integration):
+        """``nodes`` and ``edges`` as :func:`_flatten` gives them and :func:`_check_graph`
+        accepted them."""
         self.nir, self.nodes, self.edges = nir, nodes, edges
         self.dt, self.graph_dt, self.integration = dt, graph_dt, integration
         self.succ = {key: [] for key in nodes}
         self.pred = {key: [] for key in nodes}
         for a, b in edges:
-            for end in (a, b):
-                if end not in nodes:
-                    raise SpecError(
-                        [Problem("edges", f"the edge ({a!r}, {b!r}) names {end!r}, not a node")]
-                    )
             self.succ[a].append(b)
             self.pred[b].append(a)
 
     # ----------------------------------------------------------------------------- checks
     def _kind(self, key) -> str:
-        node = self.nodes[key]
-        if isinstance(node, _Pass):
-            return "pass"
-        return type(node).__name__
+        return _kind_of(self.nodes[key])
 
-    def _problem(self, key, message) -> SpecError:
-        return SpecError([Problem(f"nodes.{key}", f"node {key!r} ({self._kind(key)}): {message}")])
-
-    def _check_kinds(self) -> None:
-        problems = []
-        for key in self.nodes:
-            kind = self._kind(key)
-            if kind in _NEURONS or kind in _SYNAPTIC or kind in ("Input", "Output", "pass"):
-                continue
-            why = f"is not supported here (supported: {_SUPPORTED})"
-            problems.append(Problem(f"nodes.{key}", f"node {key!r} ({kind}): {why}"))
-        if problems:
-            raise SpecError(problems)
+    def _problem(self, key, message, attribute=None) -> SpecError:
+        return SpecError([_node_problem(key, self._kind(key), message, attribute)])
 
     # ----------------------------------------------------------------------------- paths
     def _step(self, key, M, D, spikes):
@@ -657,7 +1680,9 @@ class _Importer:
         node, kind = self.nodes[key], self._kind(key)
         reset = str((node.metadata or {}).get("reset", "zero"))
         if reset not in ("zero", "subtract"):
-            raise self._problem(key, f"metadata reset {reset!r} must be 'zero' or 'subtract'")
+            raise self._problem(
+                key, f"metadata reset {_show(reset)} must be 'zero' or 'subtract'", "metadata.reset"
+            )
         r = np.broadcast_to(_array(node.r).reshape(-1), (n,))
         if kind == "IF":
             params = {
@@ -713,22 +1738,9 @@ class _Importer:
 
     # ----------------------------------------------------------------------------- spec
     def spec(self, n_steps: int, name: str) -> NetworkSpec:
-        self._check_kinds()
-        inputs = [k for k in self.nodes if self._kind(k) == "Input"]
-        outputs = [k for k in self.nodes if self._kind(k) == "Output"]
-        if len(inputs) != 1 or len(outputs) != 1:
-            raise SpecError(
-                [
-                    Problem(
-                        "nodes",
-                        f"the graph has {len(inputs)} Input and {len(outputs)} Output nodes; "
-                        "a network here has one input and one output population",
-                    )
-                ]
-            )
-        input_key, output_key = inputs[0], outputs[0]
-        input_type = self.nodes[input_key].input_type
-        input_size = int(np.prod(np.asarray(next(iter(input_type.values())))))
+        input_key = next(k for k in self.nodes if self._kind(k) == "Input")
+        output_key = next(k for k in self.nodes if self._kind(k) == "Output")
+        input_size = _shape_size(self.nodes[input_key].input_type)[0]
         neurons = [k for k in self.nodes if self._kind(k) in _NEURONS]
         names = _population_names(neurons)
 
@@ -772,6 +1784,13 @@ class _Importer:
                 merged.setdefault((start, end), []).append((M, D))
         if len(fed_output) != 1:
             raise self._problem(output_key, "must be fed by exactly one neuron node")
+        declared = _shape_size(self.nodes[output_key].output_type)[0]
+        if declared is not None and declared != sizes[fed_output[0]]:
+            raise self._problem(
+                output_key,
+                f"declares {declared} values; {fed_output[0]!r}, which feeds it, has "
+                f"{sizes[fed_output[0]]} neurons",
+            )
 
         populations, gains = {}, {}
         for key in neurons:
@@ -783,6 +1802,15 @@ class _Importer:
             W = sum(M for M, _ in parts)
             delays = _merge_delays(parts, source, names[end])
             W = gains[end][:, None] * W if np.any(gains[end] != 1.0) else W
+            with np.errstate(invalid="ignore", over="ignore"):
+                peak = np.max(np.abs(W)) if W.size else 0.0
+            if not peak <= MAX_MAGNITUDE:  # NaN too
+                raise self._problem(
+                    end,
+                    f"the weights from {start!r} reach {peak:g} once the graph's weight nodes "
+                    "and the spike's charge (r, w_in, dt / tau) are multiplied in; at most "
+                    f"+-{MAX_MAGNITUDE:g} keeps the membranes finite in float32",
+                )
             projections.append([source, names[end], W, delays])
         projections = _mark_recurrent(projections, self.graph_dt)
         spec = NetworkSpec(
@@ -803,12 +1831,37 @@ class _Importer:
             name=name,
             output=names[fed_output[0]],
         )
-        if not spec.problems():
-            topo = spec.order()
-            spec.populations.sort(key=lambda p: topo.index(p.name))
-            if spec.populations[-1].name == spec.output:
-                spec.output = None
-        return spec.validate()
+        try:
+            spec.validate()
+        except SpecError as exc:  # said of the nodes the populations and projections come from
+            keys = {names[k]: k for k in neurons}
+            keys[INPUT] = input_key
+            problems = [self._node_terms(p, spec, neurons, keys) for p in exc.problems]
+            raise SpecError(problems) from None
+        topo = spec.order()
+        spec.populations.sort(key=lambda p: topo.index(p.name))
+        if spec.populations[-1].name == spec.output:
+            spec.output = None
+        return spec
+
+    def _node_terms(self, problem: Problem, spec: NetworkSpec, neurons, keys) -> Problem:
+        """A problem of the converted spec (``populations[k]...``, ``projections[k]...``) said
+        of the graph's node it comes from."""
+        found = re.fullmatch(r"(populations|projections)\[(\d+)\](.*)", problem.path)
+        if not found:
+            return problem
+        k, rest = int(found.group(2)), found.group(3)
+        if found.group(1) == "populations":
+            key = neurons[k]
+            return _node_problem(key, self._kind(key), problem.message, f"population{rest}")
+        proj = spec.projections[k]
+        source, target = keys.get(proj.source, proj.source), keys.get(proj.target, proj.target)
+        return _node_problem(
+            target,
+            self._kind(target),
+            f"its input from {source!r}: {problem.message}",
+            f"input[{source!r}]{rest}",
+        )
 
 
 def _population_names(keys: list[str]) -> dict[str, str]:
