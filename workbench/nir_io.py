@@ -189,7 +189,15 @@ import numpy as np
 import torch
 
 from workbench.neurons import propagators
-from workbench.spec import INPUT, NetworkSpec, Population, Problem, Projection, SpecError
+from workbench.spec import (
+    INPUT,
+    NetworkSpec,
+    Population,
+    Problem,
+    Projection,
+    SpecError,
+    _topological_order,
+)
 
 INTEGRATIONS = ("exact", "euler")
 PRODUCER = "snn-workbench"
@@ -1512,6 +1520,9 @@ def import_nir(
     producer integrated its ODEs: ``"exact"`` (ours; the default for graphs we wrote) or
     ``"euler"`` (snnTorch, Norse; the default otherwise).  See the module's docstring for every
     conversion and what is refused.
+
+    The graph (or file) is validated first, every problem a :class:`SpecError` naming the node
+    (see "Validation" in the module's docstring).
     """
     nir = _nir()
     if isinstance(graph, (str, os.PathLike)):
@@ -1838,8 +1849,9 @@ class _Importer:
             keys[INPUT] = input_key
             problems = [self._node_terms(p, spec, neurons, keys) for p in exc.problems]
             raise SpecError(problems) from None
-        topo = spec.order()
-        spec.populations.sort(key=lambda p: topo.index(p.name))
+        # spec.order() would validate again (a Python loop over every weight)
+        position = {name: k for k, name in enumerate(_topological_order(spec))}
+        spec.populations.sort(key=lambda p: position[p.name])
         if spec.populations[-1].name == spec.output:
             spec.output = None
         return spec
