@@ -122,7 +122,9 @@ PROBE = r"""
   }
   function visible(selector) {
     const el = deep(selector, document);
-    return el !== null && el.getClientRects().length > 0 && el.checkVisibility();
+    // a tab not shown is laid out but hidden (visibility: hidden) by Bokeh's Tabs
+    return el !== null && el.getClientRects().length > 0
+      && el.checkVisibility({checkOpacity: true, checkVisibilityCSS: true});
   }
   function statusText() {  // the status line's text, null while the Train tab is not shown
     const now = performance.now();
