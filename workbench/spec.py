@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
-import math
+import os
 import re
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
@@ -141,8 +141,15 @@ class NetworkSpec:
         """Every problem with this spec, each with the path of the field it concerns."""
         return _problems(self)
 
-    def validate(self) -> NetworkSpec:
+    def validate(self, memory_limit: int | None = None) -> NetworkSpec:
+        """Raise :class:`SpecError` with every problem; also when the network's weights alone
+        would not fit in the memory limit (``memory_limit`` bytes, default
+        :func:`workbench.limits.memory_limit`), so no backend allocates them."""
         problems = self.problems()
+        if not problems:
+            from workbench.limits import weight_memory_problems
+
+            problems = weight_memory_problems(self, memory_limit)
         if problems:
             raise SpecError(problems)
         return self
@@ -153,14 +160,23 @@ class NetworkSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> NetworkSpec:
-        """Build and validate a spec from plain data (as written by :meth:`to_dict`)."""
+        """Build and validate a spec from plain data (as written by :meth:`to_dict`).  Every
+        type is checked before it is used, so any data gives a spec or a :class:`SpecError`."""
+        from workbench.limits import MAX_POPULATIONS, MAX_PROJECTIONS
+
         problems: list[Problem] = []
-        _unknown_keys(data, cls, "", problems)
+        if not _unknown_keys(data, cls, "", problems) and not isinstance(data, dict):
+            raise SpecError(problems)
         lists = {}
-        for key in ("populations", "projections"):
-            lists[key] = data.get(key) or []
+        for key, most in (("populations", MAX_POPULATIONS), ("projections", MAX_PROJECTIONS)):
+            lists[key] = data.get(key)
+            if lists[key] is None:
+                lists[key] = []
             if not isinstance(lists[key], list):
                 problems.append(Problem(key, "must be a list"))
+                lists[key] = []
+            elif len(lists[key]) > most:
+                problems.append(Problem(key, f"has {len(lists[key])} entries; at most {most}"))
                 lists[key] = []
         pops, projs = [], []
         for k, pop in enumerate(lists["populations"]):
@@ -178,11 +194,24 @@ class NetworkSpec:
         return json.dumps(self.to_dict(), indent=indent)
 
     @classmethod
-    def from_json(cls, text: str) -> NetworkSpec:
-        try:
-            data = json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise SpecError([Problem("spec", f"is not valid JSON ({exc})")]) from None
+    def from_json(cls, text: str | bytes, max_bytes: int | None = None) -> NetworkSpec:
+        """Parse and validate JSON ``text``; its size (at most ``max_bytes``, default
+        :data:`workbench.limits.MAX_JSON_BYTES`) and nesting depth are checked before it is
+        parsed.  Any text gives a spec or a :class:`SpecError` at ``spec``."""
+        from workbench.limits import MAX_JSON_BYTES, parse_json
+
+        data = parse_json(text, "spec", max_bytes or MAX_JSON_BYTES)
+        if not isinstance(data, dict):
+            raise SpecError([Problem("spec", "must be a JSON object")])
+        return cls.from_dict(data)
+
+    @classmethod
+    def from_file(cls, path: str | os.PathLike, max_bytes: int | None = None) -> NetworkSpec:
+        """Read and validate a spec JSON file; a file over ``max_bytes`` (default
+        :data:`workbench.limits.MAX_JSON_BYTES`) is refused from its size, unread."""
+        from workbench.limits import MAX_JSON_BYTES, read_json_file
+
+        data = read_json_file(path, "spec", max_bytes or MAX_JSON_BYTES)
         if not isinstance(data, dict):
             raise SpecError([Problem("spec", "must be a JSON object")])
         return cls.from_dict(data)
@@ -235,12 +264,21 @@ def _unknown_keys(data, cls, prefix: str, problems: list[Problem]) -> bool:
             problems.append(Problem(f"{prefix}{f.name}", "is required"))
             ok = False
     for key in data:
-        if key not in allowed:
+        if not isinstance(key, str) or key not in allowed:
             problems.append(
-                Problem(f"{prefix}{key}", f"is not a field; allowed: {', '.join(sorted(allowed))}")
+                Problem(
+                    f"{prefix}{key if isinstance(key, str) else _show(key)}",
+                    f"is not a field; allowed: {', '.join(sorted(allowed))}",
+                )
             )
             ok = False
     return ok
+
+
+def _show(value) -> str:
+    from workbench.limits import show
+
+    return show(value)
 
 
 def _is_int(x) -> bool:
@@ -252,39 +290,76 @@ def _is_number(x) -> bool:
 
 
 def _problems(spec: NetworkSpec) -> list[Problem]:
+    """Every problem of ``spec``.  Types are checked before values are compared or hashed, and
+    counts before anything is walked, so no input raises here (only problems come back)."""
+    from workbench.limits import (
+        BOUNDS,
+        MAX_DT,
+        MAX_MAGNITUDE,
+        MAX_POPULATIONS,
+        MAX_PROJECTIONS,
+        MIN_DT,
+        is_finite,
+        show,
+    )
+
     out: list[Problem] = []
     add = lambda path, msg: out.append(Problem(path, msg))  # noqa: E731
 
-    if not (_is_number(spec.dt) and math.isfinite(spec.dt) and spec.dt > 0):
-        add("dt", f"{spec.dt!r} must be a finite number > 0 (ms)")
-    if not (_is_int(spec.n_steps) and spec.n_steps >= 1):
-        add("n_steps", f"{spec.n_steps!r} must be an integer >= 1")
-    if not (_is_int(spec.input_size) and spec.input_size >= 1):
-        add("input_size", f"{spec.input_size!r} must be an integer >= 1")
+    if not (_is_number(spec.dt) and is_finite(spec.dt) and MIN_DT <= spec.dt <= MAX_DT):
+        add(
+            "dt",
+            f"{show(spec.dt)} must be a finite number > 0 (ms), from {MIN_DT:g} to {MAX_DT:g} ms",
+        )
+    n_steps = BOUNDS["n_steps"]
+    if not n_steps.contains(spec.n_steps):
+        add("n_steps", f"{show(spec.n_steps)} must be {n_steps.describe()}")
+    if not BOUNDS["input_size"].contains(spec.input_size):
+        add("input_size", f"{show(spec.input_size)} must be {BOUNDS['input_size'].describe()}")
     if not isinstance(spec.name, str) or not spec.name:
         add("name", "must be a non-empty string")
+    for key, most, cls in (
+        ("populations", MAX_POPULATIONS, Population),
+        ("projections", MAX_PROJECTIONS, Projection),
+    ):
+        items = getattr(spec, key)
+        if not isinstance(items, list):
+            add(key, f"must be a list of {cls.__name__} objects")
+            return out
+        if len(items) > most:
+            add(key, f"has {len(items)} entries; at most {most}")
+            return out
+        for k, item in enumerate(items):
+            if not isinstance(item, cls):
+                add(f"{key}[{k}]", f"{show(item)} must be a {cls.__name__}")
+        if len(out) and any(not isinstance(i, cls) for i in items):
+            return out
     if not spec.populations:
         add("populations", "must hold at least one population")
 
     seen: set[str] = set()
+    models: dict[str, object] = {}
     for k, pop in enumerate(spec.populations):
         path = f"populations[{k}]"
         if not isinstance(pop.name, str) or not _NAME.fullmatch(pop.name) or "__" in pop.name:
             add(
                 f"{path}.name",
-                f"{pop.name!r} must be letters, digits and single underscores, "
+                f"{show(pop.name)} must be letters, digits and single underscores, "
                 "starting with a letter",
             )
         elif pop.name == INPUT:
             add(f"{path}.name", f"{INPUT!r} is reserved for the input population")
         elif pop.name in seen:
             add(f"{path}.name", f"{pop.name!r} is used by another population; names are unique")
-        seen.add(pop.name)
-        if not (_is_int(pop.size) and pop.size >= 1):
-            add(f"{path}.size", f"{pop.size!r} must be an integer >= 1")
+        if isinstance(pop.name, str):
+            seen.add(pop.name)
+        if not BOUNDS["size"].contains(pop.size):
+            add(f"{path}.size", f"{show(pop.size)} must be {BOUNDS['size'].describe()}")
         model = MODELS.get(pop.model) if isinstance(pop.model, str) else None
+        if isinstance(pop.name, str):
+            models.setdefault(pop.name, model)
         if model is None:
-            add(f"{path}.model", f"{pop.model!r} is not known; choose one of {sorted(MODELS)}")
+            add(f"{path}.model", f"{show(pop.model)} is not known; choose one of {sorted(MODELS)}")
             continue
         if not isinstance(pop.params, dict):
             add(f"{path}.params", "must be an object of parameter names and values")
@@ -296,27 +371,28 @@ def _problems(spec: NetworkSpec) -> list[Problem]:
                     f"is missing; {pop.model!r} needs it (default {model.params[key].default!r})",
                 )
         for key, value in pop.params.items():
-            p = model.params.get(key)
-            ppath = f"{path}.params.{key}"
+            p = model.params.get(key) if isinstance(key, str) else None
+            ppath = f"{path}.params.{key if isinstance(key, str) else show(key)}"
             if p is None:
                 add(ppath, f"is not a parameter of {pop.model!r}; allowed: {sorted(model.params)}")
             elif p.choices:
-                if value not in p.choices:
-                    add(ppath, f"{value!r} must be {p.describe_range()}")
-            elif not (_is_int(value) if p.integer else _is_number(value)) or not math.isfinite(
-                value
-            ):
-                add(ppath, f"{value!r} must be {p.describe_range()}")
+                if not isinstance(value, str) or value not in p.choices:
+                    add(ppath, f"{show(value)} must be {p.describe_range()}")
+            elif not (_is_int(value) if p.integer else _is_number(value)) or not is_finite(value):
+                add(ppath, f"{show(value)} must be {p.describe_range()}")
             elif (
                 p.low is not None and (value < p.low or (value == p.low and not p.low_inclusive))
             ) or (p.high is not None and value > p.high):
                 add(
-                    ppath, f"{value!r} must be {p.describe_range()}{' ' + p.unit if p.unit else ''}"
+                    ppath,
+                    f"{show(value)} must be {p.describe_range()}{' ' + p.unit if p.unit else ''}",
                 )
+            elif abs(value) > MAX_MAGNITUDE:
+                add(ppath, f"{show(value)} must be within +-{MAX_MAGNITUDE:g} (float32 range)")
             elif (
                 p.unit == "ms"
                 and key.startswith("tau")
-                and _is_number(spec.dt)
+                and is_finite(spec.dt)
                 and value <= spec.dt
                 and not (key == "tau_syn" and value == 0)  # 0: no synaptic current
             ):
@@ -326,68 +402,87 @@ def _problems(spec: NetworkSpec) -> list[Problem]:
                     + (" (or 0: no synaptic current)" if key == "tau_syn" else ""),
                 )
 
-    names = {INPUT, *spec.population_names}
+    names = {INPUT, *seen}
+    sizes = {p.name: p.size for p in spec.populations if isinstance(p.name, str)}
+    sizes[INPUT] = spec.input_size
     pairs: set[tuple[str, str]] = set()
     for k, proj in enumerate(spec.projections):
         path = f"projections[{k}]"
-        if proj.source not in names:
+        source_ok = isinstance(proj.source, str) and proj.source in names
+        target_ok = isinstance(proj.target, str) and proj.target in names - {INPUT}
+        if not source_ok:
             add(
                 f"{path}.source",
-                f"{proj.source!r} is not a population; choose one of {sorted(names)}",
+                f"{show(proj.source)} is not a population; choose one of {sorted(names)}",
             )
-        if proj.target not in names - {INPUT}:
+        if not target_ok:
             add(
                 f"{path}.target",
-                f"{proj.target!r} is not a neuron population; "
+                f"{show(proj.target)} is not a neuron population; "
                 f"choose one of {sorted(names - {INPUT})}",
             )
+        if not isinstance(proj.recurrent, bool):
+            add(f"{path}.recurrent", f"{show(proj.recurrent)} must be true or false")
+        if not (_is_number(proj.weight_mean) and is_finite(proj.weight_mean)) or (
+            abs(proj.weight_mean) > MAX_MAGNITUDE
+        ):
+            add(
+                f"{path}.weight_mean",
+                f"{show(proj.weight_mean)} must be a finite number within +-{MAX_MAGNITUDE:g}",
+            )
+        if proj.weight_std is not None and not (
+            _is_number(proj.weight_std)
+            and is_finite(proj.weight_std)
+            and 0 <= proj.weight_std <= MAX_MAGNITUDE
+        ):
+            add(
+                f"{path}.weight_std",
+                f"{show(proj.weight_std)} must be a finite number >= 0 and <= "
+                f"{MAX_MAGNITUDE:g}, or null",
+            )
+        if not (isinstance(proj.source, str) and isinstance(proj.target, str)):
+            continue
         if (proj.source, proj.target) in pairs:
             add(path, f"{proj.name} is declared twice; merge the two projections")
         pairs.add((proj.source, proj.target))
-        if not isinstance(proj.recurrent, bool):
-            add(f"{path}.recurrent", f"{proj.recurrent!r} must be true or false")
-        if proj.source == proj.target and not proj.recurrent:
+        if proj.source == proj.target and proj.recurrent is not True:
             add(
                 f"{path}.recurrent",
                 f"{proj.name} connects a population to itself; set recurrent=True",
             )
-        source_model = next(
-            (
-                MODELS.get(p.model)
-                for p in spec.populations
-                if p.name == proj.source and isinstance(p.model, str)
-            ),
-            None,
-        )
+        source_model = models.get(proj.source)
         if source_model is not None and not source_model.spiking:
             add(f"{path}.source", f"{proj.source!r} is a non-spiking readout; it cannot project")
         if proj.source == INPUT and proj.recurrent is True:
             add(f"{path}.recurrent", "a projection from the input cannot be recurrent")
-        if not (_is_number(proj.weight_mean) and math.isfinite(proj.weight_mean)):
-            add(f"{path}.weight_mean", f"{proj.weight_mean!r} must be a finite number")
-        if proj.weight_std is not None and not (
-            _is_number(proj.weight_std) and math.isfinite(proj.weight_std) and proj.weight_std >= 0
-        ):
-            add(f"{path}.weight_std", f"{proj.weight_std!r} must be a finite number >= 0, or null")
-        if proj.source not in names or proj.target not in names - {INPUT}:
+        if not (source_ok and target_ok):
             continue
-        shape = (spec.size_of(proj.target), spec.size_of(proj.source))
-        max_delay = spec.n_steps - 1 if _is_int(spec.n_steps) else None
+        shape = (sizes[proj.target], sizes[proj.source])
+        max_delay = spec.n_steps - 1 if n_steps.contains(spec.n_steps) else None
         if isinstance(proj.delay, list):
-            _check_matrix(
-                proj.delay, shape, f"{path}.delay", add, integer=True, low=0, high=max_delay
-            )
+            if _is_int(shape[0]) and _is_int(shape[1]):
+                _check_matrix(
+                    proj.delay, shape, f"{path}.delay", add, integer=True, low=0, high=max_delay
+                )
         elif not (
             _is_int(proj.delay)
             and proj.delay >= 0
             and (max_delay is None or proj.delay <= max_delay)
         ):
-            add(f"{path}.delay", f"{proj.delay!r} must be an integer from 0 to {max_delay} steps")
-        if proj.weights is not None:
-            _check_matrix(proj.weights, shape, f"{path}.weights", add)
+            add(
+                f"{path}.delay",
+                f"{show(proj.delay)} must be an integer from 0 to {max_delay} steps",
+            )
+        if proj.weights is not None and _is_int(shape[0]) and _is_int(shape[1]):
+            _check_matrix(
+                proj.weights, shape, f"{path}.weights", add, low=-MAX_MAGNITUDE, high=MAX_MAGNITUDE
+            )
 
-    if spec.output is not None and spec.output not in spec.population_names:
-        add("output", f"{spec.output!r} is not a population; choose one of {spec.population_names}")
+    if spec.output is not None and not (isinstance(spec.output, str) and spec.output in seen):
+        add(
+            "output",
+            f"{show(spec.output)} is not a population; choose one of {spec.population_names}",
+        )
 
     cycle = _find_cycle(spec)
     if cycle:
@@ -399,26 +494,33 @@ def _problems(spec: NetworkSpec) -> list[Problem]:
 
     reached = _reached(spec)
     for k, pop in enumerate(spec.populations):
-        if pop.name not in reached:
+        if isinstance(pop.name, str) and pop.name not in reached:
             add(f"populations[{k}]", _unreached_message(spec, pop.name))
     return out
 
 
+def _named(spec: NetworkSpec) -> list[Projection]:
+    """The projections whose source and target are names (others are reported elsewhere)."""
+    return [p for p in spec.projections if isinstance(p.source, str) and isinstance(p.target, str)]
+
+
 def _reached(spec: NetworkSpec) -> set[str]:
     """The input and every population a chain of projections leads to from it."""
+    targets: dict[str, list[str]] = {}
+    for proj in _named(spec):
+        targets.setdefault(proj.source, []).append(proj.target)
     seen, todo = {INPUT}, [INPUT]
     while todo:
-        source = todo.pop()
-        for proj in spec.projections:
-            if proj.source == source and proj.target not in seen:
-                seen.add(proj.target)
-                todo.append(proj.target)
+        for target in targets.get(todo.pop(), ()):
+            if target not in seen:
+                seen.add(target)
+                todo.append(target)
     return seen
 
 
 def _unreached_message(spec: NetworkSpec, name: str) -> str:
     """Why the input never reaches population ``name``."""
-    sources = list(dict.fromkeys(p.source for p in spec.projections if p.target == name))
+    sources = list(dict.fromkeys(p.source for p in _named(spec) if p.target == name))
     if not sources:
         return f"{name!r} receives no projection: the input never reaches it; connect one to it"
     if sources == [name]:
@@ -434,6 +536,8 @@ def _unreached_message(spec: NetworkSpec, name: str) -> str:
 
 
 def _check_matrix(m, shape, path, add, integer=False, low=None, high=None) -> None:
+    from workbench.limits import is_finite
+
     rows, cols = shape
     if (
         not isinstance(m, list)
@@ -444,44 +548,53 @@ def _check_matrix(m, shape, path, add, integer=False, low=None, high=None) -> No
         return
     for i, row in enumerate(m):
         for j, x in enumerate(row):
-            good = (_is_int(x) if integer else _is_number(x)) and math.isfinite(x)
+            good = (_is_int(x) if integer else _is_number(x)) and is_finite(x)
             good = good and (low is None or x >= low) and (high is None or x <= high)
             if not good:
-                rng = "an integer" if integer else "a finite number"
-                if low is not None:
-                    rng += f" from {low} to {high}"
-                add(f"{path}[{i}][{j}]", f"{x!r} must be {rng}")
+                if integer:
+                    rng = "an integer"
+                    if low is not None:
+                        rng += f" from {low} to {high}"
+                else:
+                    rng = "a finite number"
+                    if high is not None:
+                        rng += f" within +-{high:g}"
+                add(f"{path}[{i}][{j}]", f"{_show(x)} must be {rng}")
                 return
 
 
 def _forward_edges(spec: NetworkSpec) -> dict[str, list[str]]:
-    edges: dict[str, list[str]] = {name: [] for name in spec.population_names}
-    for proj in spec.projections:
-        if not proj.recurrent and proj.source != INPUT and proj.source in edges:
+    edges: dict[str, list[str]] = {
+        name: [] for name in spec.population_names if isinstance(name, str)
+    }
+    for proj in _named(spec):
+        if proj.recurrent is not True and proj.source != INPUT and proj.source in edges:
             edges[proj.source].append(proj.target)
     return edges
 
 
 def _find_cycle(spec: NetworkSpec) -> list[str] | None:
+    """A cycle of non-recurrent projections, as the names along it (None when there is none);
+    an iterative depth-first search, so a chain of any length is walked without recursion."""
     edges = _forward_edges(spec)
-    state: dict[str, int] = {}
-    stack: list[str] = []
-
-    def visit(node: str) -> list[str] | None:
-        state[node] = 1
-        stack.append(node)
-        for nxt in edges.get(node, []):
-            if state.get(nxt) == 1:
-                return stack[stack.index(nxt) :] + [nxt]
-            if nxt not in state and (found := visit(nxt)):
-                return found
-        stack.pop()
-        state[node] = 2
-        return None
-
-    for name in edges:
-        if name not in state and (found := visit(name)):
-            return found
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    for start in edges:
+        if start in state:
+            continue
+        path: list[str] = [start]
+        state[start] = 1
+        stack = [iter(edges[start])]
+        while stack:
+            nxt = next(stack[-1], None)
+            if nxt is None:
+                stack.pop()
+                state[path.pop()] = 2
+            elif state.get(nxt) == 1:
+                return path[path.index(nxt) :] + [nxt]
+            elif nxt not in state and nxt in edges:
+                state[nxt] = 1
+                path.append(nxt)
+                stack.append(iter(edges[nxt]))
     return None
 
 
