@@ -67,19 +67,21 @@ def test_a_dask_local_cluster_gives_the_same_results(inline, tmp_path):
 
 
 def test_a_failed_run_is_reported_and_the_others_go_on(tmp_path):
-    # tau_mem = -1 passes the sweep's settings check but the network refuses it at build time
+    # 600 hidden neurons pass the sweep's settings check, but the emulated chip holds 509
+    # and refuses the network when the run builds it
     with dask_executor(workers=2) as executor:
         result = sweep(
-            "digits",
+            "yinyang",
             "surrogate",
-            {"neuron_params.tau_mem": [20.0, -1.0]},
+            {"hidden": [[10], [600]]},
+            backend="brainscales2",
             epochs=1,
-            overrides=SMALL | {"hidden": [10]},
+            overrides=SMALL,
             executor=executor,
         )
-    errors = dict(zip(result.results["neuron_params.tau_mem"], result.results["error"]))
-    assert pd.isna(errors[20.0])
-    assert "tau_mem" in errors[-1.0] and "> 0" in errors[-1.0]
+    errors = dict(zip(result.results["hidden"], result.results["error"]))
+    assert pd.isna(errors["[10]"])
+    assert "populations[0].size" in errors["[600]"] and "BrainScaleS-2" in errors["[600]"]
 
 
 def test_sweep_settings_are_checked_before_any_run():
@@ -91,6 +93,38 @@ def test_sweep_settings_are_checked_before_any_run():
         sweep_grid("digits", "surrogate", {"training.nope": [1]})
     with pytest.raises(SpecError, match="lr"):
         sweep_grid("digits", "surrogate", {"training.lr": [0.01, -1.0]})
+
+
+@pytest.mark.parametrize(
+    "params, message",
+    [
+        ({"hidden": [-1]}, "hidden (with {'hidden': -1}): -1 must be a non-empty list of sizes"),
+        ({"hidden": [[-1]]}, "hidden (with {'hidden': [-1]}): -1 must be an integer >= 1"),
+        (
+            {"backend_options.x": [1]},
+            "backend_options.x (with {'backend_options.x': 1}): is not an option of backend",
+        ),
+        ({"neuron_params.tau_mem": [20.0, -1.0]}, "populations[0].params.tau_mem (with"),
+        ({"encoder.t_late": ["soon"]}, "encoder.t_late"),
+        ({"training.epochs": [10**9]}, "must be an integer >= 1 and <= 10000"),
+        ({"hidden": [[10**9]]}, "needs ~"),
+    ],
+)
+def test_a_value_no_run_could_take_is_refused_before_any_run(params, message, tmp_path):
+    """Values that used to reach a run (and fail there with a TypeError, or allocate) are
+    refused with the swept value named, before a folder is made."""
+    with pytest.raises(SpecError) as caught:
+        sweep("digits", "surrogate", params, out=tmp_path / "never")
+    assert message in str(caught.value)
+    assert not (tmp_path / "never").exists()
+
+
+def test_a_grid_too_large_is_refused_from_its_counts():
+    params = {"training.lr": [0.01] * 100, "training.batch_size": [32] * 100}
+    with pytest.raises(SpecError, match=r"is 10000 runs; at most 1000 \(--max-runs\)"):
+        sweep_grid("digits", "surrogate", params)
+    with pytest.raises(SpecError, match=r"seeds: 1000000000000 must be an integer >= 1"):
+        sweep_grid("digits", "surrogate", {"training.lr": [0.01]}, seeds=10**12)
 
 
 def test_workbench_sweep_from_the_command_line(tmp_path):

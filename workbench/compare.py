@@ -55,7 +55,7 @@ from pathlib import Path
 
 import pandas as pd
 
-from workbench import experiment
+from workbench import experiment, limits
 from workbench.algorithms import ALGORITHMS
 from workbench.backends import available_backends
 from workbench.data import load_dataset
@@ -115,7 +115,7 @@ def cell_config(cell: dict) -> experiment.RunConfig:
     if cell.get("overrides"):
         merged = experiment._merge(config.to_dict(), cell["overrides"])
         config = experiment.RunConfig.from_dict(merged)
-    if cell.get("epochs") is not None:
+    if cell.get("epochs") is not None and isinstance(config.training, dict):
         config.training["epochs"] = cell["epochs"]
     return config
 
@@ -239,29 +239,50 @@ def grid(
     *,
     epochs: int | None = None,
     overrides: dict | None = None,
+    max_runs: int = limits.MAX_RUNS,
+    _factors: dict[str, int] | None = None,
 ) -> list[dict]:
     """The cells of a comparison (see :func:`compare`), every setting checked first: a
-    :class:`~workbench.spec.SpecError` lists every problem before any run starts."""
+    :class:`~workbench.spec.SpecError` lists every problem before any run starts.
+
+    The checks: names, seeds and epochs by type and range, the number of runs against
+    ``max_runs`` (from the counts, before any cell is made), then every distinct run
+    configuration with :func:`workbench.experiment.config_problems` (settings, the
+    algorithm x backend pair, the network and the memory it needs).  A chip that cannot hold
+    the network is left to the run (an error row), as the chip is only asked when built."""
     problems = []
-    if dataset not in experiment.DATASET_REFERENCES:
+    if not isinstance(dataset, str) or dataset not in experiment.DATASET_REFERENCES:
         choices = sorted(experiment.DATASET_REFERENCES)
-        problems.append(Problem("dataset", f"{dataset!r} must be one of {choices}"))
+        problems.append(Problem("dataset", f"{limits.show(dataset)} must be one of {choices}"))
     algorithms = _names("algorithms", algorithms, sorted(ALGORITHMS), problems)
     if backends is not None:
         backends = _names("backends", backends, available_backends(), problems)
     seeds = _seeds(seeds, problems)
-    if epochs is not None and (
-        isinstance(epochs, bool) or not isinstance(epochs, int) or epochs < 1
-    ):
-        problems.append(Problem("epochs", f"{epochs!r} must be an integer >= 1"))
-    overrides = copy.deepcopy(overrides or {})
+    if epochs is not None:
+        if (
+            problem := limits.number_problem("epochs", epochs, limits.BOUNDS["epochs"])
+        ) is not None:
+            problems.append(problem)
+    if (
+        problem := limits.number_problem("max_runs", max_runs, limits.BOUNDS["max_runs"])
+    ) is not None:
+        problems.append(problem)
+        max_runs = limits.MAX_RUNS
+    overrides = copy.deepcopy(overrides) if overrides is not None else {}
     if not isinstance(overrides, dict):
-        problems.append(Problem("overrides", f"{overrides!r} must be a dict of run settings"))
+        problems.append(
+            Problem("overrides", f"{limits.show(overrides)} must be a dict of run settings")
+        )
         overrides = {}
-    for key in sorted(set(overrides) & set(GRID_AXES)):
+    for key in sorted((k for k in overrides if k in GRID_AXES), key=str):
         problems.append(Problem(f"overrides.{key}", "is an axis of the grid, not an override"))
     if problems:
         raise SpecError(problems)
+    factors = {"algorithms": len(algorithms), "backends": len(backends) if backends else 1}
+    factors = {**factors, **(_factors or {}), "seeds": len(seeds)}
+    problem = limits.grid_size_problem("seeds", factors, max_runs)
+    if problem is not None:
+        raise SpecError([problem])
 
     cells = []
     for algorithm in algorithms:
@@ -277,13 +298,41 @@ def grid(
                         "overrides": overrides,
                     }
                 )
-    # Settings that every run would refuse are refused now (per algorithm: its own settings).
-    checked = set()
-    for cell in cells:
-        if cell["algorithm"] not in checked:
-            checked.add(cell["algorithm"])
-            experiment.training_config(cell_config(cell))
+    # Settings that a run would refuse are refused now, per distinct configuration.
+    if _factors is None:
+        problems = cell_problems(cells)
+        if problems:
+            raise SpecError(problems)
     return cells
+
+
+def cell_problems(cells: list[dict], context=lambda cell: None) -> list[Problem]:
+    """The problems of the run configurations of ``cells`` (each distinct one checked once;
+    seeds are checked by the grid), with the pair or the swept values that cause each in its
+    path when the cells differ in them (``context(cell)``: extra text for the path)."""
+    problems: list[Problem] = []
+    seen: set[str] = set()
+    pairs = {(c["algorithm"], c["backend"]) for c in cells}
+    for cell in cells:
+        try:
+            config = cell_config({**cell, "seed": 0})
+        except SpecError as exc:
+            found = exc.problems
+        else:
+            key = json.dumps(config.to_dict(), sort_keys=True, default=repr)
+            if key in seen:
+                continue
+            seen.add(key)
+            found = experiment.config_problems(config)
+        where = [f"{cell['algorithm']} on {cell['backend']}"] if len(pairs) > 1 else []
+        if context(cell):
+            where.append(context(cell))
+        suffix = f" ({', '.join(where)})" if where else ""
+        for p in found:
+            problem = Problem(f"{p.path}{suffix}", p.message)
+            if problem not in problems:
+                problems.append(problem)
+    return problems
 
 
 def _names(field_name: str, value, choices: list[str], problems: list[Problem]) -> list[str]:
@@ -299,21 +348,32 @@ def _names(field_name: str, value, choices: list[str], problems: list[Problem]) 
 
 
 def _seeds(seeds, problems: list[Problem]) -> list[int]:
-    def is_int(x):
-        return isinstance(x, int) and not isinstance(x, bool)
-
-    if is_int(seeds):
-        if seeds < 1:
-            problems.append(Problem("seeds", f"{seeds!r} must be an integer >= 1"))
+    """Seeds ``0 .. N-1`` for a count ``N``, or the given list; never more than
+    :data:`workbench.limits.MAX_RUNS` are made (a larger count is a problem, not a list)."""
+    if limits.is_int(seeds) or isinstance(seeds, (float, bool, str)):
+        problem = limits.number_problem("seeds", seeds, limits.BOUNDS["seeds"])
+        if problem is not None:
+            problems.append(problem)
+            return []
         return list(range(seeds))
     try:
-        seeds = list(seeds)
+        seeds = list(itertools.islice(iter(seeds), limits.MAX_RUNS + 1))
     except TypeError:
-        problems.append(Problem("seeds", f"{seeds!r} must be a count or a list of seeds"))
-        return []
-    if not seeds or not all(is_int(s) and s >= 0 for s in seeds) or len(set(seeds)) < len(seeds):
         problems.append(
-            Problem("seeds", f"{seeds!r} must be a non-empty list of distinct integers >= 0")
+            Problem("seeds", f"{limits.show(seeds)} must be a count or a list of seeds")
+        )
+        return []
+    if len(seeds) > limits.MAX_RUNS:
+        problems.append(Problem("seeds", f"lists more than {limits.MAX_RUNS} seeds"))
+        return []
+    seed = limits.BOUNDS["seed"]
+    if not seeds or not all(seed.contains(s) for s in seeds) or len(set(seeds)) < len(seeds):
+        problems.append(
+            Problem(
+                "seeds",
+                f"{limits.show(seeds)} must be a non-empty list of distinct integers >= 0 "
+                f"and <= {limits.MAX_SEED}",
+            )
         )
     return seeds
 
@@ -327,27 +387,46 @@ def sweep_grid(
     *,
     epochs: int | None = None,
     overrides: dict | None = None,
+    max_runs: int = limits.MAX_RUNS,
 ) -> list[dict]:
-    """The cells of a sweep (see :func:`sweep`): every combination of ``params`` x seeds, each
-    combination's settings checked before any run starts."""
+    """The cells of a sweep (see :func:`sweep`): every combination of ``params`` x seeds.
+
+    Checked before any run starts: each setting's path (a dotted path into the run
+    settings, at most 8 levels), each list of values, the number of runs (from the counts,
+    before any combination is made) and then every combination's whole run configuration
+    (:func:`workbench.experiment.config_problems`), each problem naming the values that
+    cause it."""
     problems = []
     if not isinstance(params, dict) or not params:
-        raise SpecError([Problem("params", f"{params!r} must be a non-empty dict")])
+        raise SpecError([Problem("params", f"{limits.show(params)} must be a non-empty dict")])
     fields = {f for f in experiment.RunConfig.__dataclass_fields__}
     for key, values in params.items():
-        head = key.split(".")[0] if isinstance(key, str) else None
-        if head not in fields or head in GRID_AXES:
+        parts = key.split(".") if isinstance(key, str) else [None]
+        if parts[0] not in fields or parts[0] in GRID_AXES or len(parts) > 8 or "" in parts:
             allowed = sorted(fields - set(GRID_AXES))
             problems.append(
-                Problem(f"params.{key}", f"is not a run setting; a dotted path into {allowed}")
+                Problem(
+                    f"params.{key if isinstance(key, str) else limits.show(key)}",
+                    f"is not a run setting; a dotted path into {allowed}",
+                )
             )
         elif isinstance(values, (str, bytes)) or not isinstance(values, Sequence) or not values:
-            problems.append(Problem(f"params.{key}", f"{values!r} must be a non-empty list"))
+            problems.append(
+                Problem(f"params.{key}", f"{limits.show(values)} must be a non-empty list")
+            )
     if problems:
         raise SpecError(problems)
+    factors = {f"{key} values": len(values) for key, values in params.items()}
     base = grid(
-        dataset, algorithm, backend, seeds, epochs=epochs, overrides=overrides
-    )  # checks the rest
+        dataset,
+        algorithm,
+        backend,
+        seeds,
+        epochs=epochs,
+        overrides=overrides,
+        max_runs=max_runs,
+        _factors=factors,
+    )  # names, seeds, epochs, overrides and the number of runs
     cells = []
     for combination in itertools.product(*params.values()):
         chosen = dict(zip(params, combination))
@@ -356,10 +435,7 @@ def sweep_grid(
             merged = experiment._merge(merged, _nested(key, value))
         for cell in base:
             cells.append({**cell, "overrides": merged, "params": chosen})
-        try:
-            experiment.training_config(cell_config(cells[-1]))
-        except SpecError as exc:
-            problems += [Problem(f"{p.path} (with {chosen})", p.message) for p in exc.problems]
+    problems = cell_problems(cells, lambda cell: f"with {cell['params']}")
     if problems:
         raise SpecError(problems)
     return cells
@@ -498,6 +574,7 @@ def compare(
     executor: Executor | None = None,
     callbacks: Iterable[Callable] = (),
     stop=None,
+    max_runs: int = limits.MAX_RUNS,
 ) -> Comparison:
     """Train every algorithm x backend x seed on ``dataset`` and collect one row per run.
 
@@ -512,9 +589,12 @@ def compare(
     (reported with the error ``cancelled``); a run in this process (``InlineExecutor``) ends
     after its current batch, a pool's running ones finish.
 
-    Every setting is checked before the first run (:class:`~workbench.spec.SpecError`).
+    Every setting is checked before the first run (:class:`~workbench.spec.SpecError`), and
+    a grid of more than ``max_runs`` runs is refused.
     """
-    cells = grid(dataset, algorithms, backends, seeds, epochs=epochs, overrides=overrides)
+    cells = grid(
+        dataset, algorithms, backends, seeds, epochs=epochs, overrides=overrides, max_runs=max_runs
+    )
     return run_grid(dataset, cells, out=out, executor=executor, callbacks=callbacks, stop=stop)
 
 
@@ -606,6 +686,7 @@ def sweep(
     executor: Executor | None = None,
     callbacks: Iterable[Callable] = (),
     stop=None,
+    max_runs: int = limits.MAX_RUNS,
 ) -> Comparison:
     """Train ``algorithm`` on ``dataset`` for every combination of ``params`` x ``seeds``.
 
@@ -616,7 +697,14 @@ def sweep(
     on any executor, a failed run is a row with its error).
     """
     cells = sweep_grid(
-        dataset, algorithm, params, backend, seeds, epochs=epochs, overrides=overrides
+        dataset,
+        algorithm,
+        params,
+        backend,
+        seeds,
+        epochs=epochs,
+        overrides=overrides,
+        max_runs=max_runs,
     )
     return run_grid(
         dataset,
@@ -669,6 +757,7 @@ __all__ = [
     "Comparison",
     "InlineExecutor",
     "RunFinished",
+    "cell_problems",
     "compare",
     "dask_executor",
     "grid",

@@ -31,9 +31,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
-from workbench.algorithms import get_algorithm
+from workbench import limits
+from workbench.algorithms import ALGORITHMS, get_algorithm
 from workbench.backends import build
 from workbench.data import Dataset, load_dataset, make_encoder, make_loaders
+from workbench.limits import show
 from workbench.neurons import MODELS
 from workbench.recording import save_netcdf, to_dataset
 from workbench.spec import NetworkSpec, Problem, SpecError, feedforward
@@ -92,13 +94,20 @@ class RunConfig:
 
     @classmethod
     def from_dict(cls, data: dict) -> RunConfig:
+        """A configuration from plain data (as :meth:`to_dict` writes it); unknown keys are
+        refused by name.  Values are checked by :func:`config_problems`."""
+        if not isinstance(data, dict):
+            raise SpecError([Problem("config", f"{show(data)} must be an object of run settings")])
         allowed = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(data) - allowed
+        unknown = [k for k in data if not isinstance(k, str) or k not in allowed]
         if unknown:
             raise SpecError(
                 [
-                    Problem(k, f"is not a run setting; allowed: {sorted(allowed)}")
-                    for k in sorted(unknown)
+                    Problem(
+                        show(k) if not isinstance(k, str) else k,
+                        f"is not a run setting; allowed: {sorted(allowed)}",
+                    )
+                    for k in sorted(unknown, key=str)
                 ]
             )
         return cls(**data)
@@ -285,11 +294,16 @@ def check_fits(spec: NetworkSpec, dataset: Dataset, encoder) -> None:
 
 
 def training_config(config: RunConfig):
-    """The algorithm's hyperparameter dataclass filled from ``config.training``."""
+    """The algorithm's hyperparameter dataclass filled from ``config.training``; a
+    :class:`SpecError` names every setting that is unknown, out of its range
+    (:data:`workbench.limits.TRAINING_BOUNDS`, every number within float32's range) or refused
+    by the algorithm's own ``problems()``."""
     algorithm = get_algorithm(config.algorithm)
     cls = algorithm.config_class
     allowed = {f.name for f in dataclasses.fields(cls)}
-    unknown = sorted(set(config.training) - allowed)
+    if not isinstance(config.training, dict):
+        raise SpecError([Problem("training", f"{show(config.training)} must be an object")])
+    unknown = sorted((k for k in config.training if k not in allowed), key=str)
     if unknown:
         raise SpecError(
             [
@@ -300,11 +314,223 @@ def training_config(config: RunConfig):
                 for k in unknown
             ]
         )
-    out = cls(**config.training)
-    problems = out.problems() if hasattr(out, "problems") else []
+    # Ranges first: a setting out of range (an integer beyond float range, say) is left out
+    # of the algorithm's own checks, which may compare or convert it.
+    problems = limits.training_problems(config.training)
+    bad = {p.path.removeprefix("training.").split("[")[0] for p in problems}
+    out = cls(**{k: v for k, v in config.training.items() if k not in bad})
+    own = out.problems() if hasattr(out, "problems") else []
+    problems += [Problem(f"training.{p.path}", p.message) for p in own]
     if problems:
-        raise SpecError([Problem(f"training.{p.path}", p.message) for p in problems])
+        raise SpecError(problems)
+    return cls(**config.training)
+
+
+def config_problems(config: RunConfig, spec: NetworkSpec | None = None) -> list[Problem]:
+    """Every problem of the run ``config`` (with the network ``spec``, if one is given), by
+    field, before anything is built or allocated.
+
+    The one check behind every way a run starts (``workbench train``, ``compare``/``sweep``
+    cells and their ``--param`` values, :func:`prepare`, the app's forms): the type of every
+    setting before its value is compared; ranges from :data:`workbench.limits.BOUNDS`;
+    dataset, algorithm, backend, neuron models and encoder by name; algorithm x backend pairs
+    that cannot work (:func:`workbench.limits.pair_problems`); the encoder's and the
+    backend's options against their own signatures; the algorithm's settings
+    (:func:`training_config`); then, when all of that holds, the network itself (the layered
+    spec of ``config``, or ``spec``) and the memory the run needs
+    (:func:`workbench.limits.estimate_memory` against :func:`workbench.limits.memory_limit`).
+    Returns an empty list for a configuration that can run."""
+    if not isinstance(config, RunConfig):
+        return [Problem("config", f"{show(config)} must be a RunConfig")]
+    if spec is not None:  # the spec's dt and n_steps are the run's (as prepare() sets them)
+        if not isinstance(spec, NetworkSpec):
+            return [Problem("spec", f"{show(spec)} must be a NetworkSpec")]
+        problems = spec.problems()
+        if problems:
+            return problems
+        config = dataclasses.replace(config, dt=spec.dt, n_steps=spec.n_steps)
+    out: list[Problem] = []
+    add = lambda path, msg: out.append(Problem(path, msg))  # noqa: E731
+    names = (
+        ("dataset", sorted(DATASET_REFERENCES)),
+        ("algorithm", sorted(ALGORITHMS)),
+        (
+            "backend",
+            limits.backend_names(config.backend if isinstance(config.backend, str) else None),
+        ),
+        ("neuron", sorted(m for m in MODELS if MODELS[m].spiking)),
+        ("readout", sorted(MODELS)),
+    )
+    for name, choices in names:
+        value = getattr(config, name)
+        if not isinstance(value, str) or value not in choices:
+            add(name, f"{show(value)} must be one of {choices}")
+    if (p := limits.number_problem("seed", config.seed, limits.BOUNDS["seed"])) is not None:
+        out.append(p)
+    hidden = config.hidden
+    if not isinstance(hidden, list) or not hidden:
+        add("hidden", f"{show(hidden)} must be a non-empty list of sizes, e.g. [120]")
+    elif len(hidden) > limits.MAX_LAYERS:
+        add("hidden", f"has {len(hidden)} layers; at most {limits.MAX_LAYERS}")
+    else:
+        for k, size in enumerate(hidden):
+            path = "hidden" if len(hidden) == 1 else f"hidden[{k}]"
+            if (p := limits.number_problem(path, size, limits.BOUNDS["size"])) is not None:
+                out.append(p)
+    for name in ("neuron_params", "readout_params", "training", "backend_options"):
+        value = getattr(config, name)
+        if not isinstance(value, dict) or not all(isinstance(k, str) for k in value):
+            add(name, f"{show(value)} must be an object of names and values")
+    weight_init = config.weight_init
+    if not isinstance(weight_init, dict):
+        add("weight_init", f"{show(weight_init)} must be an object: projection -> statistics")
+    else:
+        for key, stats in weight_init.items():
+            path = f"weight_init.{key if isinstance(key, str) else show(key)}"
+            if not isinstance(stats, dict) or not set(stats) <= {"weight_mean", "weight_std"}:
+                add(path, f"{show(stats)} must be an object with weight_mean and/or weight_std")
+    if not (limits.is_finite(config.dt) and limits.MIN_DT <= config.dt <= limits.MAX_DT):
+        add(
+            "dt",
+            f"{show(config.dt)} must be a finite number > 0 (ms), from {limits.MIN_DT:g} to "
+            f"{limits.MAX_DT:g} ms",
+        )
+    bound = limits.BOUNDS["n_steps"]
+    if (p := limits.number_problem("n_steps", config.n_steps, bound)) is not None:
+        out.append(p)
+    out += _encoder_problems(config.encoder)
+    if out:
+        return out
+
+    out += limits.pair_problems(config.algorithm, config.backend)
+    out += limits.backend_option_problems(config.backend, config.backend_options)
+    try:
+        training_config(config)
+    except SpecError as exc:
+        out += exc.problems
+    if out:
+        return out
+    try:  # the encoder checks its own ranges (t_late within the run, a rate below 1/dt, ...)
+        resolved = dataclasses.replace(config, encoder=resolve_encoder(config))
+        encoder = make_run_encoder(resolved)
+    except (ValueError, TypeError) as exc:
+        return [Problem("encoder", str(exc))]
+    return _network_problems(config, encoder, spec)
+
+
+def _encoder_problems(encoder) -> list[Problem]:
+    """``encoder``: an object with a known ``name`` and parameters of that encoder's types."""
+    from workbench.data import ENCODERS
+
+    if not isinstance(encoder, dict) or not all(isinstance(k, str) for k in encoder):
+        return [Problem("encoder", f"{show(encoder)} must be an object with a name")]
+    name = encoder.get("name", "latency")
+    if not isinstance(name, str) or name not in STATIC_ENCODERS:
+        return [Problem("encoder.name", f"{show(name)} must be one of {list(STATIC_ENCODERS)}")]
+    fields = {
+        f.name: f.type
+        for f in dataclasses.fields(ENCODERS[name])
+        if f.init and f.name not in ("n_steps", "dt")
+    }
+    out = []
+    for key, value in encoder.items():
+        if key == "name":
+            continue
+        path = f"encoder.{key}"
+        if key not in fields:
+            out.append(
+                Problem(path, f"is not a setting of the {name} encoder; allowed: {sorted(fields)}")
+            )
+            continue
+        kinds = str(fields[key])
+        values = value if isinstance(value, list) and "tuple" in kinds else [value]
+        if isinstance(value, list) and len(value) > 4096:
+            out.append(Problem(path, f"has {len(value)} entries; at most 4096"))
+            continue
+        for item in values:
+            if item is None and "None" in kinds:
+                continue
+            if isinstance(item, bool):
+                ok = "bool" in kinds
+            elif limits.is_int(item):
+                ok = "int" in kinds or "float" in kinds
+            elif isinstance(item, float):
+                ok = "float" in kinds
+            else:
+                ok = False
+            if not ok:
+                out.append(Problem(path, f"{show(value)} must be of type {kinds}"))
+                break
+            if limits.is_number(item) and (p := limits.magnitude_problem(path, item)) is not None:
+                out.append(p)
+                break
+            if key == "n_levels" and item > 64:
+                out.append(Problem(path, f"{show(item)} must be an integer >= 1 and <= 64"))
+                break
     return out
+
+
+def _network_problems(config: RunConfig, encoder, spec: NetworkSpec | None) -> list[Problem]:
+    """The network of a run that passed every other check: its spec (layered, or ``spec``)
+    and the memory of training it (before anything is allocated)."""
+    dataset = load_dataset(config.dataset)
+    channels = encoder.n_channels(dataset.n_features)
+    hyper = training_config(config)
+    batch = getattr(hyper, "batch_size", 1)
+    extra = {"max_spikes": hyper.max_spikes} if hasattr(hyper, "max_spikes") else {}
+    if spec is None:
+        sizes = [channels, *config.hidden, dataset.n_classes]
+        synapses = sum(a * b for a, b in zip(sizes[:-1], sizes[1:]))
+        pops = [(n, True) for n in config.hidden] + [
+            (dataset.n_classes, MODELS[config.readout].spiking)
+        ]
+        estimate = limits.estimate_memory(
+            channels, pops, synapses, config.n_steps, batch, config.algorithm, **extra
+        )
+        widest = max(config.hidden)
+        path = "hidden" if len(config.hidden) == 1 else f"hidden[{config.hidden.index(widest)}]"
+        if widest < channels:
+            path, text = "encoder", f"{channels} input channels"
+        elif len(config.hidden) == 1:
+            text = f"{widest} neurons"
+        else:
+            text = f"{sum(config.hidden)} hidden neurons"
+        path = estimate.field(path, "n_steps", "training.batch_size", max(widest, channels))
+        problems = limits.memory_problems(estimate, path, text)
+        if problems:
+            return problems
+        try:
+            spec = build_spec(config, dataset, encoder)
+        except SpecError as exc:
+            return exc.problems
+    else:
+        problems = spec.problems()
+        if problems:
+            return problems
+        try:
+            check_fits(spec, dataset, encoder)
+        except SpecError as exc:
+            return exc.problems
+        estimate = limits.spec_estimate(spec, batch, config.algorithm, **extra)
+        widest = max(range(len(spec.populations)), key=lambda k: spec.populations[k].size)
+        size = spec.populations[widest].size
+        path = f"populations[{widest}].size"
+        if spec.input_size > size:
+            path, size = "input_size", spec.input_size
+        path = estimate.field(path, "n_steps", "training.batch_size", size)
+        problems = limits.memory_problems(estimate, path)
+        if problems:
+            return problems
+    output = spec.population(spec.output_name)
+    if (hyper.readout == "max_membrane") == output.spiking:
+        wanted = "a spiking output population" if not output.spiking else "an 'li' readout"
+        return [
+            Problem(
+                "training.readout",
+                f"{hyper.readout!r} needs {wanted}; the output population is {output.model!r}",
+            )
+        ]
+    return []
 
 
 @dataclass
@@ -319,18 +545,29 @@ class Run:
     data: TrainingData | None = None
 
 
+def check_config(config: RunConfig, spec: NetworkSpec | None = None) -> RunConfig:
+    """Raise :class:`SpecError` with every problem :func:`config_problems` finds."""
+    problems = config_problems(config, spec)
+    if problems:
+        raise SpecError(problems)
+    return config
+
+
 def prepare(config: RunConfig, spec: NetworkSpec | None = None):
     """Check ``config`` and build its data, spec, network and hyperparameters (no training).
 
     ``spec`` (a network built in code or in the UI's builder) replaces the layered network of
     ``config``; its ``dt`` and ``n_steps`` become the run's, and its input and output sizes must
     fit the encoder's channels and the dataset's classes."""
+    if spec is not None:
+        if not isinstance(spec, NetworkSpec):
+            raise SpecError([Problem("spec", f"{show(spec)} must be a NetworkSpec")])
+        spec.validate()
+        config.dt, config.n_steps = spec.dt, spec.n_steps
+    check_config(config, spec)  # every setting, the pair, the memory: before anything is built
     hyper = training_config(config)
     config.training = dataclasses.asdict(hyper)  # the run folder records every setting
     dataset = load_dataset(config.dataset)
-    if spec is not None:
-        spec.validate()
-        config.dt, config.n_steps = spec.dt, spec.n_steps
     config.encoder = resolve_encoder(config)
     encoder = make_run_encoder(config)
     if spec is None:
@@ -339,18 +576,6 @@ def prepare(config: RunConfig, spec: NetworkSpec | None = None):
         check_fits(spec, dataset, encoder)
     if hasattr(hyper, "adapt_spec"):  # what the algorithm's network adds (e.g. inhibition)
         spec = hyper.adapt_spec(spec)
-    output_spiking = spec.population(spec.output_name).spiking
-    if (hyper.readout == "max_membrane") == output_spiking:
-        wanted = "a spiking output population" if not output_spiking else "an 'li' readout"
-        raise SpecError(
-            [
-                Problem(
-                    "training.readout",
-                    f"{hyper.readout!r} needs {wanted}; the "
-                    f"output population is {config.readout!r}",
-                )
-            ]
-        )
     network = build(spec, config.backend, seed=config.seed, **config.backend_options)
     return TrainingData(dataset, encoder, config.seed), spec, network, hyper
 
