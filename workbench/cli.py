@@ -12,7 +12,10 @@
 Choices for ``--algorithm(s)`` and ``--backend(s)`` are whatever is registered, so new
 algorithms and chip emulators appear here without a change to this file.  Bad input gets one
 line on stderr that names the field and the allowed range, and exit code 2; no run folder is
-left behind.
+left behind.  Options are checked against the ranges of :mod:`workbench.limits` (the same
+the run settings are checked against), then the whole run with
+:func:`workbench.experiment.check_config` (the algorithm x backend pair, the network, and its
+memory against ``--memory-limit``/``WORKBENCH_MEMORY_LIMIT``) before any file is written.
 """
 
 from __future__ import annotations
@@ -20,15 +23,16 @@ from __future__ import annotations
 import argparse
 import contextlib
 import json
+import os
 import shutil
 import sys
 
-from workbench import experiment
+from workbench import experiment, limits
 from workbench.algorithms import ALGORITHMS
 from workbench.backends import available_backends
 from workbench.compare import COLUMNS, dask_executor, grid, run_grid, run_name, sweep_grid
 from workbench.neurons import MODELS, SURROGATES
-from workbench.spec import Problem, SpecError
+from workbench.spec import NetworkSpec, Problem, SpecError
 from workbench.store import Checkpoint, checkpoint_dir, list_runs
 from workbench.training import BatchEnd, EpochEnd, RunEnd, RunStart
 
@@ -58,8 +62,41 @@ def _nonnegative_int(text: str) -> int:
     return value
 
 
+def _bounded(bound: limits.Bound):
+    """An option type: a number of ``bound``'s kind (``limits.BOUNDS``/``TRAINING_BOUNDS``,
+    the same ranges the run settings are checked against) within its range."""
+
+    def parse(text: str):
+        try:
+            value = int(text) if bound.integer else float(text)
+        except ValueError:  # not a number, or an integer past Python's digit limit
+            value = None
+        if value is None or not bound.contains(value):
+            raise argparse.ArgumentTypeError(f"{limits.show(text)} must be {bound.describe()}")
+        return value
+
+    return parse
+
+
 def _hidden(text: str) -> list[int]:
-    return [_positive_int(part) for part in text.split(",")]
+    parts = text.split(",")
+    if len(parts) > limits.MAX_LAYERS:
+        raise argparse.ArgumentTypeError(f"{len(parts)} hidden layers; at most {limits.MAX_LAYERS}")
+    return [_bounded(limits.BOUNDS["size"])(part) for part in parts]
+
+
+def _memory(text: str) -> int:
+    """``--memory-limit``: a size such as 8GiB (bytes)."""
+    try:
+        return limits.parse_size(text)
+    except SpecError as exc:
+        raise argparse.ArgumentTypeError(exc.problems[0].message) from None
+
+
+def _workers(text: str) -> int:
+    """``--workers``: 1 to the number of cores (each worker is a process running one run)."""
+    cores = os.cpu_count() or 1
+    return _bounded(limits.Bound(1, cores, integer=True, unit="(this machine's cores)"))(text)
 
 
 def _names(choices: list[str]):
@@ -90,19 +127,29 @@ def _param(text: str) -> tuple[str, list]:
     words as text)."""
     key, sep, values = text.partition("=")
     if not sep or not key or not values:
-        raise argparse.ArgumentTypeError(f"{text!r} must be SETTING=VALUE1,VALUE2,...")
+        raise argparse.ArgumentTypeError(f"{limits.show(text)} must be SETTING=VALUE1,VALUE2,...")
+    if len(values) > PARAM_BYTES or limits.json_depth(f"[{values}]") > limits.MAX_JSON_DEPTH:
+        raise argparse.ArgumentTypeError(
+            f"{limits.show(key)}: values must be at most {PARAM_BYTES} characters of JSON "
+            f"nested at most {limits.MAX_JSON_DEPTH} deep"
+        )
     try:
         parsed = json.loads(f"[{values}]")
     except json.JSONDecodeError:
         parsed = values.split(",")
+    except ValueError as exc:  # an integer past Python's digit limit
+        raise argparse.ArgumentTypeError(f"{limits.show(key)}: {str(exc).split(';')[0]}") from None
     return key, parsed
+
+
+PARAM_BYTES = 65_536  # the values of one --param
 
 
 def _executor_arguments(parser) -> None:
     where = parser.add_mutually_exclusive_group()
     where.add_argument(
         "--workers",
-        type=_positive_int,
+        type=_workers,
         default=1,
         help="runs at a time on a Dask LocalCluster started for this command, one process "
         "with one torch thread each (default 1: one after another in this process)",
@@ -113,6 +160,24 @@ def _executor_arguments(parser) -> None:
         help="run on the Dask cluster whose scheduler is at ADDRESS (e.g. tcp://host:8786); "
         "its workers need this package installed",
     )
+
+
+def _limit_arguments(parser, runs: bool = False) -> None:
+    parser.add_argument(
+        "--memory-limit",
+        type=_memory,
+        metavar="SIZE",
+        help="memory one run may use, e.g. 4GiB (default: what this machine has available, or "
+        f"${limits.MEMORY_ENV}); a run estimated to need more is refused before it starts",
+    )
+    if runs:
+        parser.add_argument(
+            "--max-runs",
+            type=_bounded(limits.BOUNDS["max_runs"]),
+            default=limits.MAX_RUNS,
+            metavar="N",
+            help=f"refuse a grid of more than N runs (default {limits.MAX_RUNS})",
+        )
 
 
 def _executor(args):
@@ -132,27 +197,40 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument(
         "--backend", choices=available_backends(), help="default: the algorithm's own"
     )
-    train.add_argument("--seed", type=_nonnegative_int, default=0)
+    train.add_argument("--seed", type=_bounded(limits.BOUNDS["seed"]), default=0)
     train.add_argument("--out", required=True, help="run folder to create (must not exist)")
+    train.add_argument(
+        "--spec",
+        metavar="FILE",
+        help="the network as a NetworkSpec JSON file (e.g. the Build tab's), in place of the "
+        "layered network of --hidden/--neuron; its dt and n_steps are the run's",
+    )
     train.add_argument("--hidden", type=_hidden, help="hidden sizes, e.g. 120 or 200,100")
     train.add_argument("--neuron", choices=sorted(m for m in MODELS if MODELS[m].spiking))
     train.add_argument("--encoder", choices=experiment.STATIC_ENCODERS)
-    train.add_argument("--epochs", type=_positive_int)
-    train.add_argument("--batch-size", type=_positive_int)
-    train.add_argument("--lr", type=_positive_float)
+    train.add_argument("--epochs", type=_bounded(limits.BOUNDS["epochs"]))
+    train.add_argument("--batch-size", type=_bounded(limits.BOUNDS["batch_size"]))
+    train.add_argument("--lr", type=_bounded(limits.TRAINING_BOUNDS["lr"]))
     train.add_argument("--surrogate", choices=SURROGATES)
-    train.add_argument("--surrogate-scale", type=_positive_float)
+    train.add_argument(
+        "--surrogate-scale", type=_bounded(limits.TRAINING_BOUNDS["surrogate_scale"])
+    )
     train.add_argument(
         "--surrogate-cutoff",
-        type=_positive_float,
+        type=_bounded(limits.TRAINING_BOUNDS["surrogate_cutoff"]),
         help="sparse backward: no surrogate gradient where |V - threshold| exceeds this",
     )
-    train.add_argument("--n-steps", type=_positive_int)
-    train.add_argument("--dt", type=_positive_float, help="time step in ms")
+    train.add_argument("--n-steps", type=_bounded(limits.BOUNDS["n_steps"]))
+    train.add_argument(
+        "--dt",
+        type=_bounded(limits.BOUNDS["dt"]),
+        help=f"time step in ms ({limits.MIN_DT:g} to {limits.MAX_DT:g})",
+    )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    _limit_arguments(train)
     train.add_argument(
         "--checkpoint-every",
-        type=_positive_int,
+        type=_bounded(limits.BOUNDS["checkpoint_every"]),
         default=1,
         metavar="N",
         help="save the training state every N epochs beside the run folder (default 1); "
@@ -189,9 +267,17 @@ def make_parser() -> argparse.ArgumentParser:
         help=f"comma-separated, from {', '.join(available_backends())}; default: each "
         "algorithm's own (float for surrogate)",
     )
-    grid.add_argument("--seeds", type=_positive_int, default=3, help="seeds 0 .. N-1 (default 3)")
-    grid.add_argument("--epochs", type=_positive_int, help="default: each reference's")
+    grid.add_argument(
+        "--seeds",
+        type=_bounded(limits.BOUNDS["seeds"]),
+        default=3,
+        help="seeds 0 .. N-1 (default 3)",
+    )
+    grid.add_argument(
+        "--epochs", type=_bounded(limits.BOUNDS["epochs"]), help="default: each reference's"
+    )
     _executor_arguments(grid)
+    _limit_arguments(grid, runs=True)
     grid.add_argument("--out", help="folder to create for results.csv, summary.csv and runs/")
 
     sweep = commands.add_parser(
@@ -209,9 +295,17 @@ def make_parser() -> argparse.ArgumentParser:
         help="a run setting (dotted path, e.g. training.lr or hidden) and its values as JSON "
         "(e.g. training.lr=0.005,0.01 or 'hidden=[40],[120]'); repeat for more settings",
     )
-    sweep.add_argument("--seeds", type=_positive_int, default=1, help="seeds 0 .. N-1 (default 1)")
-    sweep.add_argument("--epochs", type=_positive_int, help="default: the reference's")
+    sweep.add_argument(
+        "--seeds",
+        type=_bounded(limits.BOUNDS["seeds"]),
+        default=1,
+        help="seeds 0 .. N-1 (default 1)",
+    )
+    sweep.add_argument(
+        "--epochs", type=_bounded(limits.BOUNDS["epochs"]), help="default: the reference's"
+    )
     _executor_arguments(sweep)
+    _limit_arguments(sweep, runs=True)
     sweep.add_argument("--out", help="folder to create for results.csv, summary.csv and runs/")
 
     export_nir = commands.add_parser(
@@ -258,7 +352,7 @@ def make_parser() -> argparse.ArgumentParser:
     app = commands.add_parser(
         "app", help="serve the web app (Build, Data, Train, Compare, Hardware) on this machine"
     )
-    app.add_argument("--port", type=_nonnegative_int, default=5006)
+    app.add_argument("--port", type=_bounded(limits.BOUNDS["port"]), default=5006)
     app.add_argument("--address", default="localhost", help="interface to listen on")
     app.add_argument("--show", action="store_true", help="open a browser tab")
     app.add_argument(
@@ -345,6 +439,28 @@ class ProgressBar:
 
 def cmd_train(args) -> int:
     config = config_from_args(args)
+    spec = None
+    if args.spec is not None:
+        given = [f"--{n.replace('_', '-')}" for n in ("hidden", "neuron", "n_steps", "dt")]
+        given = [flag for flag in given if getattr(args, flag[2:].replace("-", "_"))]
+        if given:
+            raise SpecError(
+                [Problem("spec", f"gives the network; {', '.join(given)} cannot be given too")]
+            )
+        spec = NetworkSpec.from_file(args.spec)
+        config.dt, config.n_steps = spec.dt, spec.n_steps
+    experiment.check_config(config, spec)  # every setting and the memory, before any file
+    epochs = experiment.training_config(config).epochs
+    if args.checkpoint_every > epochs:
+        raise SpecError(
+            [
+                Problem(
+                    "checkpoint_every",
+                    f"{args.checkpoint_every} must be an integer >= 1 and <= the run's epochs "
+                    f"({epochs}); a larger one never saves",
+                )
+            ]
+        )
     out = experiment.check_out_dir(args.out)
     checkpoint = Checkpoint(checkpoint_dir(out), every=args.checkpoint_every)
     if checkpoint.exists():
@@ -358,8 +474,7 @@ def cmd_train(args) -> int:
             ]
         )
     callbacks = [] if args.quiet else [ProgressBar()]
-    # checks every setting before work
-    run = experiment.train(config, callbacks=callbacks, checkpoint=checkpoint)
+    run = experiment.train(config, callbacks=callbacks, spec=spec, checkpoint=checkpoint)
     return _finish(run, out, checkpoint)
 
 
@@ -421,7 +536,14 @@ def report_run(event) -> None:
 
 
 def cmd_compare(args) -> int:
-    cells = grid(args.dataset, args.algorithms, args.backends, args.seeds, epochs=args.epochs)
+    cells = grid(
+        args.dataset,
+        args.algorithms,
+        args.backends,
+        args.seeds,
+        epochs=args.epochs,
+        max_runs=args.max_runs,
+    )
     return _run_grid(args, cells)
 
 
@@ -430,7 +552,13 @@ def cmd_sweep(args) -> int:
     if len(params) < len(args.param):
         raise SpecError([Problem("param", "a setting is given more than once")])
     cells = sweep_grid(
-        args.dataset, args.algorithm, params, args.backend, args.seeds, epochs=args.epochs
+        args.dataset,
+        args.algorithm,
+        params,
+        args.backend,
+        args.seeds,
+        epochs=args.epochs,
+        max_runs=args.max_runs,
     )
     return _run_grid(args, cells, list(params))
 
@@ -521,6 +649,9 @@ COMMANDS = {
 
 def main(argv: list[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
+    if getattr(args, "memory_limit", None) is not None:
+        # for this command and the worker processes it starts (they inherit the environment)
+        os.environ[limits.MEMORY_ENV] = str(args.memory_limit)
     try:
         return COMMANDS[args.command](args)
     except (SpecError, ValueError) as exc:
