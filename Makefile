@@ -6,7 +6,7 @@ VENV ?= .venv
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test test-fast lint app bench labs clean
+.PHONY: setup test test-fast fuzz lint app bench labs clean
 
 $(STAMP): pyproject.toml constraints.txt
 	$(PYTHON) -m venv $(VENV)
@@ -28,6 +28,13 @@ test: lint
 
 test-fast: setup
 	$(PY) -m pytest -m "not slow"
+
+# A deeper search for bad input than `make test`'s: Hypothesis with random seeds and twenty
+# times the examples (tests/test_fuzz.py), then the robustness table (300 command lines, 1,000
+# spec mutations, NIR files, each in its own process with a memory limit and a timeout).
+fuzz: setup
+	HYPOTHESIS_PROFILE=fuzz $(PY) -m pytest tests/test_fuzz.py
+	$(PY) benchmarks/robustness.py
 
 # The main job: serve the web app on http://localhost:5006/ (local compute, no external
 # services; PORT=... to change it).

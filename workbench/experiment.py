@@ -35,7 +35,7 @@ from workbench import limits
 from workbench.algorithms import ALGORITHMS, get_algorithm
 from workbench.backends import build
 from workbench.data import Dataset, load_dataset, make_encoder, make_loaders
-from workbench.limits import show
+from workbench.limits import key_name, show
 from workbench.neurons import MODELS
 from workbench.recording import save_netcdf, to_dataset
 from workbench.spec import NetworkSpec, Problem, SpecError, feedforward
@@ -104,7 +104,7 @@ class RunConfig:
             raise SpecError(
                 [
                     Problem(
-                        show(k) if not isinstance(k, str) else k,
+                        key_name(k),
                         f"is not a run setting; allowed: {sorted(allowed)}",
                     )
                     for k in sorted(unknown, key=str)
@@ -308,7 +308,7 @@ def training_config(config: RunConfig):
         raise SpecError(
             [
                 Problem(
-                    f"training.{k}",
+                    f"training.{key_name(k)}",
                     f"is not a setting of {config.algorithm!r}; allowed: {sorted(allowed)}",
                 )
                 for k in unknown
@@ -436,7 +436,7 @@ def _encoder_problems(encoder) -> list[Problem]:
     for key, value in encoder.items():
         if key == "name":
             continue
-        path = f"encoder.{key}"
+        path = f"encoder.{key_name(key)}"
         if key not in fields:
             out.append(
                 Problem(path, f"is not a setting of the {name} encoder; allowed: {sorted(fields)}")
@@ -638,13 +638,18 @@ def resume(checkpoint: str | os.PathLike, callbacks=(), stop=None) -> Run:
     """Continue the run whose training state is in the folder ``checkpoint`` (written by
     ``train(..., checkpoint=...)``) and return it, finished."""
     state = Checkpoint(checkpoint)
-    saved = state.read_json("run.json")
+    saved = state.run_settings()
     if saved is None:
         raise SpecError(
             [Problem("checkpoint", f"{str(checkpoint)!r} holds no checkpoint (no run.json)")]
         )
-    config = RunConfig.from_dict(saved["config"])
-    spec = NetworkSpec.from_dict(saved["spec"]) if saved["spec"] is not None else None
+    try:  # the settings as `train` would check them, refused naming run.json
+        config = RunConfig.from_dict(saved["config"])
+        spec = NetworkSpec.from_dict(saved["spec"]) if saved["spec"] is not None else None
+        check_config(config, spec)
+    except SpecError as exc:
+        raise state.refusal(f"holds settings that are refused ({exc})", Checkpoint.RUN) from None
+    state.load()  # both of its files whole, before anything is built (their form: in `fit`)
     return train(config, callbacks, stop, spec, checkpoint=state)
 
 

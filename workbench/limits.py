@@ -83,6 +83,14 @@ def show(value, limit: int = 40) -> str:
     return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
+def key_name(key) -> str:
+    """A key of the user's input as it goes into a field's path: a plain name as it is, anything
+    else (an empty or padded string, a number) quoted, so the path always names something."""
+    if isinstance(key, str) and key.isidentifier():
+        return key
+    return show(key)
+
+
 @dataclass(frozen=True)
 class Bound:
     """An allowed range: ``low`` to ``high`` (``low`` excluded when ``low_open``), integers

@@ -254,6 +254,7 @@ class NetworkSpec:
 # --------------------------------------------------------------------------------- helpers
 def _unknown_keys(data, cls, prefix: str, problems: list[Problem]) -> bool:
     """Report keys of ``data`` that are not fields of ``cls``, and required fields it lacks."""
+    from workbench.limits import key_name
     if not isinstance(data, dict):
         problems.append(Problem(prefix.rstrip(".") or "spec", "must be an object"))
         return False
@@ -267,7 +268,7 @@ def _unknown_keys(data, cls, prefix: str, problems: list[Problem]) -> bool:
         if not isinstance(key, str) or key not in allowed:
             problems.append(
                 Problem(
-                    f"{prefix}{key if isinstance(key, str) else _show(key)}",
+                    f"{prefix}{key_name(key)}",
                     f"is not a field; allowed: {', '.join(sorted(allowed))}",
                 )
             )
