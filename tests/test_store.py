@@ -75,7 +75,7 @@ def test_training_killed_mid_epoch_resumes_to_the_same_weights(uninterrupted, tm
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     assert not out.exists()  # nothing that looks like a run
-    assert torch.load(state, weights_only=True)["epoch"] in (1, 2)
+    assert Checkpoint(state.parent).load()["epoch"] in (1, 2)
     listed = list_runs(tmp_path)
     assert listed["status"].str.startswith("resumable at epoch").tolist() == [True]
     # a second `train` to the same folder is refused, pointing at `resume`
@@ -132,7 +132,7 @@ def test_killed_in_the_middle_of_an_epoch_resumes_exactly(algorithm, dataset, ba
         env=ENV,
     )
     assert killed.returncode == -signal.SIGKILL
-    assert torch.load(folder / Checkpoint.STATE, weights_only=True)["epoch"] == 1
+    assert Checkpoint(folder).load()["epoch"] == 1
     resumed = experiment.resume(folder)
     reference = experiment.train(config)
     assert same_weights(resumed.network.state_dict(), reference.network.state_dict())

@@ -33,7 +33,7 @@ from workbench.backends import available_backends
 from workbench.compare import COLUMNS, dask_executor, grid, run_grid, run_name, sweep_grid
 from workbench.neurons import MODELS, SURROGATES
 from workbench.spec import NetworkSpec, Problem, SpecError
-from workbench.store import Checkpoint, checkpoint_dir, list_runs
+from workbench.store import MANIFEST, Checkpoint, checkpoint_dir, list_runs
 from workbench.training import BatchEnd, EpochEnd, RunEnd, RunStart
 
 
@@ -490,8 +490,11 @@ def _finish(run, out, checkpoint: Checkpoint) -> int:
 
 
 def cmd_resume(args) -> int:
+    checkpoint = Checkpoint(checkpoint_dir(args.run_dir))
+    if os.path.isfile(os.path.join(args.run_dir, MANIFEST)):  # killed before its cleanup
+        left = f"; its leftover {str(checkpoint.folder)!r} can be deleted" * checkpoint.exists()
+        raise SpecError([Problem("run_dir", f"{args.run_dir!r} is a complete run already{left}")])
     out = experiment.check_out_dir(args.run_dir)
-    checkpoint = Checkpoint(checkpoint_dir(out))
     if not checkpoint.exists():
         raise SpecError(
             [Problem("run_dir", f"{str(out)!r} has no unfinished run to resume (no checkpoint)")]

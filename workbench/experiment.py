@@ -640,9 +640,7 @@ def resume(checkpoint: str | os.PathLike, callbacks=(), stop=None) -> Run:
     state = Checkpoint(checkpoint)
     saved = state.run_settings()
     if saved is None:
-        raise SpecError(
-            [Problem("checkpoint", f"{str(checkpoint)!r} holds no checkpoint (no run.json)")]
-        )
+        raise state.refusal("is missing", Checkpoint.RUN)
     try:  # the settings as `train` would check them, refused naming run.json
         config = RunConfig.from_dict(saved["config"])
         spec = NetworkSpec.from_dict(saved["spec"]) if saved["spec"] is not None else None

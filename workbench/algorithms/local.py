@@ -106,12 +106,19 @@ import torch
 import torch.nn.functional as F
 
 from workbench.algorithms import Algorithm, register_algorithm
-from workbench.algorithms.loop import first_epoch, progress, restored_progress
+from workbench.algorithms.loop import first_epoch, progress, progress_schema, restored_progress
 from workbench.data import make_loaders
 from workbench.neurons import STEPS, initial_state, li_step
 from workbench.recording import to_dataset
 from workbench.spec import INPUT, NetworkSpec, Problem, Projection, SpecError
-from workbench.store import load_random_state, random_state
+from workbench.store import (
+    Maybe,
+    TensorLike,
+    like,
+    load_random_state,
+    random_schema,
+    random_state,
+)
 from workbench.training import (
     EVAL_BATCH_SIZE,
     BatchEnd,
@@ -558,13 +565,28 @@ def _fit(name: str, network, data, config: LocalConfig, callbacks, stop) -> Hist
     assignments = None
     readout = network.weight(layout.readout)
     checkpoint = getattr(data, "checkpoint", None)
-    saved = checkpoint.load() if checkpoint is not None else None
+    saved = None
+    if checkpoint is not None:  # refused unless it has the form of what this loop saves
+        weights, rule = like(network.state_dict()), like(learner.state())
+        labels = TensorLike(torch.int64, learner.theta.shape)  # one class per hidden neuron
+        saved = checkpoint.load(
+            expected={
+                **progress_schema(config.epochs, (weights, rule, labels)),
+                "network": weights,
+                "learner": rule,
+                "assignments": Maybe(labels),
+                "random": random_schema(network, data.encoder, loaders["train"], fixed["train"]),
+            }
+        )
     if saved is not None:
-        network.load_state_dict(saved["network"])
-        learner.load(saved["learner"])
-        assignments = saved["assignments"]
-        history, best, best_state, stale = restored_progress(saved)
-        load_random_state(saved["random"], network, data.encoder, loaders["train"], fixed["train"])
+        with checkpoint.restoring():
+            network.load_state_dict(saved["network"])
+            learner.load(saved["learner"])
+            assignments = saved["assignments"]
+            history, best, best_state, stale = restored_progress(saved)
+            load_random_state(
+                saved["random"], network, data.encoder, loaders["train"], fixed["train"]
+            )
     for epoch in range(first_epoch(saved, config), config.epochs + 1):
         started = time.perf_counter()
         interrupted = False

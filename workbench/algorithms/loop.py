@@ -33,7 +33,21 @@ import torch
 from workbench.data import make_loaders
 from workbench.recording import to_dataset
 from workbench.spec import Problem
-from workbench.store import load_random_state, random_state
+from workbench.store import (
+    NUMBER,
+    SCALAR,
+    Between,
+    Exactly,
+    ListOf,
+    MapOf,
+    Maybe,
+    SomeOf,
+    TensorLike,
+    like,
+    load_random_state,
+    random_schema,
+    random_state,
+)
 from workbench.training import (
     EVAL_BATCH_SIZE,
     BatchEnd,
@@ -115,13 +129,25 @@ def fit_epochs(
     history = History()
     best, best_state, stale = -1.0, None, 0
     checkpoint = getattr(data, "checkpoint", None)
-    saved = checkpoint.load() if checkpoint is not None else None
+    saved = None
+    if checkpoint is not None:  # refused unless it has the form of what this loop saves
+        weights = like(network.state_dict())
+        saved = checkpoint.load(
+            expected={
+                **progress_schema(config.epochs, weights),
+                "network": weights,
+                "optimiser": adam_schema(optimiser),
+                "schedule": like(schedule.state_dict()),
+                "random": random_schema(network, data.encoder, loaders["train"]),
+            }
+        )
     if saved is not None:
-        network.load_state_dict(saved["network"])
-        optimiser.load_state_dict(saved["optimiser"])
-        schedule.load_state_dict(saved["schedule"])
-        history, best, best_state, stale = restored_progress(saved)
-        load_random_state(saved["random"], network, data.encoder, loaders["train"])
+        with checkpoint.restoring():
+            network.load_state_dict(saved["network"])
+            optimiser.load_state_dict(saved["optimiser"])
+            schedule.load_state_dict(saved["schedule"])
+            history, best, best_state, stale = restored_progress(saved)
+            load_random_state(saved["random"], network, data.encoder, loaders["train"])
     for epoch in range(first_epoch(saved, config), config.epochs + 1):
         started = time.perf_counter()
         total_loss = total_correct = total = skipped = 0
@@ -211,9 +237,50 @@ def progress(epoch: int, history: History, best: float, best_state, stale: int) 
     }
 
 
+def progress_schema(epochs: int, best_state) -> dict:
+    """The form of :func:`progress` in a run of ``epochs`` epochs whose best state has the form
+    ``best_state`` (see :func:`workbench.store.conform`)."""
+    return {
+        "epoch": Between(1, epochs),
+        "history": ListOf(MapOf(str, SCALAR)),
+        "best_epoch": Maybe(Between(1, epochs)),
+        "best": NUMBER,
+        "best_state": Maybe(best_state),
+        "stale": Between(0, epochs),
+    }
+
+
+def adam_schema(optimiser: torch.optim.Adam) -> dict:
+    """The form of ``optimiser.state_dict()`` once it has stepped: the same groups, and per
+    parameter (any of them, as a parameter that never had a gradient has none) the step count
+    and the moment estimates, of the parameter's dtype and shape."""
+    groups = optimiser.state_dict()["param_groups"]
+    step = TensorLike(
+        torch.float64 if torch.get_default_dtype() == torch.float64 else torch.float32, ()
+    )
+    state, index = {}, 0
+    for group in optimiser.param_groups:
+        moments = ("exp_avg", "exp_avg_sq") + (("max_exp_avg_sq",) if group["amsgrad"] else ())
+        for p in group["params"]:
+            state[index] = {"step": step, **{m: TensorLike(p.dtype, p.shape) for m in moments}}
+            index += 1
+    return {
+        "state": SomeOf(state),
+        "param_groups": [{**like(g), "params": Exactly(g["params"])} for g in groups],
+    }
+
+
 def restored_progress(saved: dict) -> tuple[History, float, object, int]:
-    """``(history, best, best_state, stale)`` from a checkpoint written with :func:`progress`."""
-    history = History(rows=saved["history"], best_epoch=saved["best_epoch"])
+    """``(history, best, best_state, stale)`` from a checkpoint written with :func:`progress`
+    (ValueError when its parts contradict each other)."""
+    epoch, best_epoch = saved["epoch"], saved["best_epoch"]
+    if len(saved["history"]) != epoch:
+        raise ValueError(f"history has {len(saved['history'])} epochs; epoch is {epoch}")
+    if (best_epoch is None) != (saved["best_state"] is None) or (best_epoch or 0) > epoch:
+        raise ValueError(f"best_epoch {best_epoch} and best_state do not fit epoch {epoch}")
+    if saved["stale"] > epoch:
+        raise ValueError(f"stale is {saved['stale']}, more than epoch {epoch}")
+    history = History(rows=saved["history"], best_epoch=best_epoch)
     return history, saved["best"], saved["best_state"], saved["stale"]
 
 
