@@ -179,10 +179,10 @@ def test_a_network_that_does_not_fit_the_data_fails_with_the_field():
     wb.spec = feedforward([5, 8, 3], "lif", "li", dt=1.0, n_steps=10)
     dash = TrainingDashboard(workbench=wb, autopoll=False)
     dash.set_setting("epochs", 1)
-    assert dash.start()
-    until(dash, finished(dash))
-    assert dash.session.state == "failed"
-    assert "input_size" in dash.session.error and "64 channels" in dash.session.error
+    assert not dash.start()  # refused at Start, with the run settings' check, not in the run
+    messages = {p.path: p.message for p in dash.problems}
+    assert "64 channels" in messages["input_size"], messages
+    assert dash.session.state != "failed" and not dash.session.active
     assert not dash._start.disabled  # the session stays usable
 
 

@@ -79,8 +79,9 @@ import param
 from panel.custom import JSComponent
 from panel_reactflow import NodeType, ReactFlow
 
+from workbench.limits import parse_json
 from workbench.neurons import MODELS
-from workbench.spec import INPUT, NetworkSpec, Problem
+from workbench.spec import INPUT, NetworkSpec, Problem, SpecError
 
 from . import diagram
 from .diagram import (
@@ -99,6 +100,10 @@ from .templates import TEMPLATES
 
 DRAG_TYPE = "application/x-wb-population"  # MIME type of a palette item dragged onto the diagram
 JSON_TITLE = "Load / save JSON"
+FIELD_BYTES = 64 * 1024  # JSON typed into one field of the form (a list of parameters, say)
+# A loaded file goes into the text box only up to this size (larger ones would travel back to
+# the browser whole).
+SHOWN_BYTES = 256 * 1024
 
 
 def _no_editor(data, schema, *, id, type, on_patch):
@@ -403,9 +408,9 @@ class NetworkBuilder(pn.viewable.Viewer):
         """Replace the network with a fresh copy of template ``name``."""
         self.workbench.spec = TEMPLATES[name]()
 
-    def load_json(self, text: str) -> bool:
-        """Load a spec from JSON text into the workbench; on failure show why and keep the
-        network.  Returns whether it loaded."""
+    def load_json(self, text: str | bytes) -> bool:
+        """Load a spec from JSON text (or a file's bytes) into the workbench; on failure show
+        why, by field, and keep the network.  Returns whether it loaded."""
         try:
             spec = NetworkSpec.from_json(text or "")
         except (ValueError, TypeError) as exc:  # SpecError is a ValueError
@@ -789,11 +794,12 @@ class NetworkBuilder(pn.viewable.Viewer):
         except (ValueError, TypeError):
             widget = pn.widgets.TextInput(value=json.dumps(value, default=str), **opts)
 
-            def parse(event):
+            def parse(event):  # JSON when it is (bounded in size and depth), else the text
                 try:
-                    on_change(json.loads(event.new))
-                except json.JSONDecodeError:
-                    on_change(event.new)
+                    value = parse_json(event.new, key, max_bytes=FIELD_BYTES)
+                except SpecError:
+                    value = event.new
+                on_change(value)
 
             widget.param.watch(parse, "value")
             return widget
@@ -923,18 +929,17 @@ class NetworkBuilder(pn.viewable.Viewer):
 
     # ------------------------------------------------------------------------- JSON files
     def _on_file(self, event) -> None:
-        if event.new:
-            raw = event.new
+        """A file chosen: loaded as a spec (refused by field, the network kept, when it is not
+        one); shown in the text box when it is small enough to edit there."""
+        raw = event.new
+        if raw is None:
+            return
+        if isinstance(raw, bytes) and len(raw) <= SHOWN_BYTES:
             try:
-                text = raw.decode("utf-8") if isinstance(raw, bytes) else str(raw)
-            except UnicodeDecodeError as exc:
-                self.load_error.object = (
-                    f"**Not loaded:** the file is not UTF-8 text ({exc.reason})"
-                )
-                self.load_error.visible = True
-                return
-            self.json_input.value = text
-            self.load_json(text)
+                self.json_input.value = raw.decode("utf-8")
+            except UnicodeDecodeError:
+                pass  # load_json says so
+        self.load_json(raw)
 
     def _spec_file(self):
         return io.StringIO(self.spec_json())

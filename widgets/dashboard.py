@@ -38,9 +38,9 @@ import param
 from bokeh.models import ColumnDataSource, Range1d
 
 from workbench.algorithms import ALGORITHMS
-from workbench.experiment import load_run, training_config
+from workbench.experiment import config_problems, load_run
 from workbench.recording import population
-from workbench.spec import NetworkSpec, Problem, SpecError
+from workbench.spec import NetworkSpec, Problem
 from workbench.training import BatchEnd, EpochEnd, SampleRecorded
 
 from . import plots
@@ -299,11 +299,8 @@ class TrainingDashboard(pn.viewable.Viewer):
                 )
             )
         config = wb.run_config(self.algorithm, training)
-        if not problems:
-            try:
-                training_config(config)
-            except SpecError as exc:
-                problems += exc.problems
+        if not problems:  # every setting, the algorithm x backend pair, the memory estimate
+            problems += config_problems(config, wb.spec)
         self._show_problems(problems)
         if problems:
             return False

@@ -44,6 +44,7 @@ import panel as pn
 import param
 
 from workbench.backends import available_backends, backend_class
+from workbench.limits import backend_option_problems, parse_json
 from workbench.spec import Problem, SpecError
 
 from .parts import Disclosure
@@ -53,6 +54,8 @@ RESOURCE = hv.Dimension("chip resource", label="resource")
 FRACTION = hv.Dimension("fraction of capacity", label="fraction of capacity")
 OVER, UNDER = "#d62728", "#4c78a8"  # bar colours over / within capacity
 SIMULATOR_NOTE = "no capacity limits (software simulator)"
+
+PROFILE_BYTES = 64 * 1024  # a chip profile's overrides: a few numbers, never megabytes
 
 
 def is_emulator(cls) -> bool:
@@ -306,10 +309,13 @@ class BackendPicker(pn.viewable.Viewer):
         options = dict(self.workbench.backend_options)
         text = text.strip()
         try:
-            overrides = json.loads(text) if text else {}
+            overrides = parse_json(text, "profile", max_bytes=PROFILE_BYTES) if text else {}
             if not isinstance(overrides, dict):
                 raise ValueError('must be a JSON object, e.g. {"n_hidden": 500}')
-            if overrides:
+            if overrides:  # names, types and finite numbers first, then the chip's own ranges
+                problems = backend_option_problems(self.workbench.backend, {"profile": overrides})
+                if problems:
+                    raise SpecError(problems)
                 chip_profile(self.backend_cls, {**options, "profile": overrides})
         except (ValueError, TypeError) as exc:
             self.options_error.object = f"**Profile overrides refused:** {_message(exc)}"
