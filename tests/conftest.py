@@ -6,7 +6,7 @@ import pytest
 from hypothesis import settings
 
 # `ci` (make test): the same cases every run; `fuzz` (make fuzz): random and twenty times as many.
-settings.register_profile("ci", derandomize=True, print_blob=True)
+settings.register_profile("ci", derandomize=True, database=None, print_blob=True)
 settings.register_profile("fuzz", derandomize=False, print_blob=True)
 settings.load_profile(os.environ.get("HYPOTHESIS_PROFILE", "ci"))
 
