@@ -19,6 +19,12 @@ the mean output spike count per sample of each framework's first step.
 
 Run: ``.venv/bin/python benchmarks/train_step.py`` (``--help`` for the options).  Peers are
 installed from ``requirements-bench.txt``; a missing one is listed as "not installed".
+
+``--device cuda`` puts every framework's network, input, target and optimiser on the GPU (the
+input, target and weights are still drawn on the CPU, so they are the same numbers as there);
+every timer is read after ``torch.cuda.synchronize()``, so a step's time includes its kernels,
+not only their launch.  Ours then runs the fused loop's torch kernel (``workbench.fused``: the
+Numba kernels and the sparse input projection are CPU-only) and a dense input projection.
 """
 
 from __future__ import annotations
@@ -95,6 +101,19 @@ def our_propagators() -> tuple[float, float, float]:
 OUR_PSP = psp_integral(*our_propagators())
 
 
+def synchronize(device: torch.device) -> None:
+    """Wait for the device's queued kernels (CUDA runs them asynchronously); no-op on the CPU."""
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def device_label(device: torch.device) -> str:
+    """What the header and the JSON say about a device other than the CPU."""
+    if device.type == "cuda":
+        return f"{device}: {torch.cuda.get_device_name(device)}, CUDA {torch.version.cuda}"
+    return str(device)
+
+
 def version_of(dist: str) -> str:
     try:
         return importlib.metadata.version(dist)
@@ -117,10 +136,16 @@ class Problem:
 
 
 def make_problem(
-    n_steps: int, batch: int, hidden: int = N_HIDDEN, density: float = DENSITY
+    n_steps: int,
+    batch: int,
+    hidden: int = N_HIDDEN,
+    density: float = DENSITY,
+    device: str | torch.device = "cpu",
 ) -> Problem:
     """The reference problem; another ``hidden`` or ``density`` scales the input weights by
-    ``sqrt(DENSITY / density)`` so the hidden layer gets the same drive (same activity)."""
+    ``sqrt(DENSITY / density)`` so the hidden layer gets the same drive (same activity).
+    Everything is drawn on the CPU (the same numbers on every device), then moved to
+    ``device``."""
     from workbench.backends import build
 
     g = torch.Generator().manual_seed(SEED)
@@ -133,7 +158,7 @@ def make_problem(
     drive = math.sqrt(DENSITY / density)
     w1 = ours.weights["input__hidden"].detach().clone() * WEIGHT_SCALE * drive
     w2 = ours.weights["hidden__output"].detach().clone() * WEIGHT_SCALE
-    return Problem(x, target, w1, w2)
+    return Problem(*(t.to(device) for t in (x, target, w1, w2)))
 
 
 def our_spec(n_steps: int, hidden: int = N_HIDDEN):
@@ -155,7 +180,9 @@ def train_step_fn(
     problem: Problem,
     weight_factor: float = 1.0,
 ) -> Callable[[], torch.Tensor]:
-    """One training step: forward, MSE of the output spike counts, backward, Adam."""
+    """One training step: forward, MSE of the output spike counts, backward, Adam.  The
+    model moves to the problem's device first, so the optimiser's state is made there."""
+    model.to(problem.x.device)
     # Adam's steps do not scale with the gradient, so weights scaled by ``weight_factor``
     # (the PSP match) get the learning rate scaled alike: the same relative updates.
     opt = torch.optim.Adam(model.parameters(), lr=LR * weight_factor)
@@ -239,6 +266,10 @@ def build_norse(problem: Problem) -> Callable[[], torch.Tensor]:
     import norse.torch as norse
 
     dt_s = DT * 1e-3  # Norse works in seconds
+    # The parameters stay 0-dim CPU tensors on every device (Norse's own defaults are made so,
+    # and .to() does not move a NamedTuple): PyTorch passes such tensors to CUDA kernels as
+    # scalars, while GPU ones would cost a device sync per layer and step (Norse fills the
+    # initial state with torch.full(..., v_leak), which reads the value back).
     p = norse.LIFParameters(
         tau_syn_inv=torch.as_tensor(1.0 / (TAU_SYN * 1e-3)),
         tau_mem_inv=torch.as_tensor(1.0 / (TAU_MEM * 1e-3)),
@@ -343,7 +374,7 @@ def prepare(names: list[str], problem: Problem) -> list[Result]:
         builder, dist = BUILDERS[name]
         res = Result(name, version_of(dist))
         try:
-            importlib.import_module(IMPORTS[name])
+            module = importlib.import_module(IMPORTS[name])
         except ImportError as exc:
             res.status = "not installed"
             print(f"{name}: not installed ({exc})", file=sys.stderr)
@@ -354,6 +385,9 @@ def prepare(names: list[str], problem: Problem) -> list[Result]:
             print(f"{name}: {res.status}", file=sys.stderr)
             results.append(res)
             continue
+        if res.version == "-":  # imported from a path, not installed (PYTHONPATH=.)
+            top = sys.modules.get(module.__name__.split(".")[0], module)
+            res.version = str(getattr(top, "__version__", "-"))
         try:
             torch.manual_seed(SEED)
             res.step = builder(problem)
@@ -365,12 +399,19 @@ def prepare(names: list[str], problem: Problem) -> list[Result]:
 
 
 def run(
-    results: list[Result], warmup: int, repeats: int, batch: int, max_step_s: float = math.inf
+    results: list[Result],
+    warmup: int,
+    repeats: int,
+    batch: int,
+    max_step_s: float = math.inf,
+    device: str | torch.device = "cpu",
 ) -> None:
     """Interleaved steps; a peer whose first step takes longer than ``max_step_s`` stops
     there (listed as too slow; ours, the subject, always runs), and one that takes over
     ``max_step_s / repeats`` per step gets fewer timed repeats (at least one), so that slow
-    cells of the table stay bounded."""
+    cells of the table stay bounded.  On a GPU the device is synchronised before each timer
+    is read, so a step's time covers its kernels, and no earlier step's work leaks into it."""
+    device = torch.device(device)
     active = [r for r in results if r.step is not None]
     quota = {r.name: repeats for r in active}
     for k in range(warmup + repeats):
@@ -379,8 +420,10 @@ def run(
             if res.step is None or len(res.times_ms) >= quota[res.name]:
                 continue
             try:
+                synchronize(device)
                 start = time.perf_counter()
                 counts = res.step()
+                synchronize(device)
                 elapsed = time.perf_counter() - start
             except Exception as exc:
                 res.status = f"error: {type(exc).__name__}: {exc}"
@@ -467,10 +510,11 @@ def dense_floor_ms(problem: Problem, repeats: int) -> float:
     hidden projections forward, their weight gradients and the hidden layer's input gradient
     backward (what any method that multiplies dense matrices cannot go below)."""
     n_steps, batch, _ = problem.x.shape
+    device = problem.x.device
     x2 = problem.x.reshape(-1, N_IN)
-    h2 = (torch.rand(n_steps * batch, problem.hidden) < 0.02).float()
-    g1 = torch.randn(n_steps * batch, problem.hidden)
-    g2 = torch.randn(n_steps * batch, N_OUT)
+    h2 = (torch.rand(n_steps * batch, problem.hidden) < 0.02).float().to(device)
+    g1 = torch.randn(n_steps * batch, problem.hidden).to(device)
+    g2 = torch.randn(n_steps * batch, N_OUT).to(device)
 
     def products():
         x2 @ problem.w1.T
@@ -482,17 +526,19 @@ def dense_floor_ms(problem: Problem, repeats: int) -> float:
     products()
     times = []
     for _ in range(repeats):
+        synchronize(device)
         start = time.perf_counter()
         products()
+        synchronize(device)
         times.append((time.perf_counter() - start) * 1e3)
     return statistics.median(times)
 
 
 def run_cell(hidden: int, n_steps: int, density: float, args, names: list[str]) -> dict:
     """One cell of the table: every framework in ``names``, interleaved, and the dense floor."""
-    problem = make_problem(n_steps, args.batch, hidden, density)
+    problem = make_problem(n_steps, args.batch, hidden, density, args.device)
     results = prepare(names, problem)
-    run(results, args.warmup, args.repeats, args.batch, args.max_step_s)
+    run(results, args.warmup, args.repeats, args.batch, args.max_step_s, args.device)
     floor = dense_floor_ms(problem, max(1, min(args.repeats, 3)))
     return {
         "hidden": hidden,
@@ -564,6 +610,8 @@ def table(args, names: list[str]) -> list[dict]:
                 ]
                 if args.threads is not None:
                     command += ["--threads", str(args.threads)]
+                if args.device != "cpu":
+                    command += ["--device", args.device]
                 done = subprocess.run(command, capture_output=True, text=True)
                 if done.returncode != 0:
                     print(f"{hidden:>6} {n_steps:>5} {density:>5.0%}  failed: {done.stderr[-300:]}")
@@ -672,6 +720,12 @@ def main(argv: list[str] | None = None) -> int:
         default=math.inf,
         help="drop a framework whose step takes longer (default: no limit; --table: 30)",
     )
+    ap.add_argument(
+        "--device",
+        default="cpu",
+        help="torch device of every framework's network, input, target and optimiser "
+        "(cpu, cuda, cuda:1, ...; default: cpu)",
+    )
     ap.add_argument("--cell", help=argparse.SUPPRESS)  # one table cell: hidden,steps,density
     args = ap.parse_args(argv)
     names = [n.strip() for n in args.only.split(",") if n.strip()]
@@ -680,6 +734,13 @@ def main(argv: list[str] | None = None) -> int:
         ap.error(f"--only: {unknown or 'nothing'} not in {', '.join(FRAMEWORKS)}")
     if args.repeats < 1 or args.warmup < 0 or args.batch < 1 or args.steps < 2:
         ap.error("need --repeats >= 1, --warmup >= 0, --batch >= 1, --steps >= 2")
+    try:
+        device = torch.device(args.device)
+    except (RuntimeError, ValueError) as exc:
+        ap.error(f"--device: {exc}")
+    if device.type == "cuda" and not torch.cuda.is_available():
+        ap.error(f"--device {args.device}: torch {torch.__version__} sees no CUDA device")
+    where = "" if device.type == "cpu" else f", device {device_label(device)}"
     if args.threads is not None:
         torch.set_num_threads(args.threads)
     if args.replot:
@@ -698,8 +759,8 @@ def main(argv: list[str] | None = None) -> int:
             args.max_step_s = 30.0
         print(
             f"scaling table: {N_IN}-H-{N_OUT}, batch {args.batch}, torch "
-            f"{torch.get_num_threads()} threads, {args.warmup} warmup + up to {args.repeats} "
-            f"timed steps, at most {args.max_step_s:g} s per step\n"
+            f"{torch.get_num_threads()} threads{where}, {args.warmup} warmup + up to "
+            f"{args.repeats} timed steps, at most {args.max_step_s:g} s per step\n"
         )
         cells = table(args, names)
         if args.plot:
@@ -707,15 +768,15 @@ def main(argv: list[str] | None = None) -> int:
             print(f"wrote {args.plot}")
         return 0
 
-    problem = make_problem(args.steps, args.batch)
+    problem = make_problem(args.steps, args.batch, device=device)
     results = prepare(names, problem)
     print(
         f"train step: {N_IN}-{N_HIDDEN}-{N_OUT} CuBa LIF, T={args.steps}, batch={args.batch}, "
         f"input density {DENSITY:.0%}, Adam lr {LR:g}; torch {torch.__version__}, "
-        f"{torch.get_num_threads()} threads; {args.warmup} warmup + {args.repeats} timed "
+        f"{torch.get_num_threads()} threads{where}; {args.warmup} warmup + {args.repeats} timed "
         "steps each, interleaved\n"
     )
-    run(results, args.warmup, args.repeats, args.batch)
+    run(results, args.warmup, args.repeats, args.batch, device=device)
     summary = report(results)
     if args.json:
         summary["config"] = {
@@ -735,7 +796,11 @@ def main(argv: list[str] | None = None) -> int:
             "torch": torch.__version__,
             "python": platform.python_version(),
             "machine": platform.machine(),
+            "device": str(device),
         }
+        if device.type == "cuda":
+            summary["config"]["device_name"] = torch.cuda.get_device_name(device)
+            summary["config"]["cuda"] = torch.version.cuda
         with open(args.json, "w") as fh:
             json.dump(summary, fh, indent=2)
         print(f"\nwrote {args.json}")
