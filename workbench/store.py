@@ -516,9 +516,9 @@ def _encode(value, tensors: dict, path: str):
     if isinstance(value, float):
         return value if math.isfinite(value) else {"$float": repr(value)}
     if isinstance(value, torch.Tensor):
-        name = path or "tensor"
-        if name in tensors:
-            raise ValueError(f"two tensors would be named {name!r}")
+        name, n = path or "tensor", 1
+        while name in tensors:  # keys with "/" in them could meet another path
+            name, n = f"{path}#{n}", n + 1
         tensors[name] = value.detach().to("cpu", copy=True).contiguous()
         dtype = str(value.dtype).removeprefix("torch.")
         if dtype not in _DTYPES:
