@@ -42,10 +42,13 @@ from workbench.spec import Problem, SpecError
 
 # ------------------------------------------------------------------------------------ numbers
 
-# Any number that becomes a tensor value must stay well inside float32 (3.4e38, the
-# simulator's numbers): products of two such numbers (a weight times a spike count, a learning
-# rate times a gradient) must not overflow.
-MAX_MAGNITUDE = 1e30
+# Any number that becomes a tensor value (a weight, a parameter, a chip figure): |x| <= 1e15.
+# A population's inputs are spikes (0 or 1) whatever the depth of the network, so a membrane
+# sums at most fan-in x n_steps weighted spikes: 1e15 x 2^23 x 1e5 ~ 1e27 stays far inside
+# float32's 3.4e38, and so does a product of two such numbers with a fan-in (a gradient through
+# one layer: 1e30 x 2^23 ~ 1e37).  At 1e30 a membrane overflowed to inf after 10^9 inputs.
+MAX_MAGNITUDE = 1e15
+MAX_TENSOR_INT = 2**63 - 1  # a Python int becomes an int64 in torch
 
 
 def is_int(value) -> bool:
@@ -128,6 +131,12 @@ def number_problem(path: str, value, bound: Bound) -> Problem | None:
 
 def magnitude_problem(path: str, value) -> Problem | None:
     """A number that becomes a tensor value: finite and within +-:data:`MAX_MAGNITUDE`."""
+    if is_int(value) and abs(value) > MAX_TENSOR_INT:  # torch takes a Python int as int64
+        return Problem(
+            path,
+            f"{show(value)} is an integer beyond +-2^63, which no tensor holds; write it as a "
+            f"float (e.g. {float(min(abs(value), 10**300)):.0e}) within +-{MAX_MAGNITUDE:g}",
+        )
     if is_finite(value) and abs(value) <= MAX_MAGNITUDE:
         return None
     return Problem(path, f"{show(value)} must be a finite number within +-{MAX_MAGNITUDE:g}")

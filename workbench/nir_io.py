@@ -188,6 +188,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from workbench.limits import MAX_MAGNITUDE
 from workbench.neurons import propagators
 from workbench.spec import (
     INPUT,
@@ -492,12 +493,8 @@ MAX_PATH_ELEMENTS = 2**25  # elements of the dense path matrices the conversion 
 MAX_N_STEPS = 100_000  # steps per sample
 DT_RANGE_S = (1e-6, 1.0)  # a graph's step (s): 1 us .. 1 s; dt given in ms: 1e-3 .. 1000
 MAX_TAU_S = 1e4  # time constants (s)
-# Weights, scales, gains and potentials: |x| <= 1e15.  A population's inputs are spikes (0 or
-# 1) whatever the depth of the network, so a membrane sums at most fan-in x n_steps weighted
-# spikes: 1e15 x 2^23 x 1e5 ~ 1e27 stays far inside float32's 3.4e38, and so does a product of
-# two weights with a fan-in (a gradient through one layer: 1e30 x 2^23 ~ 1e37).  1e38, float32's
-# edge, overflows after the first sum.
-MAX_MAGNITUDE = 1e15
+# Weights, scales, gains and potentials: |x| <= limits.MAX_MAGNITUDE (1e15; why: there).
+# 1e38, float32's edge, overflows after the first sum.
 MAX_KEY = 200  # characters of a node key
 MAX_METADATA = 4096  # numbers (or characters) of one metadata value
 MAX_PROBLEMS = 10  # problems reported at once
