@@ -506,7 +506,7 @@ def rich_spec() -> NetworkSpec:
                 INPUT,
                 "hidden",
                 delay=[[0, 1, 2], [3, 0, 1]],
-                weights=[[0.1, 1 / 3, -2.5e-7], [1e30, -0.0, 7.0]],
+                weights=[[0.1, 1 / 3, -2.5e-7], [1e15, -0.0, 7.0]],
             ),
             Projection(
                 "hidden", "hidden", recurrent=True, delay=2, weight_mean=0.1, weight_std=1 / 3
@@ -531,7 +531,7 @@ def test_json_round_trip_is_exact(indent):
     assert again.populations[0].params["adapt_strength"] == 1 / 3
     assert again.dt == 0.1
     assert again.projections[0].delay == [[0, 1, 2], [3, 0, 1]]
-    assert again.projections[0].weights == [[0.1, 1 / 3, -2.5e-7], [1e30, -0.0, 7.0]]
+    assert again.projections[0].weights == [[0.1, 1 / 3, -2.5e-7], [1e15, -0.0, 7.0]]
     assert math.copysign(1.0, again.projections[0].weights[1][1]) == -1.0
 
 
