@@ -65,9 +65,13 @@ from dataclasses import dataclass, field, replace
 import numpy as np
 import pandas as pd
 import torch
+
+# workbench.kernels sizes Numba's thread pool from torch's thread count: import it first.
+from workbench import kernels
+
+# isort: split
 from numba import njit, prange
 
-from workbench import kernels
 from workbench.backends import RunResult, _shift, projection_key
 from workbench.neurons import propagators
 from workbench.spec import INPUT, NetworkSpec, Projection

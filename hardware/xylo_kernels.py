@@ -35,8 +35,8 @@ from __future__ import annotations
 
 import numpy as np
 import torch
-from numba import njit, prange
 
+# workbench.kernels sizes Numba's thread pool from torch's thread count: import it first.
 from workbench.kernels import (
     SURROGATE_CODES,
     _array,
@@ -44,6 +44,9 @@ from workbench.kernels import (
     _threads,
     available,
 )
+
+# isort: split
+from numba import njit, prange
 
 __all__ = ["available", "xylo_backward", "xylo_forward"]
 

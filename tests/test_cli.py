@@ -174,3 +174,50 @@ def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)
     return mask
+
+
+DEEP_JSON = "[" * 100 + "]" * 100
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["train", "--dataset", "digits", "--lr", "nan"], "argument --lr: 'nan' must be"),
+        (["train", "--dataset", "mnist"], "argument --dataset: invalid choice: 'mnist'"),
+        (["train", "--dataset", "digits", "--hidden", "0"], "argument --hidden: '0' must be"),
+        (["train", "--dataset", "digits", "--memory-limit", "12XB"], "--memory-limit: '12XB'"),
+        (["train", "--dataset", "digits", "--spec", "{missing}"], "cannot be read"),
+        (["train", "--dataset", "digits", "--spec", "{garbage}"], "spec: is not valid JSON"),
+        (["train", "--dataset", "digits", "--spec", "{deep}"], "spec: nests 100 levels deep"),
+        (["sweep", "--dataset", "digits", "--param", "lr"], "'lr' must be SETTING=VALUE1"),
+        (["compare", "--dataset", "digits", "--algorithms", "x"], "'x' must be one of"),
+    ],
+)
+def test_a_bad_option_is_refused_in_one_line_before_torch_is_imported(tmp_path, args, message):
+    """Issue 18: refused by field within a second; torch is not imported on the way (the
+    wall time is printed, not asserted: a loaded machine would make it flaky)."""
+    import time
+    from pathlib import Path
+
+    files = {"missing": tmp_path / "missing.json", "garbage": tmp_path / "garbage.json"}
+    files["deep"] = tmp_path / "deep.json"
+    files["garbage"].write_text("not json{")
+    files["deep"].write_text(DEEP_JSON)
+    args = [a.format(**files) for a in args]
+    if args[0] == "train":
+        args += ["--out", str(tmp_path / "run"), "--quiet"]
+    script = Path(sys.executable).with_name("workbench")  # the installed command
+    command = [str(script)] if script.exists() else [sys.executable, "-m", "workbench.cli"]
+    start = time.perf_counter()
+    done = subprocess.run([*command, *args], capture_output=True, text=True, timeout=600)
+    print(f"{time.perf_counter() - start:.2f} s: workbench {' '.join(args)}")
+    lines = done.stderr.strip().splitlines()
+    assert done.returncode == 2 and len(lines) == 1, done.stderr
+    assert lines[0].startswith("error: ") and message in lines[0], lines
+    assert not (tmp_path / "run").exists()
+    code = (
+        "import sys\nfrom workbench.cli import main\ntry:\n    rc = main(sys.argv[1:])\n"
+        "except SystemExit as exc:\n    rc = exc.code\nprint(rc, 'torch' in sys.modules)"
+    )
+    done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
+    assert done.stdout.split() == ["2", "False"], done.stdout + done.stderr

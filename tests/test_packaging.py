@@ -6,6 +6,7 @@ import sys
 import tomllib
 from pathlib import Path
 
+import pytest
 import yaml
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -118,3 +119,67 @@ def test_emulators_import_only_the_core():
             for name in names:
                 assert name.split(".")[0] not in forbidden, f"{path.name} imports {name}"
                 assert not name.startswith("workbench.widgets"), f"{path.name} imports {name}"
+
+
+def test_the_checks_and_the_command_line_import_no_torch():
+    # A bad option is refused before torch and Numba load (issue 18: within a second).
+    code = (
+        "import sys, workbench, workbench.spec, workbench.limits, workbench.catalog, "
+        "workbench.neuron_models, workbench.cli; "
+        "print(sorted({'torch', 'numba'} & set(sys.modules)))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert done.stdout.strip() == "[]"
+
+
+def test_the_torch_free_names_are_the_registries_names():
+    from workbench import catalog, experiment, neuron_models, neurons
+    from workbench.algorithms import ALGORITHMS
+    from workbench.backends import available_backends
+    from workbench.data import ENCODERS
+
+    assert sorted(catalog.ALGORITHM_NAMES) == sorted(ALGORITHMS)
+    assert sorted(catalog.DATASET_NAMES) == sorted(experiment.DATASET_REFERENCES)
+    assert catalog.backend_names() == available_backends()
+    assert set(catalog.STATIC_ENCODERS) <= set(ENCODERS)
+    assert experiment.STATIC_ENCODERS is catalog.STATIC_ENCODERS
+    assert neurons.MODELS is neuron_models.MODELS
+    assert neurons.SURROGATES is neuron_models.SURROGATES
+
+
+def test_the_package_loads_its_torch_names_on_first_use():
+    import workbench
+    import workbench.backends
+
+    assert workbench.build is workbench.backends.build
+    assert workbench.RunResult is workbench.backends.RunResult
+    assert workbench.available_backends is workbench.backends.available_backends
+    assert {"build", "RunResult", "available_backends"} <= set(dir(workbench))
+    assert all(hasattr(workbench, name) for name in workbench.__all__)
+    with pytest.raises(AttributeError, match="no attribute 'nonesuch'"):
+        workbench.nonesuch  # noqa: B018
+
+
+def test_modules_that_use_numba_import_workbench_kernels_first():
+    # workbench.kernels sizes Numba's thread pool from torch's thread count when it is the first
+    # to import Numba; importing the package no longer does that for every module, so each one
+    # that imports Numba imports workbench.kernels before it.
+    import ast
+
+    for path in [*(ROOT / "workbench").rglob("*.py"), *(ROOT / "hardware").rglob("*.py")]:
+        if path.name == "kernels.py" and path.parent.name == "workbench":
+            continue
+        kernels = numba = None
+        for node in ast.parse(path.read_text()).body:
+            if isinstance(node, ast.Import):
+                names = [a.name for a in node.names]
+            elif isinstance(node, ast.ImportFrom) and node.module:
+                names = [f"{node.module}.{a.name}" for a in node.names] + [node.module]
+            else:
+                continue
+            if kernels is None and "workbench.kernels" in names:
+                kernels = node.lineno
+            if numba is None and any(n.split(".")[0] == "numba" for n in names):
+                numba = node.lineno
+        if numba is not None:
+            assert kernels is not None and kernels < numba, path.relative_to(ROOT)

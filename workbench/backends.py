@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable
-from importlib.metadata import entry_points
 from typing import NamedTuple
 
 import torch
 from torch import nn
 
+from workbench.catalog import BUILTIN_BACKEND, backend_entry_points
 from workbench.fused import default_kernel, lif_scan, project
 from workbench.neurons import STEPS, Surrogate, initial_state, lif_parameters
 from workbench.spec import INPUT, NetworkSpec, Projection
@@ -50,10 +50,11 @@ def register_backend(name: str, builder: Callable[..., nn.Module]) -> None:
 
 
 def _load_plugins() -> None:
-    """Register the entry points of the ``workbench.backends`` group (imported on first use)."""
-    for ep in entry_points(group="workbench.backends"):
-        if ep.name not in _BACKENDS:
-            register_backend(ep.name, _lazy(ep))
+    """Register the entry points of the ``workbench.backends`` group (imported on first use;
+    the group is scanned once per process, by :func:`workbench.catalog.backend_entry_points`)."""
+    for name, ep in backend_entry_points().items():
+        if name not in _BACKENDS:
+            register_backend(name, _lazy(ep))
 
 
 def _lazy(ep) -> Callable[..., nn.Module]:
@@ -67,7 +68,7 @@ def _lazy(ep) -> Callable[..., nn.Module]:
 def available_backends() -> list[str]:
     """Names of every registered backend (the float simulator first)."""
     _load_plugins()
-    return ["float", *sorted(n for n in _BACKENDS if n != "float")]
+    return [BUILTIN_BACKEND, *sorted(n for n in _BACKENDS if n != BUILTIN_BACKEND)]
 
 
 def backend_class(backend: str):
@@ -335,4 +336,4 @@ def _shift(x: torch.Tensor, steps: int) -> torch.Tensor:
     return torch.cat([x.new_zeros(steps, *x.shape[1:]), x[:-steps]])
 
 
-register_backend("float", FloatNetwork)
+register_backend(BUILTIN_BACKEND, FloatNetwork)

@@ -9,13 +9,16 @@
     workbench export-nir runs/yy0 yy0.nir            # the network as a NIR graph
     workbench import-nir yy0.nir --out runs/yy0-nir --dataset yinyang
 
-Choices for ``--algorithm(s)`` and ``--backend(s)`` are whatever is registered, so new
-algorithms and chip emulators appear here without a change to this file.  Bad input gets one
-line on stderr that names the field and the allowed range, and exit code 2; no run folder is
-left behind.  Options are checked against the ranges of :mod:`workbench.limits` (the same
-the run settings are checked against), then the whole run with
+Choices for ``--algorithm(s)`` and ``--backend(s)`` are whatever is registered (the names in
+:mod:`workbench.catalog`, checked against the registries; backends are the installed entry
+points), so new algorithms and chip emulators appear here without a change to this file.  Bad
+input gets one line on stderr that names the field and the allowed range, and exit code 2; no
+run folder is left behind.  Options are checked against the ranges of :mod:`workbench.limits`
+(the same the run settings are checked against), then the whole run with
 :func:`workbench.experiment.check_config` (the algorithm x backend pair, the network, and its
 memory against ``--memory-limit``/``WORKBENCH_MEMORY_LIMIT``) before any file is written.
+The options and a ``--spec`` file are checked before torch is imported, so such a refusal
+takes a fraction of a second.
 """
 
 from __future__ import annotations
@@ -26,15 +29,18 @@ import json
 import os
 import shutil
 import sys
+from typing import TYPE_CHECKING
 
-from workbench import experiment, limits
-from workbench.algorithms import ALGORITHMS
-from workbench.backends import available_backends
-from workbench.compare import COLUMNS, dask_executor, grid, run_grid, run_name, sweep_grid
-from workbench.neurons import MODELS, SURROGATES
+# Only torch-free modules here: the parser and its option checks run before torch and Numba
+# are imported (seconds), so a bad option is refused at once.  Each command imports the rest.
+from workbench import limits
+from workbench.catalog import ALGORITHM_NAMES, DATASET_NAMES, STATIC_ENCODERS, backend_names
+from workbench.neuron_models import MODELS, SURROGATES
 from workbench.spec import NetworkSpec, Problem, SpecError
-from workbench.store import MANIFEST, Checkpoint, checkpoint_dir, list_runs
-from workbench.training import BatchEnd, EpochEnd, RunEnd, RunStart
+
+if TYPE_CHECKING:
+    from workbench.experiment import RunConfig
+    from workbench.store import Checkpoint
 
 
 class _Parser(argparse.ArgumentParser):
@@ -184,6 +190,8 @@ def _executor(args):
     """Where the runs of ``compare``/``sweep`` execute: in this process, or on Dask."""
     if args.scheduler is None and args.workers == 1:
         return contextlib.nullcontext(None)
+    from workbench.compare import dask_executor
+
     return dask_executor(args.scheduler, args.workers)
 
 
@@ -192,11 +200,9 @@ def make_parser() -> argparse.ArgumentParser:
     commands = parser.add_subparsers(dest="command", required=True, parser_class=_Parser)
 
     train = commands.add_parser("train", help="train a network and write a run folder")
-    train.add_argument("--dataset", required=True, choices=sorted(experiment.DATASET_REFERENCES))
-    train.add_argument("--algorithm", default="surrogate", choices=sorted(ALGORITHMS))
-    train.add_argument(
-        "--backend", choices=available_backends(), help="default: the algorithm's own"
-    )
+    train.add_argument("--dataset", required=True, choices=sorted(DATASET_NAMES))
+    train.add_argument("--algorithm", default="surrogate", choices=sorted(ALGORITHM_NAMES))
+    train.add_argument("--backend", choices=backend_names(), help="default: the algorithm's own")
     train.add_argument("--seed", type=_bounded(limits.BOUNDS["seed"]), default=0)
     train.add_argument("--out", required=True, help="run folder to create (must not exist)")
     train.add_argument(
@@ -207,7 +213,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--hidden", type=_hidden, help="hidden sizes, e.g. 120 or 200,100")
     train.add_argument("--neuron", choices=sorted(m for m in MODELS if MODELS[m].spiking))
-    train.add_argument("--encoder", choices=experiment.STATIC_ENCODERS)
+    train.add_argument("--encoder", choices=STATIC_ENCODERS)
     train.add_argument("--epochs", type=_bounded(limits.BOUNDS["epochs"]))
     train.add_argument("--batch-size", type=_bounded(limits.BOUNDS["batch_size"]))
     train.add_argument("--lr", type=_bounded(limits.TRAINING_BOUNDS["lr"]))
@@ -249,22 +255,22 @@ def make_parser() -> argparse.ArgumentParser:
 
     evaluate = commands.add_parser("evaluate", help="re-compute a run folder's metrics")
     evaluate.add_argument("run_dir")
-    evaluate.add_argument("--dataset", choices=sorted(experiment.DATASET_REFERENCES))
+    evaluate.add_argument("--dataset", choices=sorted(DATASET_NAMES))
 
     grid = commands.add_parser(
         "compare", help="train algorithms x backends x seeds on one dataset, print a summary"
     )
-    grid.add_argument("--dataset", required=True, choices=sorted(experiment.DATASET_REFERENCES))
+    grid.add_argument("--dataset", required=True, choices=sorted(DATASET_NAMES))
     grid.add_argument(
         "--algorithms",
         required=True,
-        type=_names(sorted(ALGORITHMS)),
-        help=f"comma-separated, from {', '.join(sorted(ALGORITHMS))}",
+        type=_names(sorted(ALGORITHM_NAMES)),
+        help=f"comma-separated, from {', '.join(sorted(ALGORITHM_NAMES))}",
     )
     grid.add_argument(
         "--backends",
-        type=_names(available_backends()),
-        help=f"comma-separated, from {', '.join(available_backends())}; default: each "
+        type=_names(backend_names()),
+        help=f"comma-separated, from {', '.join(backend_names())}; default: each "
         "algorithm's own (float for surrogate)",
     )
     grid.add_argument(
@@ -283,9 +289,9 @@ def make_parser() -> argparse.ArgumentParser:
     sweep = commands.add_parser(
         "sweep", help="train one algorithm for every combination of settings x seeds"
     )
-    sweep.add_argument("--dataset", required=True, choices=sorted(experiment.DATASET_REFERENCES))
-    sweep.add_argument("--algorithm", default="surrogate", choices=sorted(ALGORITHMS))
-    sweep.add_argument("--backend", choices=available_backends(), help="default: the algorithm's")
+    sweep.add_argument("--dataset", required=True, choices=sorted(DATASET_NAMES))
+    sweep.add_argument("--algorithm", default="surrogate", choices=sorted(ALGORITHM_NAMES))
+    sweep.add_argument("--backend", choices=backend_names(), help="default: the algorithm's")
     sweep.add_argument(
         "--param",
         action="append",
@@ -333,7 +339,7 @@ def make_parser() -> argparse.ArgumentParser:
     )
     import_nir.add_argument(
         "--dataset",
-        choices=sorted(experiment.DATASET_REFERENCES),
+        choices=sorted(DATASET_NAMES),
         help="measure the network on this dataset now (else name it to `workbench evaluate`)",
     )
     import_nir.add_argument(
@@ -382,7 +388,10 @@ def make_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def config_from_args(args) -> experiment.RunConfig:
+def config_from_args(args) -> RunConfig:
+    from workbench import experiment
+    from workbench.algorithms import ALGORITHMS
+
     backend = args.backend or ALGORITHMS[args.algorithm].default_backend
     config = experiment.reference_config(args.dataset, args.algorithm, backend, args.seed)
     if args.hidden:
@@ -415,6 +424,8 @@ class ProgressBar:
     def __call__(self, event) -> None:
         from tqdm import tqdm
 
+        from workbench.training import BatchEnd, EpochEnd, RunEnd, RunStart
+
         if isinstance(event, RunStart):
             self.bar = tqdm(
                 total=event.epochs * event.batches_per_epoch,
@@ -438,9 +449,8 @@ class ProgressBar:
 
 
 def cmd_train(args) -> int:
-    config = config_from_args(args)
     spec = None
-    if args.spec is not None:
+    if args.spec is not None:  # read and checked before torch is imported
         given = [f"--{n.replace('_', '-')}" for n in ("hidden", "neuron", "n_steps", "dt")]
         given = [flag for flag in given if getattr(args, flag[2:].replace("-", "_"))]
         if given:
@@ -448,6 +458,11 @@ def cmd_train(args) -> int:
                 [Problem("spec", f"gives the network; {', '.join(given)} cannot be given too")]
             )
         spec = NetworkSpec.from_file(args.spec)
+    from workbench import experiment
+    from workbench.store import Checkpoint, checkpoint_dir
+
+    config = config_from_args(args)
+    if spec is not None:
         config.dt, config.n_steps = spec.dt, spec.n_steps
     experiment.check_config(config, spec)  # every setting and the memory, before any file
     epochs = experiment.training_config(config).epochs
@@ -480,6 +495,8 @@ def cmd_train(args) -> int:
 
 def _finish(run, out, checkpoint: Checkpoint) -> int:
     """Write the run folder, then drop its checkpoint; print the run's summary."""
+    from workbench import experiment
+
     experiment.save_run(run, out)
     shutil.rmtree(checkpoint.folder, ignore_errors=True)
     summary = {
@@ -490,6 +507,9 @@ def _finish(run, out, checkpoint: Checkpoint) -> int:
 
 
 def cmd_resume(args) -> int:
+    from workbench import experiment
+    from workbench.store import MANIFEST, Checkpoint, checkpoint_dir
+
     checkpoint = Checkpoint(checkpoint_dir(args.run_dir))
     if os.path.isfile(os.path.join(args.run_dir, MANIFEST)):  # killed before its cleanup
         left = f"; its leftover {str(checkpoint.folder)!r} can be deleted" * checkpoint.exists()
@@ -505,6 +525,8 @@ def cmd_resume(args) -> int:
 
 
 def cmd_runs(args) -> int:
+    from workbench.store import list_runs
+
     table = list_runs(args.store)
     if args.csv:
         print(table.to_csv(index=False), end="")
@@ -516,6 +538,8 @@ def cmd_runs(args) -> int:
 
 
 def cmd_evaluate(args) -> int:
+    from workbench import experiment
+
     metrics = experiment.evaluate_run(args.run_dir, args.dataset)
     print(json.dumps(metrics))
     return 0
@@ -523,6 +547,8 @@ def cmd_evaluate(args) -> int:
 
 def report_run(event) -> None:
     """One progress line per finished run of ``workbench compare`` (a compare callback)."""
+    from workbench.compare import COLUMNS, run_name
+
     row = event.row
     params = {k: v for k, v in row.items() if k not in COLUMNS}
     name = run_name(row["algorithm"], row["backend"], row["seed"], params)
@@ -539,6 +565,8 @@ def report_run(event) -> None:
 
 
 def cmd_compare(args) -> int:
+    from workbench.compare import grid
+
     cells = grid(
         args.dataset,
         args.algorithms,
@@ -554,6 +582,8 @@ def cmd_sweep(args) -> int:
     params = dict(args.param)
     if len(params) < len(args.param):
         raise SpecError([Problem("param", "a setting is given more than once")])
+    from workbench.compare import sweep_grid
+
     cells = sweep_grid(
         args.dataset,
         args.algorithm,
@@ -569,6 +599,8 @@ def cmd_sweep(args) -> int:
 def _run_grid(args, cells: list[dict], params: list[str] = ()) -> int:
     """Run checked cells where ``--workers``/``--scheduler`` say; print the summary.  Exit code
     1 when some runs failed (each is in the table and results.csv)."""
+    from workbench.compare import run_grid
+
     with _executor(args) as executor:
         result = run_grid(
             args.dataset,
@@ -592,7 +624,7 @@ def cmd_export_nir(args) -> int:
 
 
 def cmd_import_nir(args) -> int:
-    from workbench import nir_io
+    from workbench import experiment, nir_io
 
     out = experiment.check_out_dir(args.out)
     spec = nir_io.import_nir(

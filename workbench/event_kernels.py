@@ -32,9 +32,12 @@ import math
 
 import numpy as np
 import torch
-from numba import njit, prange
 
+# workbench.kernels sizes Numba's thread pool from torch's thread count: import it first.
 from workbench.kernels import _array, _threads
+
+# isort: split
+from numba import njit, prange
 
 NEWTON_STEPS = 60  # at most (as events.NEWTON_STEPS); stops when the crossing has converged
 TOLERANCE = 8 * np.finfo(np.float64).eps  # relative, as the torch reference's in float64

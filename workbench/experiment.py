@@ -34,6 +34,7 @@ from safetensors.torch import load_file, save_file
 from workbench import limits
 from workbench.algorithms import ALGORITHMS, get_algorithm
 from workbench.backends import build
+from workbench.catalog import STATIC_ENCODERS
 from workbench.data import Dataset, load_dataset, make_encoder, make_loaders
 from workbench.limits import key_name, show
 from workbench.neurons import MODELS
@@ -114,6 +115,8 @@ class RunConfig:
 
 
 # Each dataset's reference configuration (the defaults of ``workbench train --dataset NAME``).
+# Its names are also workbench.catalog.DATASET_NAMES, which the command line offers without
+# importing this module (tests/test_packaging.py checks that the two agree).
 DATASET_REFERENCES: dict[str, dict] = {
     # Yin-Yang, 5-120-3: latency code of [x, y, 1-x, 1-y] in 1-30 ms plus a bias spike at 0 ms;
     # dt = 0.5 ms resolves the coordinates to ~1/60 (at dt = 1 ms, rounding costs ~1.5 points).
@@ -163,9 +166,6 @@ def encoder_defaults(name: str, n_steps: int, dt: float) -> dict:
         "ternary": {"thresholds": [0.25, 0.5, 0.75]},
         "log_scale": {"n_levels": 4},
     }.get(name, {})
-
-
-STATIC_ENCODERS = ("latency", "rate", "ternary", "log_scale")
 
 
 def _merge(base: dict, override: dict) -> dict:

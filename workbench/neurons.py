@@ -27,7 +27,9 @@ time constant is > 0 (and longer than ``dt``, see :mod:`workbench.spec`).  The e
 Xylo and BrainScaleS-2 refuse ``tau_syn = 0``; Loihi holds it (a full current decay).
 
 ``MODELS`` describes each model's parameters (default, allowed range, unit) for validation and
-for the UI; ``workbench.spec`` validates against it.
+for the UI; ``workbench.spec`` validates against it.  It and ``SURROGATES`` live in
+:mod:`workbench.neuron_models` (no torch there, so a spec is checked without it) and are
+re-exported here.
 """
 
 from __future__ import annotations
@@ -37,6 +39,8 @@ from dataclasses import dataclass
 from typing import NamedTuple
 
 import torch
+
+from workbench.neuron_models import MODELS, SURROGATES, NeuronModel, Param  # noqa: F401 (re-exported)
 
 # ---------------------------------------------------------------------------------------------
 # Surrogate spike functions
@@ -75,9 +79,6 @@ def surrogate_derivative(x: torch.Tensor, kind: str, scale: float) -> torch.Tens
     raise ValueError(f"surrogate: unknown kind {kind!r}; choose one of {sorted(SURROGATES)}")
 
 
-SURROGATES = ("arctan", "superspike", "triangle")
-
-
 @dataclass(frozen=True)
 class Surrogate:
     """A surrogate spike function: Heaviside forward, ``kind``'s pseudo-derivative backward.
@@ -110,130 +111,6 @@ class Surrogate:
         if self.cutoff is None:
             return d
         return torch.where(x.abs() <= self.cutoff, d, torch.zeros_like(d))
-
-
-# ---------------------------------------------------------------------------------------------
-# Parameter schema
-
-
-@dataclass(frozen=True)
-class Param:
-    """One neuron parameter: default, allowed closed/open range, unit and meaning."""
-
-    default: float | str
-    low: float | None = None
-    high: float | None = None
-    low_inclusive: bool = True
-    unit: str = ""
-    doc: str = ""
-    choices: tuple[str, ...] = ()
-    integer: bool = False
-
-    def describe_range(self) -> str:
-        if self.choices:
-            return "one of " + ", ".join(repr(c) for c in self.choices)
-        lo = (
-            ""
-            if self.low is None
-            else (f">= {self.low:g}" if self.low_inclusive else f"> {self.low:g}")
-        )
-        hi = "" if self.high is None else f"<= {self.high:g}"
-        kind = "an integer" if self.integer else "a finite number"
-        return " and ".join(x for x in (f"{kind} {lo}".strip(), hi) if x)
-
-
-@dataclass(frozen=True)
-class NeuronModel:
-    """A neuron model: its parameters, whether it spikes, and its docs."""
-
-    name: str
-    title: str
-    params: dict[str, Param]
-    spiking: bool
-    doc: str
-
-    def defaults(self) -> dict[str, float | str]:
-        return {k: p.default for k, p in self.params.items()}
-
-
-_TAU_MEM = Param(20.0, 0.0, None, False, "ms", "membrane time constant")
-_TAU_SYN = Param(
-    5.0,
-    0.0,
-    None,
-    True,
-    "ms",
-    "synaptic time constant; 0: no synaptic current (delta synapse: an input spike moves V "
-    "by its weight, one step later)",
-)
-_THRESHOLD = Param(1.0, 0.0, None, False, "", "firing threshold")
-_V_LEAK = Param(0.0, None, None, True, "", "resting potential")
-_RESET = Param("zero", choices=("zero", "subtract"), doc="reset to v_reset, or subtract threshold")
-_V_RESET = Param(0.0, None, None, True, "", "potential after a reset to zero")
-_REFRACTORY = Param(
-    0, 0, 10_000, True, "steps", "steps the membrane is clamped after a spike", integer=True
-)
-
-MODELS: dict[str, NeuronModel] = {
-    "lif": NeuronModel(
-        "lif",
-        "Current-based leaky integrate-and-fire",
-        {
-            "tau_mem": _TAU_MEM,
-            "tau_syn": _TAU_SYN,
-            "threshold": _THRESHOLD,
-            "v_leak": _V_LEAK,
-            "reset": _RESET,
-            "v_reset": _V_RESET,
-            "refractory_steps": _REFRACTORY,
-        },
-        spiking=True,
-        doc="Exponential synaptic current into a leaky membrane; spikes at threshold. "
-        "tau_syn = 0: no synaptic current, each input spike moves V by its weight (delta synapse).",
-    ),
-    "alif": NeuronModel(
-        "alif",
-        "Adaptive LIF with an after-hyperpolarising current",
-        {
-            "tau_mem": _TAU_MEM,
-            "tau_syn": _TAU_SYN,
-            "threshold": _THRESHOLD,
-            "v_leak": _V_LEAK,
-            "reset": _RESET,
-            "v_reset": _V_RESET,
-            "refractory_steps": _REFRACTORY,
-            "tau_adapt": Param(200.0, 0.0, None, False, "ms", "decay of the AHP current"),
-            "adapt_strength": Param(0.1, 0.0, None, True, "", "AHP current added per spike"),
-        },
-        spiking=True,
-        doc="LIF whose spikes add an outward (after-hyperpolarising) current that decays with "
-        "tau_adapt: a slow, spike-driven memory as used on Loihi for LSTM-like networks.",
-    ),
-    "if": NeuronModel(
-        "if",
-        "Integrate-and-fire (no leak)",
-        {
-            "threshold": _THRESHOLD,
-            "reset": Param(
-                "subtract",
-                choices=("zero", "subtract"),
-                doc="reset to v_reset, or subtract threshold",
-            ),
-            "v_reset": _V_RESET,
-            "refractory_steps": _REFRACTORY,
-        },
-        spiking=True,
-        doc="Sums its weighted input spikes each step without leak; spikes at threshold.",
-    ),
-    "li": NeuronModel(
-        "li",
-        "Leaky integrator (non-spiking readout)",
-        {"tau_mem": _TAU_MEM, "tau_syn": _TAU_SYN, "v_leak": _V_LEAK},
-        spiking=False,
-        doc="The LIF's subthreshold dynamics without spikes; its membrane is the output "
-        "(tau_syn = 0: delta synapse, no synaptic current).",
-    ),
-}
 
 
 # ---------------------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ import re
 from dataclasses import MISSING, asdict, dataclass, field, fields
 from typing import Any
 
-from workbench.neurons import MODELS
+from workbench.neuron_models import MODELS
 
 INPUT = "input"  # the reserved name of the input population
 _NAME = re.compile(r"[A-Za-z][A-Za-z0-9_]*")  # also a valid parameter name in torch

@@ -3,7 +3,9 @@
 Each algorithm registers an :class:`Algorithm`: its ``fit`` function, its hyperparameter
 dataclass, and its reference configuration per dataset (overrides of the run configuration:
 network, encoder and training settings).  The CLI, ``compare()`` and the UI list what is
-registered here, so a new algorithm needs no change to them.
+registered here, so a new algorithm needs no change to them, except its name in
+:data:`workbench.catalog.ALGORITHM_NAMES` (the command line's choices, read without importing
+torch; tests/test_packaging.py checks that the two agree).
 """
 
 from __future__ import annotations
