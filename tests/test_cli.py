@@ -7,6 +7,8 @@ import sys
 
 import pytest
 
+from workbench.cli import main
+
 RUN_FILES = {
     "spec.json",
     "config.json",
@@ -221,3 +223,25 @@ def test_a_bad_option_is_refused_in_one_line_before_torch_is_imported(tmp_path, 
     )
     done = subprocess.run([sys.executable, "-c", code, *args], capture_output=True, text=True)
     assert done.stdout.split() == ["2", "False"], done.stdout + done.stderr
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["app", "--max-steps", "999999999999"], "must be an integer >= 1 and <= 100000 steps"),
+        (["app", "--max-compare-runs", "1e400"], "must be an integer >= 1 and <= 1000"),
+        (["app", "--max-workers", "100000"], "workers (0: automatic)"),
+        (["train", "--dataset", "digits", "--out", "x", "--algorithm=--"], "'--' is not a value"),
+        (["train", "--dataset", "digits", "--out", "x", "--dt=--"], "'--' is not a value"),
+    ],
+)
+def test_app_limits_and_a_bare_double_dash_are_refused_before_anything_starts(
+    argv, message, capsys
+):
+    """robustness.py found `workbench app --max-steps 999999999999` serving (and hanging the
+    case) and `--dt=--` accepted: argparse stores [] for a value of "--" without its checks."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(argv)
+    assert exit_info.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and message in err[0], err

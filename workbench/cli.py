@@ -47,25 +47,12 @@ class _Parser(argparse.ArgumentParser):
     def error(self, message: str):  # one line, exit code 2, no usage dump
         self.exit(2, f"error: {message}\n")
 
-
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} must be an integer >= 1") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{text!r} must be an integer >= 1")
-    return value
-
-
-def _nonnegative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} must be an integer >= 0") from None
-    if value < 0:
-        raise argparse.ArgumentTypeError(f"{text!r} must be an integer >= 0")
-    return value
+    def _get_values(self, action, arg_strings):
+        # argparse drops a value of "--" (`--lr=--`) and stores [] without checking its type or
+        # choices: the run went ahead with its default
+        if action.nargs is None and arg_strings == ["--"]:
+            self.error(f"argument {'/'.join(action.option_strings)}: '--' is not a value")
+        return super()._get_values(action, arg_strings)
 
 
 def _bounded(bound: limits.Bound):
@@ -335,7 +322,9 @@ def make_parser() -> argparse.ArgumentParser:
         "for 1 ms, without saying so)",
     )
     import_nir.add_argument(
-        "--n-steps", type=_positive_int, help="steps per sample (default: the graph's)"
+        "--n-steps",
+        type=_bounded(limits.BOUNDS["n_steps"]),
+        help="steps per sample (default: the graph's)",
     )
     import_nir.add_argument(
         "--dataset",
@@ -372,15 +361,17 @@ def make_parser() -> argparse.ArgumentParser:
         "--webgl", action="store_true", help="Bokeh's WebGL output (canvas is the default)"
     )
     # Per-session limits (a teaching lab's students share one server).
-    app.add_argument("--max-neurons", type=_positive_int, default=2000)
-    app.add_argument("--max-steps", type=_positive_int, default=2000)
-    app.add_argument("--max-epochs", type=_positive_int, default=200)
-    app.add_argument("--max-concurrent-runs", type=_positive_int, default=1)
-    app.add_argument("--max-compare-runs", type=_positive_int, default=24)
+    app.add_argument("--max-neurons", type=_bounded(limits.BOUNDS["max_neurons"]), default=2000)
+    app.add_argument("--max-steps", type=_bounded(limits.BOUNDS["n_steps"]), default=2000)
+    app.add_argument("--max-epochs", type=_bounded(limits.BOUNDS["epochs"]), default=200)
+    app.add_argument(
+        "--max-concurrent-runs", type=_bounded(limits.BOUNDS["max_concurrent_runs"]), default=1
+    )
+    app.add_argument("--max-compare-runs", type=_bounded(limits.BOUNDS["seeds"]), default=24)
     # The server's limit: runs beyond it wait in a fair queue.
     app.add_argument(
         "--max-workers",
-        type=_nonnegative_int,
+        type=_bounded(limits.BOUNDS["max_workers"]),
         default=0,
         help="training/comparison runs going at once on this server, every session together "
         "(the rest wait in a fair queue); 0 = one per core but one, as memory allows",

@@ -170,6 +170,11 @@ BOUNDS: dict[str, Bound] = {
     "checkpoint_every": Bound(1, MAX_EPOCHS, integer=True, unit="epochs"),
     "max_runs": Bound(1, 100_000, integer=True),
     "port": Bound(0, 65_535, integer=True),
+    # the app's per-session limits (a network's neurons; runs a session may have going)
+    "max_neurons": Bound(1, MAX_POPULATION_SIZE, integer=True, unit="neurons"),
+    "max_concurrent_runs": Bound(1, 100, integer=True, unit="runs"),
+    # the app's training processes at once: more than the cores only slows every one of them
+    "max_workers": Bound(0, os.cpu_count() or 1, integer=True, unit="workers (0: automatic)"),
 }
 
 # Training settings with a range of their own (the algorithms' ``problems()`` check signs and
