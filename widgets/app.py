@@ -11,8 +11,6 @@ network, and a browser test holds that.
 
 from __future__ import annotations
 
-import time
-
 import panel as pn
 
 from .builder import NetworkBuilder
@@ -25,11 +23,6 @@ from .state import Limits, Workbench
 from .worker import sweep, warm_up
 
 TABS = ("Build", "Data", "Train", "Compare", "Hardware")
-# Train and Data: the tabs every student visits after Build.  Compare and Hardware are drawn at
-# their first visit only: drawing them for every session (~1 s of the server's time each) at
-# twenty sessions cost more than it saved.
-PREFETCH_ORDER = (2, 1)
-PREFETCH_MS = 1500
 
 
 def extension() -> None:
@@ -82,42 +75,19 @@ class App(pn.viewable.Viewer):
         self.compare = CompareView(workbench=self.workbench)
         self.hardware = BackendPicker(workbench=self.workbench)
         self._views = (self.builder, self.data, self.dashboard, self.compare, self.hardware)
-        # A tab's view enters the page on its first visit (or before, see prefetch) and then
-        # stays: later switches are the browser's alone.  (Panel's dynamic tabs re-send a
-        # tab's whole model tree at every visit; with a class on one server that was most of
-        # the server's time.)
+        # A tab's view enters the page on its first visit and then stays: later switches are
+        # the browser's alone.  (Panel's dynamic tabs re-send a tab's whole model tree at every
+        # visit; with a class on one server that was most of the server's time.)
         self._slots = [pn.Column(sizing_mode="stretch_width") for _ in TABS]
         self._slots[0].objects = [self.builder]
         self.tabs = pn.Tabs(*zip(TABS, self._slots), sizing_mode="stretch_width")
         self.tabs.param.watch(self._open, "active")
 
     def _open(self, event) -> None:
-        self._fill(event.new)
-
-    def _fill(self, index: int) -> bool:
-        """Put tab ``index``'s view into the page; False when it already was."""
-        slot = self._slots[index]
-        if slot.objects:
-            return False
-        slot.objects = [self._views[index]]
-        return True
-
-    def prefetch(self, period_ms: int = PREFETCH_MS) -> None:
-        """Draw the tabs of ``PREFETCH_ORDER`` not yet visited in the background, one per
-        ``period_ms`` while the server keeps up (a tick that fires more than a tenth of a
-        period late is skipped: the server is busy), so that a first visit is as quick as any
-        other.  Called once the page is loaded."""
-        last = [time.monotonic()]
-
-        def tick():
-            now = time.monotonic()
-            late, last[0] = now - last[0] - period_ms / 1000, now
-            if late > period_ms / 10_000:
-                return  # the server is busy: its pages come first
-            if not any(self._fill(i) for i in PREFETCH_ORDER):
-                callback.stop()
-
-        callback = pn.state.add_periodic_callback(tick, period=period_ms)
+        """Tab ``event.new`` shown: its view enters the page the first time."""
+        slot = self._slots[event.new]
+        if not slot.objects:
+            slot.objects = [self._views[event.new]]
 
     def teardown(self, *_) -> None:
         """Stop this session's training and comparison (its browser tab closed).  The server
@@ -139,7 +109,6 @@ def create_app(limits: Limits | None = None, webgl: bool = False) -> pn.viewable
     app = App(limits=limits, webgl=webgl)
     if pn.state.curdoc is not None and pn.state.curdoc.session_context is not None:
         pn.state.on_session_destroyed(app.teardown)
-        pn.state.onload(app.prefetch)
     return pn.panel(app)
 
 
