@@ -36,7 +36,8 @@ def apps():
 
 
 def refused_quickly(action):
-    """Run ``action`` (which must not raise); return its result, under 2 s and 200 MB."""
+    """Run ``action`` (which must not raise); return its result, under 10 s (typically 0.1 s)
+    and 200 MB."""
     tracemalloc.start()
     start = time.perf_counter()
     try:

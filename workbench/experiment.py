@@ -503,10 +503,7 @@ def _network_problems(config: RunConfig, encoder, spec: NetworkSpec | None) -> l
             spec = build_spec(config, dataset, encoder)
         except SpecError as exc:
             return exc.problems
-    else:
-        problems = spec.problems()
-        if problems:
-            return problems
+    else:  # config_problems checked the spec itself already
         try:
             check_fits(spec, dataset, encoder)
         except SpecError as exc:
