@@ -541,67 +541,132 @@ def _as_threshold_tuple(name: str, thresholds: float | tuple[float, ...]) -> tup
     return tuple(float(v) for v in values)
 
 
+def _check_code(code: str, allowed: tuple[str, ...]) -> None:
+    if not isinstance(code, str) or code not in allowed:
+        raise ValueError(f"code must be one of {list(allowed)}, got {code!r}")
+
+
+def _first_step_only(spikes: torch.Tensor) -> torch.Tensor:
+    """``spikes`` with every step after the first silenced (the input presented once)."""
+    out = torch.zeros_like(spikes)
+    out[0] = spikes[0]
+    return out
+
+
 @dataclass
 class TernaryEncoder:
-    """Ternary (signed) spikes, as used for spiking channel equalisers.
+    """Ternary (signed) spikes in {-1, 0, +1}, as used for spiking channel equalisers.
 
-    Natural reading of the ternary encoding of Bansbach, von Bank & Schmalen (SNN decision
-    feedback equalisation, 2022), used with the IM/DD equalisers of Arnold, Edelmann,
-    von Bank et al.: at every step a value ``x`` is compared with each threshold ``theta_k``;
-    its channel carries ``sign(x)`` (-1 or +1) where ``|x| >= theta_k`` and 0 otherwise.
+    Two codes:
+
+    - ``code="binary"``: the ternary encoding of Bansbach, von Bank & Schmalen (SNN decision
+      feedback equalisation, arXiv 2211.04756), as the authors' published code for the IM/DD
+      sequel implements it (github.com/kit-cel/snn-dfe, ``midtread_binary_unipolar``):
+      ``|x|`` is clipped to ``[0, x_max]``, quantised to ``q = floor(|x| / delta + 1/2)`` with
+      ``delta = x_max / 2**n_bits`` (at most ``2**n_bits - 1``), and ``q``'s ``n_bits`` bits
+      (most significant first) become ``n_bits`` channels that carry ``sign(x)`` where the bit
+      is 1.  The authors present these spikes at the first step only
+      (``first_step_only=True``) and let the network run on for the remaining steps.
+    - ``code="thermometer"`` (the default, kept for the runs that use it): channel ``k``
+      carries ``sign(x)`` where ``|x| >= thresholds[k]``; this is *not* the paper's code.
 
     Input: static ``[batch, F]`` (repeated over ``n_steps``) or time-major ``[T, batch, F]``
     (keeps its ``T`` steps). Output ``[steps, batch, F * K]`` float32 in {-1, 0, +1}, channel
-    ``f * K + k`` for feature ``f`` and threshold ``k`` (K = number of thresholds).
+    ``f * K + k`` for feature ``f`` (K = number of thresholds, or ``n_bits``).
 
     Attributes:
         n_steps: steps for static input, >= 1.
         dt: step in ms, > 0.
-        thresholds: one threshold or several (> 0), in signal units.
+        thresholds: thermometer code: one threshold or several (> 0), in signal units.
+        code: ``"thermometer"`` or ``"binary"``.
+        n_bits: binary code: bits per feature, 1 to 24.
+        x_max: binary code: the largest magnitude resolved (> 0); larger ones saturate.
+        first_step_only: spikes at the first step only (every step of a static input else).
     """
 
     n_steps: int = 1
     dt: float = 1.0
     thresholds: float | tuple[float, ...] = 0.5
+    code: str = "thermometer"
+    n_bits: int = 8
+    x_max: float = 1.0
+    first_step_only: bool = False
+
+    CODES = ("thermometer", "binary")
 
     def __post_init__(self) -> None:
         _check_positive_int("n_steps", self.n_steps)
         _check_dt(self.dt)
         self.thresholds = _as_threshold_tuple("thresholds", self.thresholds)
+        _check_code(self.code, self.CODES)
+        _check_positive_int("n_bits", self.n_bits)
+        if self.n_bits > 24:
+            raise ValueError(f"n_bits must be an integer in [1, 24], got {self.n_bits}")
+        if not (
+            isinstance(self.x_max, (int, float)) and math.isfinite(self.x_max) and self.x_max > 0
+        ):
+            raise ValueError(f"x_max must be a finite number > 0, got {self.x_max!r}")
+        if not isinstance(self.first_step_only, bool):
+            raise ValueError(f"first_step_only must be true or false, got {self.first_step_only!r}")
+
+    @property
+    def width(self) -> int:
+        """Channels per feature."""
+        return self.n_bits if self.code == "binary" else len(self.thresholds)
 
     def n_channels(self, n_features: int) -> int:
-        return n_features * len(self.thresholds)
+        return n_features * self.width
 
     def __call__(self, features: torch.Tensor) -> torch.Tensor:
         """``[batch, F]`` or ``[T, batch, F]`` -> ``[steps, batch, F * K]`` in {-1, 0, +1}."""
         x = _static_or_series(torch.as_tensor(features, dtype=torch.float32), self.n_steps)
-        thresholds = torch.tensor(self.thresholds, dtype=x.dtype, device=x.device)
-        above = x.abs().unsqueeze(-1) >= thresholds  # [T, batch, F, K]
-        spikes = torch.sign(x).unsqueeze(-1) * above
-        return spikes.flatten(start_dim=2).float()
+        if self.code == "binary":
+            delta = self.x_max / 2**self.n_bits
+            magnitude = x.abs().to(torch.float64).clamp(max=self.x_max)
+            level = torch.floor(magnitude / delta + 0.5).clamp(max=2**self.n_bits - 1).long()
+            shifts = torch.arange(self.n_bits - 1, -1, -1, device=x.device)
+            on = (level.unsqueeze(-1) >> shifts) & 1  # [T, batch, F, n_bits]
+        else:
+            thresholds = torch.tensor(self.thresholds, dtype=x.dtype, device=x.device)
+            on = x.abs().unsqueeze(-1) >= thresholds  # [T, batch, F, K]
+        spikes = (torch.sign(x).unsqueeze(-1) * on).flatten(start_dim=2).float() + 0.0  # no -0
+        return _first_step_only(spikes) if self.first_step_only else spikes
 
 
 @dataclass
 class LogScaleEncoder:
-    """Log-scale (thermometer) encoding with separate channels for positive and negative values.
+    """Log-scale encodings of signed values.
 
-    Each feature gets ``n_levels`` channels per sign with thresholds
-    ``theta_m = x_max * base ** -m`` for ``m = 1 .. n_levels`` (e.g. 0.5, 0.25, 0.125, ... for
-    ``x_max = 1``, ``base = 2``): channel ``m`` of the positive group spikes when
-    ``x >= theta_m``, of the negative group when ``-x >= theta_m``. Small and large amplitudes
-    thus both get resolution, the reading of the log-scale encoding compared with ternary
-    encoding for SNN equalisers (Bansbach, von Bank & Schmalen 2022).
+    Two codes:
 
-    Input: static ``[batch, F]`` (repeated over ``n_steps``) or time-major ``[T, batch, F]``
-    (keeps its ``T`` steps). Output ``[steps, batch, F * 2 * n_levels]`` with 0/1; channel
-    ``f * 2 M + s * M + (m - 1)`` for feature ``f``, sign ``s`` (0 positive, 1 negative).
+    - ``code="latency"``: the log-scale encoding of the SNN equalisers (Arnold et al.,
+      "Spiking neural network equalization for IM/DD optical communication", arXiv
+      2205.04263; the "traditional log-scale encoding" Bansbach, von Bank & Schmalen compare
+      their ternary code with), as the authors' published code implements it
+      (github.com/kit-cel/snn-dfe, ``encoding.py``): each feature has ``n_levels`` neurons
+      with reference points ``r_i`` evenly spaced over ``[-x_max, x_max]``; neuron ``i``
+      spikes once, at step ``floor(beta * ln(d_i + 1))`` (clipped to the last step), with
+      ``d_i = |x - r_i| ** exponent`` and ``beta = n_steps / ln((2 x_max) ** exponent + 2)``:
+      the neurons whose reference points lie nearest the value spike first.
+    - ``code="thermometer"`` (the default, kept for the runs that use it): ``n_levels``
+      channels per sign with thresholds ``theta_m = x_max * base ** -m``, ``m = 1 ..
+      n_levels``; channel ``m`` of the positive group spikes when ``x >= theta_m``, of the
+      negative group when ``-x >= theta_m``, at every step.  This is *not* the paper's code.
+
+    Input: static ``[batch, F]``; the thermometer code also takes time-major ``[T, batch, F]``
+    (keeping its ``T`` steps). Output 0/1 float32: latency ``[n_steps, batch, F * n_levels]``
+    (channel ``f * n_levels + i``); thermometer ``[steps, batch, F * 2 * n_levels]`` (channel
+    ``f * 2 M + s * M + (m - 1)`` for sign ``s``, 0 positive, 1 negative).
 
     Attributes:
-        n_steps: steps for static input, >= 1.
+        n_steps: steps, >= 1.
         dt: step in ms, > 0.
-        n_levels: thresholds per sign, >= 1.
+        n_levels: thresholds per sign (thermometer) or reference neurons per feature
+            (latency), 1 to 64 (latency: at least 2).
         x_max: largest expected magnitude, > 0.
-        base: ratio between neighbouring thresholds, > 1.
+        base: thermometer: ratio between neighbouring thresholds, > 1.
+        code: ``"thermometer"`` or ``"latency"``.
+        exponent: latency: the power of the distance, > 0 (2 in the authors' code).
     """
 
     n_steps: int = 1
@@ -609,6 +674,10 @@ class LogScaleEncoder:
     n_levels: int = 4
     x_max: float = 1.0
     base: float = 2.0
+    code: str = "thermometer"
+    exponent: float = 2.0
+
+    CODES = ("thermometer", "latency")
 
     def __post_init__(self) -> None:
         _check_positive_int("n_steps", self.n_steps)
@@ -618,17 +687,45 @@ class LogScaleEncoder:
             raise ValueError(f"x_max must be a finite number > 0, got {self.x_max}")
         if not (math.isfinite(self.base) and self.base > 1):
             raise ValueError(f"base must be a finite number > 1, got {self.base}")
+        _check_code(self.code, self.CODES)
+        if self.code == "latency" and self.n_levels < 2:
+            raise ValueError(f"n_levels must be >= 2 for the latency code, got {self.n_levels}")
+        if not (isinstance(self.exponent, (int, float)) and math.isfinite(self.exponent)):
+            raise ValueError(f"exponent must be a finite number > 0, got {self.exponent!r}")
+        if not 0 < self.exponent <= 8:
+            raise ValueError(f"exponent must lie in (0, 8], got {self.exponent}")
 
     @property
     def thresholds(self) -> tuple[float, ...]:
-        """``(theta_1, ..., theta_M)``, descending."""
+        """Thermometer code: ``(theta_1, ..., theta_M)``, descending."""
         return tuple(self.x_max * self.base**-m for m in range(1, self.n_levels + 1))
 
+    @property
+    def references(self) -> torch.Tensor:
+        """Latency code: the reference points ``r_1 .. r_M``, ascending."""
+        return torch.linspace(-self.x_max, self.x_max, self.n_levels, dtype=torch.float64)
+
     def n_channels(self, n_features: int) -> int:
-        return n_features * 2 * self.n_levels
+        per_feature = self.n_levels if self.code == "latency" else 2 * self.n_levels
+        return n_features * per_feature
+
+    def spike_steps(self, features: torch.Tensor) -> torch.Tensor:
+        """Latency code: the step of each neuron's one spike, ``[batch, F * n_levels]``."""
+        x = torch.as_tensor(features, dtype=torch.float64)
+        if x.ndim != 2:
+            raise ValueError(f"features must be [batch, F], got {tuple(x.shape)}")
+        distance = (x.unsqueeze(-1) - self.references.to(x.device)).abs() ** self.exponent
+        beta = self.n_steps / math.log((2 * self.x_max) ** self.exponent + 2)
+        steps = torch.floor(beta * torch.log1p(distance)).clamp(0, self.n_steps - 1)
+        return steps.long().flatten(start_dim=1)
 
     def __call__(self, features: torch.Tensor) -> torch.Tensor:
-        """``[batch, F]`` or ``[T, batch, F]`` -> ``[steps, batch, F * 2 * n_levels]`` (0/1)."""
+        """Static ``[batch, F]`` (or, thermometer, ``[T, batch, F]``) -> spikes (0/1)."""
+        if self.code == "latency":
+            steps = self.spike_steps(features)
+            spikes = torch.zeros(self.n_steps, *steps.shape, dtype=torch.float32)
+            spikes.scatter_(0, steps.unsqueeze(0).cpu(), 1.0)
+            return spikes.to(torch.as_tensor(features).device)
         x = _static_or_series(torch.as_tensor(features, dtype=torch.float32), self.n_steps)
         thresholds = torch.tensor(self.thresholds, dtype=x.dtype, device=x.device)
         signed = torch.stack([x, -x], dim=-1).unsqueeze(-1)  # [T, batch, F, 2, 1]
