@@ -333,7 +333,7 @@ def test_log_scale_encoder_values_and_shapes():
 
 
 def test_make_encoder_builds_by_name_and_checks_parameters():
-    assert set(ENCODERS) == {"latency", "rate", "delta", "ternary", "log_scale"}
+    assert set(ENCODERS) == {"latency", "rate", "delta", "ternary", "log_scale", "spikes"}
     encoder = make_encoder("rate", n_steps=10, dt=1.0, max_rate_hz=100.0, seed=2)
     assert isinstance(encoder, RateEncoder)
     with pytest.raises(ValueError, match="latency"):

@@ -37,7 +37,7 @@ import panel as pn
 import param
 import torch
 
-from workbench.data import DATASETS, ENCODERS, Dataset, load_dataset
+from workbench.data import ENCODERS, Dataset, load_dataset
 from workbench.experiment import (
     DATASET_REFERENCES,
     STATIC_ENCODERS,
@@ -49,7 +49,7 @@ from workbench.experiment import (
 from workbench.spec import INPUT, NetworkSpec, Problem, SpecError
 
 from . import plots
-from .state import Workbench
+from .state import APP_DATASETS, Workbench
 
 # Encoder fields that come from the run, not from the encoder's settings.
 FROM_RUN = ("n_steps", "dt", "seed")
@@ -166,7 +166,7 @@ class DataPicker(pn.viewable.Viewer):
 
         # The Select is workbench.dataset itself: no mirror in either direction.
         self.dataset_select = pn.widgets.Select.from_param(
-            wb.param.dataset, name="Dataset", options=list(DATASETS), css_classes=["wb-dataset"]
+            wb.param.dataset, name="Dataset", options=APP_DATASETS, css_classes=["wb-dataset"]
         )
         self.dataset_info = pn.pane.Markdown("", css_classes=["wb-dataset-info"])
         self.encoder_select = pn.widgets.Select(label="Encoder", css_classes=["wb-encoder"])

@@ -13,6 +13,7 @@ import itertools
 import param
 
 from workbench.backends import available_backends
+from workbench.catalog import FILE_DATASETS
 from workbench.data import DATASETS
 from workbench.experiment import DATASET_REFERENCES, RunConfig, reference_config
 from workbench.spec import NetworkSpec, Problem
@@ -20,6 +21,10 @@ from workbench.spec import NetworkSpec, Problem
 from .templates import TEMPLATES
 
 _SESSIONS = itertools.count(1)
+
+
+# What a student can pick: every dataset but those read from files the server does not have.
+APP_DATASETS = sorted(name for name in DATASETS if name not in FILE_DATASETS)
 
 
 class Limits(param.Parameterized):
@@ -58,7 +63,7 @@ class Workbench(param.Parameterized):
     """The state every component of one session shares."""
 
     spec = param.ClassSelector(class_=NetworkSpec, doc="the network being built and trained")
-    dataset = param.Selector(objects=sorted(DATASETS), default="yinyang")
+    dataset = param.Selector(objects=APP_DATASETS, default="yinyang")
     encoder = param.Dict(
         default={}, doc="the encoder's name and parameters (RunConfig.encoder); {} = the dataset's"
     )

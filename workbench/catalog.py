@@ -22,9 +22,24 @@ import functools
 from importlib.metadata import EntryPoint, entry_points
 
 ALGORITHM_NAMES = ("eventprop", "proxy", "stdp", "surrogate", "vdsp")
-DATASET_NAMES = ("digits", "yinyang")
+DATASET_NAMES = ("digits", "shd", "ssc", "yinyang")
 # The delta encoder needs time series, so static datasets do not offer it.
 STATIC_ENCODERS = ("latency", "rate", "ternary", "log_scale")
+# Datasets of spike events (workbench.data.EventSplit) and the encoder that reads them.
+EVENT_DATASETS = ("shd", "ssc")
+EVENT_ENCODERS = ("spikes",)
+# Datasets read from the user's files (--data-path): the app, which has no such files, does not
+# offer them.
+FILE_DATASETS = ("shd", "ssc")
+# The settings of a dataset's loader that the command line has flags for (--data-path ...);
+# any other is given as --dataset-option NAME=VALUE.
+DATASET_FLAGS = ("data_path",)
+
+
+def encoders_for(dataset: str) -> tuple[str, ...]:
+    """The encoders a dataset's samples can go through."""
+    return EVENT_ENCODERS if dataset in EVENT_DATASETS else STATIC_ENCODERS
+
 
 BACKEND_GROUP = "workbench.backends"  # the entry point group chip emulators register under
 BUILTIN_BACKEND = "float"  # registered by workbench.backends itself

@@ -34,7 +34,13 @@ from typing import TYPE_CHECKING
 # Only torch-free modules here: the parser and its option checks run before torch and Numba
 # are imported (seconds), so a bad option is refused at once.  Each command imports the rest.
 from workbench import limits
-from workbench.catalog import ALGORITHM_NAMES, DATASET_NAMES, STATIC_ENCODERS, backend_names
+from workbench.catalog import (
+    ALGORITHM_NAMES,
+    DATASET_NAMES,
+    EVENT_ENCODERS,
+    STATIC_ENCODERS,
+    backend_names,
+)
 from workbench.neuron_models import MODELS, SURROGATES
 from workbench.spec import NetworkSpec, Problem, SpecError
 
@@ -138,6 +144,46 @@ def _param(text: str) -> tuple[str, list]:
 PARAM_BYTES = 65_536  # the values of one --param
 
 
+def _dataset_option(text: str) -> tuple[str, object]:
+    """``NAME=VALUE`` of ``--dataset-option``: the value as JSON, else as text."""
+    key, sep, value = text.partition("=")
+    if not sep or not key.isidentifier():
+        raise argparse.ArgumentTypeError(f"{limits.show(text)} must be NAME=VALUE")
+    if len(value) > PARAM_BYTES or limits.json_depth(value) > limits.MAX_JSON_DEPTH:
+        raise argparse.ArgumentTypeError(f"{key}: the value is too long or too deep")
+    try:
+        return key, json.loads(value)
+    except ValueError:  # not JSON (a path, a name): the text itself
+        return key, value
+
+
+def _dataset_arguments(parser) -> None:
+    parser.add_argument(
+        "--data-path",
+        metavar="PATH",
+        help="where the dataset's files are (shd, ssc: a folder with NAME_train.h5 and "
+        "NAME_test.h5, or one .h5 file); nothing is downloaded",
+    )
+    parser.add_argument(
+        "--dataset-option",
+        action="append",
+        default=[],
+        type=_dataset_option,
+        metavar="NAME=VALUE",
+        help="a setting of the dataset's loader (e.g. validation_fraction=0.2); repeat for more",
+    )
+
+
+def dataset_options_from_args(args) -> dict:
+    """The dataset options the command line gives (``--data-path``, ``--dataset-option``)."""
+    options = dict(args.dataset_option)
+    if len(options) < len(args.dataset_option):
+        raise SpecError([Problem("dataset_option", "an option is given more than once")])
+    if args.data_path is not None:
+        options["data_path"] = args.data_path
+    return options
+
+
 def _executor_arguments(parser) -> None:
     where = parser.add_mutually_exclusive_group()
     where.add_argument(
@@ -200,7 +246,13 @@ def make_parser() -> argparse.ArgumentParser:
     )
     train.add_argument("--hidden", type=_hidden, help="hidden sizes, e.g. 120 or 200,100")
     train.add_argument("--neuron", choices=sorted(m for m in MODELS if MODELS[m].spiking))
-    train.add_argument("--encoder", choices=STATIC_ENCODERS)
+    _dataset_arguments(train)
+    train.add_argument("--encoder", choices=STATIC_ENCODERS + EVENT_ENCODERS)
+    train.add_argument(
+        "--recurrent",
+        action="store_true",
+        help="each hidden population also projects onto itself (default: the dataset's)",
+    )
     train.add_argument("--epochs", type=_bounded(limits.BOUNDS["epochs"]))
     train.add_argument("--batch-size", type=_bounded(limits.BOUNDS["batch_size"]))
     train.add_argument("--lr", type=_bounded(limits.TRAINING_BOUNDS["lr"]))
@@ -269,6 +321,7 @@ def make_parser() -> argparse.ArgumentParser:
     grid.add_argument(
         "--epochs", type=_bounded(limits.BOUNDS["epochs"]), help="default: each reference's"
     )
+    _dataset_arguments(grid)
     _executor_arguments(grid)
     _limit_arguments(grid, runs=True)
     grid.add_argument("--out", help="folder to create for results.csv, summary.csv and runs/")
@@ -297,6 +350,7 @@ def make_parser() -> argparse.ArgumentParser:
     sweep.add_argument(
         "--epochs", type=_bounded(limits.BOUNDS["epochs"]), help="default: the reference's"
     )
+    _dataset_arguments(sweep)
     _executor_arguments(sweep)
     _limit_arguments(sweep, runs=True)
     sweep.add_argument("--out", help="folder to create for results.csv, summary.csv and runs/")
@@ -394,6 +448,9 @@ def config_from_args(args) -> RunConfig:
         config.neuron_params = {k: v for k, v in config.neuron_params.items() if k in allowed}
     if args.encoder and args.encoder != config.encoder.get("name"):
         config.encoder = {"name": args.encoder}
+    if args.recurrent:
+        config.recurrent = True
+    config.dataset_options.update(dataset_options_from_args(args))
     if args.n_steps:
         config.n_steps = args.n_steps
     if args.dt:
@@ -564,9 +621,15 @@ def cmd_compare(args) -> int:
         args.backends,
         args.seeds,
         epochs=args.epochs,
+        overrides=_grid_overrides(args),
         max_runs=args.max_runs,
     )
     return _run_grid(args, cells)
+
+
+def _grid_overrides(args) -> dict | None:
+    options = dataset_options_from_args(args)
+    return {"dataset_options": options} if options else None
 
 
 def cmd_sweep(args) -> int:
@@ -582,6 +645,7 @@ def cmd_sweep(args) -> int:
         args.backend,
         args.seeds,
         epochs=args.epochs,
+        overrides=_grid_overrides(args),
         max_runs=args.max_runs,
     )
     return _run_grid(args, cells, list(params))

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import dataclasses
 import functools
+import inspect
 import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -31,9 +32,11 @@ __all__ = [
     "ENCODERS",
     "Dataset",
     "DeltaEncoder",
+    "EventSplit",
     "LatencyEncoder",
     "LogScaleEncoder",
     "RateEncoder",
+    "SpikeEncoder",
     "Split",
     "TernaryEncoder",
     "load_dataset",
@@ -161,18 +164,149 @@ class Split:
         return int(self.labels.shape[0])
 
 
+class PaddedEvents:
+    """The samples of an :class:`EventSplit` as ``[n, E, 2]`` float32 arrays, by index or slice.
+
+    Row ``e`` of sample ``k`` is ``(time in ms, channel)``; a sample with fewer than ``E``
+    events (``E`` the most events of the selected samples) is padded with rows ``(0, -1)``,
+    which :class:`SpikeEncoder` skips.  ``split.features[:n]`` thus gives what the data loaders
+    yield, so code that takes the first samples of a split works on events as on features.
+    """
+
+    def __init__(self, split: EventSplit):
+        self._split = split
+
+    def __len__(self) -> int:
+        return len(self._split)
+
+    @property
+    def shape(self) -> tuple[int, ...]:
+        return (len(self._split), int(np.diff(self._split.offsets).max(initial=0)), 2)
+
+    @property
+    def ndim(self) -> int:
+        return 3
+
+    def __getitem__(self, index) -> np.ndarray:
+        indices = np.arange(len(self._split))[index]
+        return self._split.padded(np.atleast_1d(indices))
+
+    def __array__(self, dtype=None, copy=None) -> np.ndarray:
+        out = self[:]
+        return out if dtype is None else out.astype(dtype)
+
+
+@dataclass(frozen=True)
+class EventSplit:
+    """One split of a spike-event data set (SHD, spoken digits): a ragged list of events.
+
+    Sample ``k``'s events are ``times[offsets[k]:offsets[k + 1]]`` (ms, from 0) on the channels
+    ``units[...]`` (``0 <= unit < n_channels``).  Stored this way, the Spiking Heidelberg Digits
+    (~8,000 samples x ~10,000 events) take ~0.5 GB where a dense raster at 1 ms would take ten
+    times that; :class:`SpikeEncoder` bins each batch to the run's ``dt``.
+
+    Attributes:
+        times: float32 ``[E]``, ms, finite and >= 0.
+        units: int16/int32 ``[E]``, channel indices.
+        offsets: int64 ``[N + 1]``, non-decreasing, from 0 to ``E``.
+        labels: int64 ``[N]``.
+        n_channels: the number of input channels.
+        groups: ``[N]`` the speaker (or voice) of each sample, if known: the unit that
+            separates the splits.
+    """
+
+    times: np.ndarray
+    units: np.ndarray
+    offsets: np.ndarray
+    labels: np.ndarray
+    n_channels: int
+    groups: np.ndarray | None = None
+
+    def __post_init__(self) -> None:
+        n = self.labels.shape[0]
+        if self.labels.ndim != 1:
+            raise ValueError(f"labels must be 1-D [N], got shape {self.labels.shape}")
+        if self.offsets.shape != (n + 1,) or self.offsets[0] != 0:
+            raise ValueError(f"offsets must have shape ({n + 1},) and start at 0")
+        if self.offsets[-1] != self.times.shape[0] or np.any(np.diff(self.offsets) < 0):
+            raise ValueError("offsets must be non-decreasing and end at the number of events")
+        if self.times.shape != self.units.shape or self.times.ndim != 1:
+            raise ValueError(
+                f"times and units must be 1-D of one length, got {self.times.shape} and "
+                f"{self.units.shape}"
+            )
+        if self.groups is not None and len(self.groups) != n:
+            raise ValueError(f"groups must have {n} entries, got {len(self.groups)}")
+
+    def __len__(self) -> int:
+        return int(self.labels.shape[0])
+
+    @property
+    def features(self) -> PaddedEvents:
+        return PaddedEvents(self)
+
+    def events(self, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """``(times, units)`` of sample ``k``."""
+        start, stop = self.offsets[k], self.offsets[k + 1]
+        return self.times[start:stop], self.units[start:stop]
+
+    def padded(self, indices, events=None) -> np.ndarray:
+        """The samples ``indices`` as ``[n, E, 2]`` float32 (see :class:`PaddedEvents`);
+        ``events``, if given, replaces :meth:`events` (an augmentation)."""
+        events = events or self.events
+        chosen = [events(int(k)) for k in indices]
+        width = max((len(t) for t, _ in chosen), default=0)
+        out = np.zeros((len(chosen), width, 2), np.float32)
+        out[:, :, 1] = -1
+        for row, (times, units) in enumerate(chosen):
+            out[row, : len(times), 0] = times
+            out[row, : len(times), 1] = units
+        return out
+
+    def subset(self, indices) -> EventSplit:
+        """The samples ``indices`` (in that order) as a new split."""
+        indices = np.asarray(indices, dtype=np.int64)
+        starts, stops = self.offsets[indices], self.offsets[indices + 1]
+        take = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops)] or [[]])
+        take = take.astype(np.int64)
+        return EventSplit(
+            times=self.times[take],
+            units=self.units[take],
+            offsets=np.concatenate([[0], np.cumsum(stops - starts)]).astype(np.int64),
+            labels=self.labels[indices],
+            n_channels=self.n_channels,
+            groups=None if self.groups is None else np.asarray(self.groups)[indices],
+        )
+
+
 @dataclass
 class Dataset:
-    """A named data set with train, validation and test splits (features in ``[0, 1]``)."""
+    """A named data set with train, validation and test splits: :class:`Split` (static
+    features in ``[0, 1]``, or signed signal values for the equaliser) or :class:`EventSplit`
+    (spike events; then ``n_features`` is the number of channels and ``duration_ms`` the
+    longest sample)."""
 
     name: str
-    train: Split
-    validation: Split
-    test: Split
+    train: Split | EventSplit
+    validation: Split | EventSplit
+    test: Split | EventSplit
     n_features: int
     n_classes: int
     class_names: tuple[str, ...]
     description: str = ""
+    duration_ms: float | None = None
+    # A task's own hooks (the equaliser's: workbench.equalizer): ``adapt_encoder(encoder)``
+    # gives the run's encoder for these features (the equaliser adds one-hot spikes for the
+    # fed-back symbols); ``extra_metrics(network, encoder, readout) -> dict`` measures what
+    # the task reports beyond accuracy (the equaliser's bit-error rates), added to a run's
+    # metrics by workbench.experiment.measure.
+    adapt_encoder: Callable | None = field(default=None, repr=False, compare=False)
+    extra_metrics: Callable | None = field(default=None, repr=False, compare=False)
+
+    @property
+    def events(self) -> bool:
+        """Whether the splits hold spike events (the ``spikes`` encoder reads them)."""
+        return isinstance(self.train, EventSplit)
 
 
 def _load_yinyang(
@@ -254,45 +388,165 @@ def _load_digits(
     )
 
 
+def _heidelberg(name: str, data_path: str | None, validation_fraction: float, seed: int) -> Dataset:
+    """SHD or SSC from the user's files (see :mod:`workbench.shd`).  Without a validation file
+    (SHD has none), ``validation_fraction`` of the training samples, stratified by class and
+    seeded, become the validation split; a single file of another name is split 70/10/20."""
+    from sklearn.model_selection import train_test_split
+
+    from workbench import shd
+
+    _check_seed("seed", seed)
+    shd.check_fraction("validation_fraction", validation_fraction, 0.5)
+    n_classes = shd.N_CLASSES[name]
+    files = shd.split_files(data_path, name)
+    read = {split: shd.read_events(path, n_classes) for split, path in files.items()}
+
+    def event_split(arrays) -> EventSplit:
+        return EventSplit(
+            times=arrays.times,
+            units=arrays.units,
+            offsets=arrays.offsets,
+            labels=arrays.labels,
+            n_channels=shd.N_CHANNELS,
+            groups=arrays.speakers,
+        )
+
+    splits = {split: event_split(arrays) for split, arrays in read.items()}
+    rng = np.random.RandomState(seed)
+
+    def divide(split: EventSplit, fraction: float) -> tuple[EventSplit, EventSplit]:
+        index = np.arange(len(split))
+        counts = np.bincount(split.labels, minlength=n_classes)
+        stratify = split.labels if counts[counts > 0].min() >= 2 else None
+        keep, held = train_test_split(
+            index, test_size=fraction, stratify=stratify, random_state=rng
+        )
+        return split.subset(np.sort(keep)), split.subset(np.sort(held))
+
+    if "all" in splits:
+        rest, splits["test"] = divide(splits.pop("all"), 0.2)
+        splits["train"], splits["validation"] = divide(rest, validation_fraction / 0.8)
+    elif "validation" not in splits:
+        splits["train"], splits["validation"] = divide(splits["train"], validation_fraction)
+    keys = next((a.keys for a in read.values() if a.keys is not None), None)
+    duration = max(float(s.times.max(initial=0.0)) for s in splits.values())
+    sizes = " / ".join(str(len(splits[k])) for k in ("train", "validation", "test"))
+    return Dataset(
+        name=name,
+        **{k: splits[k] for k in ("train", "validation", "test")},
+        n_features=shd.N_CHANNELS,
+        n_classes=n_classes,
+        class_names=keys or tuple(str(k) for k in range(n_classes)),
+        description=(
+            f"{name.upper()} (Cramer et al. 2020) from {data_path}: {shd.N_CHANNELS} channels, "
+            f"{n_classes} classes, {sizes} samples (train / validation / test), longest "
+            f"{duration:.0f} ms."
+        ),
+        duration_ms=duration,
+    )
+
+
+def _load_shd(data_path: str | None = None, validation_fraction: float = 0.1, seed: int = 0):
+    """Spiking Heidelberg Digits from ``data_path`` (see :func:`_heidelberg`)."""
+    return _heidelberg("shd", data_path, validation_fraction, seed)
+
+
+def _load_ssc(data_path: str | None = None, validation_fraction: float = 0.1, seed: int = 0):
+    """Spiking Speech Commands from ``data_path`` (see :func:`_heidelberg`)."""
+    return _heidelberg("ssc", data_path, validation_fraction, seed)
+
+
 DATASETS: dict[str, Callable[..., Dataset]] = {
     "yinyang": _load_yinyang,
     "digits": _load_digits,
+    "shd": _load_shd,
+    "ssc": _load_ssc,
 }
 
 
-def load_dataset(name: str, **kwargs) -> Dataset:
-    """Load a registered data set by name; ``kwargs`` go to its loader (sizes, seeds, ...)."""
+def load_dataset(name: str, **options) -> Dataset:
+    """Load a registered data set by name; ``options`` go to its loader (sizes, seeds, a file,
+    a channel...).  The last few data sets loaded are kept, so the checks before a run and the
+    run itself read a file of spike events once."""
     if name not in DATASETS:
         raise ValueError(f"dataset must be one of {sorted(DATASETS)}, got {name!r}")
-    return DATASETS[name](**kwargs)
+    try:
+        key = tuple(sorted(options.items()))
+        hash(key)
+    except TypeError:  # an option value that cannot be a key (a list): load afresh
+        return DATASETS[name](**options)
+    return _load_cached(name, key)
 
 
-def make_loaders(dataset: Dataset, batch_size: int, seed: int) -> dict[str, DataLoader]:
-    """Data loaders for the three splits, yielding ``(features float32 [B, F], labels int64 [B])``.
+@functools.lru_cache(maxsize=4)
+def _load_cached(name: str, key: tuple) -> Dataset:
+    return DATASETS[name](**dict(key))
+
+
+def dataset_options(name: str) -> dict[str, inspect.Parameter]:
+    """The options ``load_dataset(name, ...)`` accepts, by name (its loader's signature)."""
+    params = inspect.signature(DATASETS[name]).parameters
+    return {k: p for k, p in params.items() if p.kind is p.POSITIONAL_OR_KEYWORD}
+
+
+def make_loaders(
+    dataset: Dataset, batch_size: int, seed: int, augment: Callable | None = None
+) -> dict[str, DataLoader]:
+    """Data loaders for the three splits, yielding ``(features float32 [B, F], labels int64
+    [B])``, or for spike events ``(events float32 [B, E, 2], labels)`` (see
+    :class:`PaddedEvents`).
 
     The train loader shuffles with a ``torch.Generator`` seeded by ``seed``: the same seed
     gives the same batch order, epoch after epoch of a fresh loader. Validation and test keep
-    their order. ``num_workers=0``.
+    their order. ``num_workers=0``.  ``augment(split, indices, generator) -> events`` (an
+    encoder's :meth:`SpikeEncoder.augment`) changes the training batches of event data; it
+    draws from the loader's generator, so a checkpoint that saves that generator resumes the
+    same augmented batches.
     """
     if isinstance(batch_size, bool) or not isinstance(batch_size, int) or batch_size < 1:
         raise ValueError(f"batch_size must be an integer >= 1, got {batch_size!r}")
     _check_seed("seed", seed)
     loaders = {}
     for split_name in ("train", "validation", "test"):
-        split: Split = getattr(dataset, split_name)
-        tensors = TensorDataset(
-            torch.as_tensor(np.asarray(split.features), dtype=torch.float32),
-            torch.as_tensor(np.asarray(split.labels), dtype=torch.int64),
-        )
+        split = getattr(dataset, split_name)
         shuffle = split_name == "train"
+        generator = torch.Generator().manual_seed(seed) if shuffle else None
+        labels = torch.as_tensor(np.asarray(split.labels), dtype=torch.int64)
+        collate = None
+        if isinstance(split, EventSplit):
+            tensors = TensorDataset(torch.arange(len(split)), labels)
+            collate = _EventBatches(split, augment if shuffle else None, generator)
+        else:
+            features = torch.as_tensor(np.asarray(split.features), dtype=torch.float32)
+            tensors = TensorDataset(features, labels)
         loaders[split_name] = DataLoader(
             tensors,
             batch_size=batch_size,
             shuffle=shuffle,
-            generator=torch.Generator().manual_seed(seed) if shuffle else None,
+            generator=generator,
             num_workers=0,
+            collate_fn=collate,
         )
     return loaders
+
+
+@dataclass
+class _EventBatches:
+    """The collate function of an event split's loader: sample indices -> padded events."""
+
+    split: EventSplit
+    augment: Callable | None
+    generator: torch.Generator | None
+
+    def __call__(self, items) -> tuple[torch.Tensor, torch.Tensor]:
+        indices = np.array([int(k) for k, _ in items], dtype=np.int64)
+        labels = torch.stack([label for _, label in items])
+        if self.augment is None:
+            events = self.split.padded(indices)
+        else:
+            events = self.augment(self.split, indices, self.generator)
+        return torch.from_numpy(events), labels
 
 
 # --------------------------------------------------------------------------------------------
@@ -732,12 +986,128 @@ class LogScaleEncoder:
         return (signed >= thresholds).flatten(start_dim=2).float()
 
 
+@dataclass
+class SpikeEncoder:
+    """Spike events (SHD, SSC, spoken digits) -> a raster at the run's ``dt``, with the
+    augmentations of the field for training batches.
+
+    Input: ``[batch, E, 2]`` rows ``(time in ms, channel)`` as the loaders of an event data set
+    yield them (padding rows have channel -1).  An event at time ``t`` lands on step
+    ``floor(t / dt)``; events at or after ``n_steps * dt`` are dropped; several events of one
+    channel in one step make one spike (0/1 output, as a chip's input takes it).
+
+    Augmentations (:meth:`augment`, applied by the training loader only; Cramer et al. 2020
+    for SHD, Nowotny, Turner & Knight 2024 for EventProp on SHD):
+
+    - ``time_shift``: every event of a sample moves by one offset drawn uniformly from
+      ``[-time_shift, time_shift]`` ms (events pushed before 0 are dropped);
+    - ``channel_shift``: every channel of a sample moves by one integer drawn uniformly from
+      ``[-channel_shift, channel_shift]`` (events pushed off the array are dropped);
+    - ``blend``: with this probability a sample is blended with another sample of its class,
+      aligned on their centres of mass in time and channel, keeping each event of either with
+      probability 1/2 ("blend" in Nowotny et al. 2024).
+
+    Attributes:
+        n_steps: raster length, >= 1.
+        dt: step in ms, > 0.
+        channels: input channels the data set has (700 for SHD/SSC and the default spoken
+            digits).
+        time_shift: ms, >= 0.
+        channel_shift: channels, >= 0.
+        blend: probability in [0, 1].
+    """
+
+    n_steps: int
+    dt: float
+    channels: int = 700
+    time_shift: float = 0.0
+    channel_shift: int = 0
+    blend: float = 0.0
+
+    def __post_init__(self) -> None:
+        _check_positive_int("n_steps", self.n_steps)
+        _check_dt(self.dt)
+        _check_positive_int("channels", self.channels)
+        if not (isinstance(self.time_shift, (int, float)) and 0 <= self.time_shift < math.inf):
+            raise ValueError(f"time_shift must be a finite number >= 0 (ms), got {self.time_shift}")
+        if isinstance(self.channel_shift, bool) or not isinstance(self.channel_shift, int):
+            raise ValueError(f"channel_shift must be an integer >= 0, got {self.channel_shift!r}")
+        if not 0 <= self.channel_shift < self.channels:
+            raise ValueError(
+                f"channel_shift must lie in [0, channels - 1] = [0, {self.channels - 1}], "
+                f"got {self.channel_shift}"
+            )
+        if not (isinstance(self.blend, (int, float)) and 0 <= self.blend <= 1):
+            raise ValueError(f"blend must be a probability in [0, 1], got {self.blend}")
+
+    def n_channels(self, n_features: int) -> int:
+        if n_features != self.channels:
+            raise ValueError(
+                f"channels: the spikes encoder reads {self.channels} channels; the data set has "
+                f"{n_features} (set encoder.channels to {n_features})"
+            )
+        return n_features
+
+    def __call__(self, events: torch.Tensor) -> torch.Tensor:
+        """``[batch, E, 2]`` events -> spikes ``[n_steps, batch, channels]`` (0/1 float32)."""
+        x = torch.as_tensor(events, dtype=torch.float32)
+        if x.ndim != 3 or x.shape[-1] != 2:
+            raise ValueError(
+                f"events must be [batch, E, 2] rows of (time ms, channel), got {tuple(x.shape)}"
+            )
+        steps = torch.floor(x[..., 0] / self.dt)
+        units = x[..., 1]
+        keep = (units >= 0) & (units < self.channels) & (steps >= 0) & (steps < self.n_steps)
+        raster = torch.zeros(self.n_steps, x.shape[0], self.channels, device=x.device)
+        rows = torch.arange(x.shape[0], device=x.device)[:, None].expand_as(units)
+        raster[steps[keep].long(), rows[keep], units[keep].long()] = 1.0
+        return raster
+
+    def augment(self, split: EventSplit, indices, generator: torch.Generator) -> np.ndarray:
+        """The training samples ``indices`` of ``split``, augmented, as padded events."""
+        n = len(indices)
+        time_shift = (torch.rand(n, generator=generator) * 2 - 1) * self.time_shift
+        channel_shift = torch.randint(
+            -self.channel_shift, self.channel_shift + 1, (n,), generator=generator
+        )
+        blended = torch.rand(n, generator=generator) < self.blend
+        changed = {}
+        for row, k in enumerate(indices):
+            times, units = split.events(int(k))
+            times, units = times.astype(np.float64), units.astype(np.int64)
+            if blended[row] and len(times):
+                times, units = self._blend(split, int(k), times, units, generator)
+            times = times + float(time_shift[row])
+            units = units + int(channel_shift[row])
+            keep = (times >= 0) & (units >= 0) & (units < self.channels)
+            changed[int(k)] = (times[keep].astype(np.float32), units[keep])
+        return split.padded(indices, events=changed.__getitem__)
+
+    @staticmethod
+    def _blend(split: EventSplit, k: int, times, units, generator):
+        """Sample ``k`` blended with a random other sample of its class (see the class)."""
+        same = np.flatnonzero(split.labels == split.labels[k])
+        other = int(same[torch.randint(len(same), (1,), generator=generator)])
+        times_b, units_b = split.events(other)
+        if not len(times_b):
+            return times, units
+        times_b = times_b - times_b.mean() + times.mean()
+        units_b = np.rint(units_b - units_b.mean() + units.mean()).astype(np.int64)
+        keep_a = torch.rand(len(times), generator=generator).numpy() < 0.5
+        keep_b = torch.rand(len(times_b), generator=generator).numpy() < 0.5
+        times = np.concatenate([times[keep_a], times_b[keep_b]])
+        units = np.concatenate([units[keep_a], units_b[keep_b]])
+        order = np.argsort(times, kind="stable")
+        return times[order], units[order]
+
+
 ENCODERS: dict[str, type] = {
     "latency": LatencyEncoder,
     "rate": RateEncoder,
     "delta": DeltaEncoder,
     "ternary": TernaryEncoder,
     "log_scale": LogScaleEncoder,
+    "spikes": SpikeEncoder,
 }
 
 

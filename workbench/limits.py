@@ -813,18 +813,29 @@ def backend_option_problems(
         accepted = backend_options(backend)
     except Exception:  # an unknown backend is refused by name elsewhere
         return []
+    profile = {"profile": lambda value, path: _profile_problems(backend, value, path)}
+    return option_problems(accepted, options, prefix, f"backend {backend!r}", profile)
+
+
+def option_problems(
+    accepted: dict[str, inspect.Parameter], options, prefix: str, owner: str, special=None
+) -> list[Problem]:
+    """Problems of ``options`` (name -> value) for a callee that ``accepted`` (its signature's
+    parameters by name) describes: unknown names, values not of the annotated type, numbers
+    beyond :data:`MAX_MAGNITUDE`, ``*seed`` values outside the seed range.  ``special`` maps a
+    name to its own check ``(value, path) -> problems``.  ``owner`` names the callee."""
+    if not isinstance(options, dict):
+        return [Problem(prefix, f"{show(options)} must be an object of option names and values")]
     out = []
     for name, value in options.items():
-        path = f"{prefix}.{name}"
+        path = f"{prefix}.{key_name(name)}"
         param = accepted.get(name)
         if param is None:
             allowed = ", ".join(sorted(accepted)) or "none"
-            out.append(
-                Problem(path, f"is not an option of backend {backend!r}; allowed: {allowed}")
-            )
+            out.append(Problem(path, f"is not an option of {owner}; allowed: {allowed}"))
             continue
-        if name == "profile":
-            out += _profile_problems(backend, value, path)
+        if special and name in special:
+            out += special[name](value, path)
             continue
         types = _allowed_types(param)
         if types is not None and (

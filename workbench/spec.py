@@ -255,6 +255,7 @@ class NetworkSpec:
 def _unknown_keys(data, cls, prefix: str, problems: list[Problem]) -> bool:
     """Report keys of ``data`` that are not fields of ``cls``, and required fields it lacks."""
     from workbench.limits import key_name
+
     if not isinstance(data, dict):
         problems.append(Problem(prefix.rstrip(".") or "spec", "must be an object"))
         return False
@@ -627,11 +628,14 @@ def feedforward(
     n_steps: int = 100,
     name: str = "network",
     weight_init: dict[str, dict] | None = None,
+    recurrent: bool = False,
 ) -> NetworkSpec:
     """A layered spec ``sizes[0] -> sizes[1] -> ... -> sizes[-1]``: the common case in one call.
 
     Hidden populations are named ``hidden`` (or ``hidden1``, ``hidden2``, ...) and the last
-    one ``output``.  ``weight_init`` maps projection names (``"input->hidden"``) to
+    one ``output``.  ``recurrent``: each hidden population also projects onto itself (its
+    spikes of the previous step), as the recurrent networks trained on spoken words do.
+    ``weight_init`` maps projection names (``"input->hidden"``, ``"hidden->hidden"``) to
     ``weight_mean``/``weight_std``.
     """
     hidden = sizes[1:-1]
@@ -639,7 +643,10 @@ def feedforward(
     pops = [Population(n, s, model, dict(params or {})) for n, s in zip(names, hidden)]
     pops.append(Population("output", sizes[-1], output_model, dict(output_params or {})))
     chain = [INPUT, *names, "output"]
-    links = [f"{a}->{b}" for a, b in zip(chain[:-1], chain[1:])]
+    pairs = list(zip(chain[:-1], chain[1:]))
+    if recurrent:
+        pairs += [(n, n) for n in names]
+    links = [f"{a}->{b}" for a, b in pairs]
     weight_init = weight_init or {}
     unknown = sorted(set(weight_init) - set(links))
     if unknown:
@@ -650,7 +657,7 @@ def feedforward(
             ]
         )
     projs = [
-        Projection(a, b, **weight_init.get(link, {}))
-        for a, b, link in zip(chain[:-1], chain[1:], links)
+        Projection(a, b, recurrent=a == b, **weight_init.get(link, {}))
+        for (a, b), link in zip(pairs, links)
     ]
     return NetworkSpec(sizes[0], pops, projs, dt=dt, n_steps=n_steps, name=name).validate()

@@ -556,7 +556,8 @@ def _fit(name: str, network, data, config: LocalConfig, callbacks, stop) -> Hist
     _check_readout(network, layout)
     learner = Learner(network, config, config.rule(network.spec.dt))
     n_classes = data.dataset.n_classes
-    loaders = make_loaders(data.dataset, config.batch_size, data.seed)
+    augment = getattr(data.encoder, "augment", None)  # event data: training batches only
+    loaders = make_loaders(data.dataset, config.batch_size, data.seed, augment)
     fixed = make_loaders(data.dataset, EVAL_BATCH_SIZE, data.seed)
     n_batches = len(loaders["train"])
     emit(callbacks, RunStart(name, config.epochs, n_batches, asdict(config)))

@@ -113,7 +113,8 @@ def fit_epochs(
 
     Returns the :class:`History`; the network keeps the weights of the best validation epoch.
     """
-    loaders = make_loaders(data.dataset, config.batch_size, data.seed)
+    augment = getattr(data.encoder, "augment", None)  # event data: training batches only
+    loaders = make_loaders(data.dataset, config.batch_size, data.seed, augment)
     validation = make_loaders(data.dataset, EVAL_BATCH_SIZE, data.seed)["validation"]
     optimiser = torch.optim.Adam(
         network.parameters(), lr=config.lr, weight_decay=config.weight_decay
