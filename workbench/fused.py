@@ -13,6 +13,17 @@ the default on the CPU) and ``"torch"`` (the loop below in tensor operations: th
 and the path on other devices).  :func:`project` is the input projection ``x @ w.T``, computed
 from the non-zeros when the input is sparse enough.  ``WORKBENCH_KERNEL=torch`` in the
 environment makes the torch loop and the dense projection the default everywhere.
+
+The torch kernel has two forms.  With a recurrent weight it is the loop over time steps
+(``_loop_forward`` / ``_loop_backward``, the general form: about ten small operations a step
+each way).  Without one, the synaptic current is a linear time-invariant filter of the input,
+so it, and every other linear part of the recursion (an LI membrane, both adjoints), is
+computed for all steps at once by :func:`linear_filter`; only the threshold and the reset of
+a spiking population stay a loop over time: two operations a step (three with per-neuron
+threshold or reset, or a reset by subtraction), written straight into preallocated outputs.
+On a GPU each operation is a kernel launch, and there launches, not arithmetic, bound the
+time of a network this size (``benchmarks/kernel_launches.py`` counts them).  The two forms
+agree up to float summation order (``tests/test_kernels.py``).
 """
 
 from __future__ import annotations
@@ -30,6 +41,11 @@ KERNELS = ("compiled", "torch")
 # 2.4 ms and its weight gradient 2.9 ms against 9.2 ms each dense; their cost grows with the
 # spikes, which puts the break-even near 20 %, so 15 % keeps a margin.
 SPARSE_DENSITY = 0.15
+# How linear_filter runs: "steps" (one operation per time step: a single pass over memory)
+# or "doubling" (a log-depth scan: ~2 log2(T) operations, each a pass over the whole tensor).
+# None: "doubling" on a GPU, where an operation costs a launch, "steps" on the CPU.
+FILTER_METHODS = ("steps", "doubling")
+FILTER_METHOD: str | None = None
 
 
 def default_kernel() -> str:
@@ -40,41 +56,107 @@ def default_kernel() -> str:
     return kernel
 
 
+def _coefficient(value, like: torch.Tensor):
+    """A parameter as a Python number, or as a tensor on ``like``'s device and dtype."""
+    if torch.is_tensor(value):
+        return value.to(device=like.device, dtype=like.dtype)
+    return float(value)
+
+
+def linear_filter(x: torch.Tensor, a, reverse: bool = False, method: str | None = None):
+    """``y_t = a_t * y_{t-1} + x_t`` along the first (time) axis of ``x``, from ``y_{-1} = 0``
+    (``reverse``: ``y_t = a_t * y_{t+1} + x_t`` from the end); a new tensor, ``x`` untouched.
+
+    ``a`` is a number, a tensor that broadcasts against one step of ``x`` (per-neuron
+    coefficients ``[n]``), or a tensor shaped like ``x`` (a coefficient per step).
+    ``method``: one of :data:`FILTER_METHODS`; None takes :data:`FILTER_METHOD`, else
+    ``"doubling"`` off the CPU and ``"steps"`` on it.  ``"doubling"`` is the Hillis-Steele scan
+    of the affine maps ``y -> a_t y + x_t``: after the pass with offset ``d`` every entry holds
+    the composition over the last ``2 d`` steps, so ``ceil(log2 T)`` passes give the whole sum
+    (same result as the step loop up to float summation order).
+    """
+    method = method or FILTER_METHOD or ("steps" if x.device.type == "cpu" else "doubling")
+    if method not in FILTER_METHODS:
+        raise ValueError(f"method: {method!r} must be one of {list(FILTER_METHODS)}")
+    varying = torch.is_tensor(a) and a.dim() == x.dim()
+    if not torch.is_tensor(a) and a == 0:
+        return x.clone()  # no memory: the step's own input (a delta synapse's current)
+    n_steps = x.shape[0]
+
+    def later(d):  # the entries that take a contribution from d steps before them
+        return slice(0, n_steps - d) if reverse else slice(d, n_steps)
+
+    def earlier(d):  # ... and where that contribution comes from
+        return slice(d, n_steps) if reverse else slice(0, n_steps - d)
+
+    def head(d):  # the entries with no step d before them: complete already
+        return slice(n_steps - d, n_steps) if reverse else slice(0, d)
+
+    if method == "steps":
+        y = torch.empty_like(x)
+        order = range(n_steps - 1, -1, -1) if reverse else range(n_steps)
+        previous = None
+        for t in order:
+            if previous is None:
+                y[t] = x[t]
+            else:
+                _add_scaled(x[t], a[t] if varying else a, y[previous], y[t])
+            previous = t
+        return y
+    if n_steps < 2:
+        return x.clone()
+    # Two buffers each for the sums and the composed coefficients, written in turn; the
+    # caller's x and a are read by the first pass and never written.
+    y, spare = x, torch.empty_like(x)
+    coefficient, spare_coefficient = a, (torch.empty_like(a) if varying else None)
+    d = 1
+    while d < n_steps:
+        scale = coefficient[later(d)] if varying else coefficient
+        _add_scaled(y[later(d)], scale, y[earlier(d)], spare[later(d)])
+        spare[head(d)] = y[head(d)]
+        y, spare = spare, (torch.empty_like(x) if y is x else y)
+        if 2 * d < n_steps:  # the coefficient over the next span (the last pass needs none)
+            if varying:
+                out = spare_coefficient
+                torch.mul(coefficient[later(d)], coefficient[earlier(d)], out=out[later(d)])
+                out[head(d)] = coefficient[head(d)]
+                spare_coefficient = torch.empty_like(a) if coefficient is a else coefficient
+                coefficient = out
+            else:
+                coefficient = coefficient * coefficient
+        d *= 2
+    return y
+
+
+def _add_scaled(base, scale, other, out):
+    """``out = base + scale * other`` in one operation; ``scale`` a number or a tensor."""
+    if torch.is_tensor(scale):
+        torch.addcmul(base, scale, other, out=out)
+    else:
+        torch.add(base, other, alpha=scale, out=out)
+
+
+def _first(*tensors):
+    return next((t for t in tensors if t is not None), None)
+
+
 class _LIFScan(torch.autograd.Function):
     @staticmethod
     def forward(ctx, external, w_rec, p, spiking, surrogate, noise, compiled, record):
         ctx.p, ctx.spiking, ctx.has_rec = p, spiking, w_rec is not None
         ctx.surrogate, ctx.compiled = surrogate, compiled
+        # An output the loss does not use gets None, not a tensor of zeros, in backward.
+        ctx.set_materialize_grads(False)
         if compiled:
             zs, vs, is_, distance = kernels.lif_forward(external, w_rec, p, spiking, noise, record)
             ctx.save_for_backward(zs, distance, w_rec)
             return (zs, vs, is_) if spiking else (vs.clone(), vs, is_)
-        n_steps, batch, n = external.shape
-        v = torch.zeros((batch, n), dtype=external.dtype, device=external.device) + p.v_leak
-        i = torch.zeros_like(v)
-        z = torch.zeros_like(v)
-        zs = torch.empty_like(external)
-        vs = torch.empty_like(external)
-        is_ = torch.empty_like(external)
-        distance = torch.empty_like(external) if spiking else None  # V - threshold, pre-reset
-        leak = (1.0 - p.beta) * p.v_leak
-        for t in range(n_steps):
-            v = p.beta * v + p.current_gain * i + leak
-            if noise is not None:
-                v = v + noise[t]
-            i = p.alpha * i + external[t]
-            if w_rec is not None:
-                i = i + z @ w_rec.T
-            if spiking:
-                x = torch.sub(v, p.threshold, out=distance[t])
-                z = (x >= 0).to(v.dtype)
-                if p.reset_subtract:
-                    v = v - z * p.threshold
-                else:
-                    v = v + z * (p.v_reset - v)
-                zs[t] = z
-            vs[t], is_[t] = v, i
-        ctx.save_for_backward(zs, distance if spiking else zs, w_rec)
+        ctx.filtered = w_rec is None and external.shape[0] > 0
+        if ctx.filtered:
+            zs, vs, is_, distance = _filtered_forward(external, p, spiking, noise)
+        else:
+            zs, vs, is_, distance = _loop_forward(external, w_rec, p, spiking, noise)
+        ctx.save_for_backward(zs, distance, w_rec)
         if not spiking:
             return vs.clone(), vs, is_
         return zs, vs, is_
@@ -83,8 +165,10 @@ class _LIFScan(torch.autograd.Function):
     def backward(ctx, grad_z, grad_v, grad_i):
         zs, distance, w_rec = ctx.saved_tensors
         p, spiking, has_rec = ctx.p, ctx.spiking, ctx.has_rec
+        like = _first(grad_z, grad_v, grad_i)
+        if like is None:  # no output has a gradient
+            return None, None, None, None, None, None, None, None
         if ctx.compiled:
-            like = grad_z if grad_z is not None else grad_v
             grad_external = kernels.lif_backward(
                 grad_z, grad_v, grad_i, zs, distance, ctx.surrogate, w_rec, p, spiking, like
             )
@@ -95,35 +179,188 @@ class _LIFScan(torch.autograd.Function):
                 n = like.shape[2]
                 grad_w = grad_external[1:].reshape(-1, n).T @ zs[:-1].reshape(-1, n)
             return grad_external, grad_w, None, None, None, None, None, None
-        derivs = ctx.surrogate.derivative(distance) if spiking else None
-        n_steps = grad_v.shape[0] if grad_v is not None else grad_z.shape[0]
-        like = grad_z if grad_z is not None else grad_v
-        zero = torch.zeros_like(like[0])
-        grad_external = torch.empty_like(like)
-        adj_v = zero  # dL/dv_t carried from step t + 1
-        adj_i = zero  # dL/di_t carried from step t + 1
-        adj_input_next = zero  # dL/d(input current of step t + 1)
-        grad_w = torch.zeros_like(w_rec) if has_rec else None
-        for t in range(n_steps - 1, -1, -1):
-            d_v = adj_v if grad_v is None else adj_v + grad_v[t]
-            d_i = adj_i if grad_i is None else adj_i + grad_i[t]
-            if spiking:
-                d_z = zero if grad_z is None else grad_z[t]
-                if has_rec:
-                    d_z = d_z + adj_input_next @ w_rec
-                # v_t = V_t - threshold * z_t  or  V_t * (1 - z_t) + v_reset * z_t  (z detached)
-                through_reset = d_v if p.reset_subtract else d_v * (1.0 - zs[t])
-                d_pre = through_reset + d_z * derivs[t]
-            else:
-                d_z = grad_z[t] if grad_z is not None else zero  # output is v itself
-                d_pre = d_v + d_z
-            grad_external[t] = d_i
-            if has_rec and spiking and t > 0:  # an LI population sends no spikes to itself
-                grad_w += d_i.T @ zs[t - 1]
-            adj_input_next = d_i
-            adj_v = p.beta * d_pre
-            adj_i = p.current_gain * d_pre + p.alpha * d_i
+        if ctx.filtered:
+            grad_external = _filtered_backward(
+                grad_z, grad_v, grad_i, zs, distance, p, spiking, ctx.surrogate
+            )
+            return grad_external, None, None, None, None, None, None, None
+        grad_external, grad_w = _loop_backward(
+            grad_z, grad_v, grad_i, zs, distance, w_rec, p, spiking, ctx.surrogate
+        )
         return grad_external, grad_w, None, None, None, None, None, None
+
+
+def _loop_forward(external, w_rec, p, spiking, noise):
+    """The general form, one step at a time: ``(zs, vs, is_, distance)``; ``distance`` is
+    ``V - threshold`` before the reset (``zs`` and ``distance`` None for LI)."""
+    n_steps, batch, n = external.shape
+    v = torch.zeros((batch, n), dtype=external.dtype, device=external.device) + p.v_leak
+    i = torch.zeros_like(v)
+    z = torch.zeros_like(v)
+    zs = torch.empty_like(external) if spiking else None
+    vs = torch.empty_like(external)
+    is_ = torch.empty_like(external)
+    distance = torch.empty_like(external) if spiking else None
+    leak = (1.0 - p.beta) * p.v_leak
+    for t in range(n_steps):
+        v = p.beta * v + p.current_gain * i + leak
+        if noise is not None:
+            v = v + noise[t]
+        i = p.alpha * i + external[t]
+        if w_rec is not None:
+            i = i + z @ w_rec.T
+        if spiking:
+            x = torch.sub(v, p.threshold, out=distance[t])
+            z = (x >= 0).to(v.dtype)
+            if p.reset_subtract:
+                v = v - z * p.threshold
+            else:
+                v = v + z * (p.v_reset - v)
+            zs[t] = z
+        vs[t], is_[t] = v, i
+    return zs, vs, is_, distance
+
+
+def _loop_backward(grad_z, grad_v, grad_i, zs, distance, w_rec, p, spiking, surrogate):
+    """The adjoint of :func:`_loop_forward`, one step at a time: ``(grad_external, grad_w)``."""
+    has_rec = w_rec is not None
+    derivs = surrogate.derivative(distance) if spiking else None
+    like = _first(grad_z, grad_v, grad_i)
+    n_steps = like.shape[0]
+    zero = torch.zeros_like(like[0])
+    grad_external = torch.empty_like(like)
+    adj_v = zero  # dL/dv_t carried from step t + 1
+    adj_i = zero  # dL/di_t carried from step t + 1
+    adj_input_next = zero  # dL/d(input current of step t + 1)
+    grad_w = torch.zeros_like(w_rec) if has_rec else None
+    for t in range(n_steps - 1, -1, -1):
+        d_v = adj_v if grad_v is None else adj_v + grad_v[t]
+        d_i = adj_i if grad_i is None else adj_i + grad_i[t]
+        if spiking:
+            d_z = zero if grad_z is None else grad_z[t]
+            if has_rec:
+                d_z = d_z + adj_input_next @ w_rec
+            # v_t = V_t - threshold * z_t  or  V_t * (1 - z_t) + v_reset * z_t  (z detached)
+            through_reset = d_v if p.reset_subtract else d_v * (1.0 - zs[t])
+            d_pre = through_reset + d_z * derivs[t]
+        else:
+            d_z = grad_z[t] if grad_z is not None else zero  # output is v itself
+            d_pre = d_v + d_z
+        grad_external[t] = d_i
+        if has_rec and spiking and t > 0:  # an LI population sends no spikes to itself
+            grad_w += d_i.T @ zs[t - 1]
+        adj_input_next = d_i
+        adj_v = p.beta * d_pre
+        adj_i = p.current_gain * d_pre + p.alpha * d_i
+    return grad_external, grad_w
+
+
+def _is_zero(value) -> bool:
+    return not torch.is_tensor(value) and value == 0
+
+
+def _sum(*tensors):
+    """The sum of the tensors that are not None (None if all are)."""
+    present = [t for t in tensors if t is not None]
+    if not present:
+        return None
+    total = present[0]
+    for t in present[1:]:
+        total = total + t
+    return total
+
+
+def _filtered_forward(external, p, spiking, noise):
+    """The forward pass without recurrence: ``(zs, vs, is_, distance)`` as
+    :func:`_loop_forward`, with every linear part computed for all steps at once."""
+    alpha, beta, gain, threshold, v_leak, v_reset = (
+        _coefficient(value, external)
+        for value in (p.alpha, p.beta, p.current_gain, p.threshold, p.v_leak, p.v_reset)
+    )
+    n_steps = external.shape[0]
+    is_ = linear_filter(external, alpha)  # i_t = alpha i_{t-1} + external_t
+    if not spiking:
+        # v_t = beta v_{t-1} + gain i_{t-1} + (1 - beta) v_leak + noise_t, from v_{-1} = v_leak
+        # (so v_0 = v_leak + noise_0): a filter of this drive
+        drive = torch.empty_like(external)
+        torch.mul(is_[: n_steps - 1], gain, out=drive[1:])
+        leak = (1.0 - beta) * v_leak
+        if not _is_zero(leak):
+            drive[1:] += leak
+        drive[0] = v_leak
+        if noise is not None:
+            drive += noise
+        return None, linear_filter(drive, beta), is_, None
+    # The distance below threshold q = threshold - v follows
+    #     q_t = beta q_{t-1} + (1 - beta) (threshold - v_leak) - gain i_{t-1} - noise_t
+    # from q_{-1} = threshold - v_leak; a neuron fires where q_t <= 0 (v_t >= threshold), and
+    # the reset sets q_t to threshold - v_reset, or adds threshold to it.  Everything but the
+    # step from q_{t-1} is added up front: ``pre`` holds it, then q_t before the reset.
+    pre = torch.empty_like(external)
+    torch.mul(is_[: n_steps - 1], -gain, out=pre[1:])
+    rest = (1.0 - beta) * (threshold - v_leak)
+    if not _is_zero(rest):
+        pre[1:] += rest
+    pre[0] = threshold - v_leak
+    if noise is not None:
+        pre -= noise
+    after = torch.empty_like(external)  # q_t after the reset
+    fired = None
+    if p.reset_subtract:
+        fired = torch.empty(external.shape, dtype=torch.bool, device=external.device)
+    refill = threshold - v_reset
+    for t in range(n_steps):
+        if t:
+            _add_scaled(pre[t], beta, after[t - 1], pre[t])
+        if p.reset_subtract:
+            torch.le(pre[t], 0, out=fired[t])
+            _add_scaled(pre[t], threshold, fired[t], after[t])
+        elif torch.is_tensor(refill):
+            torch.where(pre[t] <= 0, refill, pre[t], out=after[t])
+        else:  # q if q > 0, else refill: one operation
+            torch.threshold(pre[t], 0.0, refill, out=after[t])
+    distance = pre.neg_()  # V - threshold before the reset
+    zs = (fired if fired is not None else distance >= 0).to(external.dtype)
+    vs = after.neg_().add_(threshold)
+    return zs, vs, is_, distance
+
+
+def _filtered_backward(grad_z, grad_v, grad_i, zs, distance, p, spiking, surrogate):
+    """The adjoint of :func:`_filtered_forward`: the gradient of the external input.
+
+    With ``d_t`` the adjoint of the membrane before its reset (``V_t``),
+    ``d_t = (beta d_{t+1} + grad_v_t) m_t + grad_z_t surrogate'(V_t - threshold)``, where
+    ``m_t = 1 - z_t`` for a reset to ``v_reset`` and 1 for one by subtraction (LI: ``m = 1``
+    and ``grad_z`` is the gradient of ``v`` itself), and the current's adjoint, which is the
+    input's gradient, is ``g_t = alpha g_{t+1} + gain d_{t+1} + grad_i_t``: two filters
+    backwards in time.
+    """
+    like = _first(grad_z, grad_v, grad_i)
+    alpha, beta, gain = (_coefficient(v, like) for v in (p.alpha, p.beta, p.current_gain))
+    coefficient = beta
+    if spiking:
+        through_spike = None if grad_z is None else grad_z * surrogate.derivative(distance)
+        through_membrane = grad_v
+        if not p.reset_subtract:
+            keep = 1.0 - zs
+            coefficient = keep * beta
+            if grad_v is not None:
+                through_membrane = grad_v * keep
+        drive = _sum(through_membrane, through_spike)
+    else:
+        drive = _sum(grad_v, grad_z)
+    d_pre = None if drive is None else linear_filter(drive, coefficient, reverse=True)
+    if d_pre is None:
+        return torch.zeros_like(like) if grad_i is None else linear_filter(grad_i, alpha, True)
+    n_steps = d_pre.shape[0]
+    if grad_i is None:
+        drive = torch.empty_like(d_pre)
+        torch.mul(d_pre[1:], gain, out=drive[: n_steps - 1])
+        drive[n_steps - 1] = 0
+    else:
+        drive = grad_i.clone()
+        _add_scaled(drive[: n_steps - 1], gain, d_pre[1:], drive[: n_steps - 1])
+    return linear_filter(drive, alpha, reverse=True)
 
 
 def lif_scan(
