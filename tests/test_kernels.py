@@ -263,6 +263,7 @@ def _outputs_and_gradient(outputs, external, subset, seed=7):
     others reach the backward pass as None)."""
     g = torch.Generator().manual_seed(seed)
     weights = [torch.randn(external.shape, dtype=F64, generator=g) for _ in outputs]
+    weights = [w.to(external.device) for w in weights]
     loss = sum((outputs[k] * weights[k]).sum() for k in subset)
     (grad,) = torch.autograd.grad(loss, [external])
     return [o.detach() for o in outputs], grad
@@ -409,4 +410,22 @@ def test_both_kernels_take_a_loss_on_some_outputs_only(spiking, recurrent, subse
         grads.append(torch.autograd.grad(loss, inputs))
     for ref, got in zip(*grads):
         assert ref.abs().sum() > 0
+        torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.parametrize(
+    "spiking, subtract, per_neuron", list(itertools.product(*[[True, False]] * 3))
+)
+def test_the_torch_kernel_on_a_gpu_equals_it_on_the_cpu(spiking, subtract, per_neuron):
+    """Float64 on both; the GPU runs the doubling scan, the CPU the step loop."""
+    p, external, noise = _scan_case(spiking, subtract, per_neuron, True)
+    runs = []
+    for device in ("cpu", "cuda"):
+        q = p._replace(**{k: v.to(device) for k, v in p._asdict().items() if torch.is_tensor(v)})
+        x = external.detach().to(device).requires_grad_()
+        outputs = lif_scan(x, None, q, spiking, Surrogate(), noise.to(device), kernel="torch")
+        out, grad = _outputs_and_gradient(outputs, x, OUTPUT_SUBSETS["all"])
+        runs.append([t.cpu() for t in (*out, grad)])
+    for ref, got in zip(*runs):
         torch.testing.assert_close(got, ref, rtol=1e-12, atol=1e-12)
