@@ -25,7 +25,7 @@ the Spiking Heidelberg Digits (Cramer et al. 2020) were made from recordings:
    whose exact threshold crossings are the spike times (its starting phase drawn from the
    seed).  Two implementations: :func:`envelope_lfilter`, the reference (``lfilter`` per
    channel at the lowest of 22,050 / {1, 2, 4, 8, 16} Hz that holds its band, half-wave
-   rectification, frame averages), and :func:`envelope_fft`, the default, ~20x faster: the
+   rectification, frame averages), and :func:`envelope_fft`, the default, ~10x faster: the
    same filters applied in the frequency domain and each channel's envelope read at the
    frame rate by one small inverse FFT (tested against the reference).
 4. **Cache** (:func:`build_spoken_digits`): the data set is built once and stored under
