@@ -970,7 +970,7 @@ def build_spoken_digits(
     cached = _load(path)
     if cached is not None:
         return cached
-    from tqdm.auto import tqdm
+    from tqdm import tqdm  # not tqdm.auto: its notebook bar would import ipywidgets
 
     utterances = _utterances(settings)
     samples: list = [None] * len(utterances)
