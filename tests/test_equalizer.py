@@ -223,3 +223,83 @@ def test_the_log_scale_latency_code_fires_nearest_reference_first():
         LogScaleEncoder(code="latency", n_levels=1)
     with pytest.raises(ValueError, match="code must be one of"):
         LogScaleEncoder(code="linear")
+
+
+SMALL = {
+    "channel": "proakis_c",
+    "ebn0": 12.0,
+    "train_symbols": 1000,
+    "validation_symbols": 300,
+    "test_symbols": 700,
+    "block_length": 200,
+}
+
+
+def test_the_equalizer_is_a_dataset_with_channel_and_ebn0_options():
+    from workbench import catalog, experiment
+    from workbench.data import DATASETS, dataset_options, load_dataset
+
+    assert "equalizer" in DATASETS and "equalizer" in catalog.DATASET_NAMES
+    assert catalog.EQUALIZER_CHANNELS == tuple(sorted(eq.CHANNELS))
+    assert {"channel", "ebn0", "modulation", "window", "feedback", "seed"} <= set(
+        dataset_options("equalizer")
+    )
+    assert catalog.encoders_for("equalizer") == ("ternary", "log_scale")
+    data = load_dataset("equalizer", **SMALL)
+    assert (len(data.train), len(data.validation), len(data.test)) == (1000, 300, 700)
+    assert data.n_features == 5 + 4 and data.n_classes == 2 and data.class_names == ("-1", "+1")
+    assert data.train.features.dtype == np.float32 and data.test.labels.dtype == np.int64
+    # each split its own seeded transmission; the same seed gives the same data
+    assert not np.array_equal(data.train.features[:700], data.test.features)
+    again = eq.load_dataset(**SMALL)
+    assert np.array_equal(again.test.features, data.test.features)
+    other = eq.load_dataset(**SMALL, seed=1)
+    assert not np.array_equal(other.test.features, data.test.features)
+    # the reference run: the paper's ternary code, with one-hot feedback added for the run
+    config = experiment.reference_config("equalizer")
+    assert config.encoder["name"] == "ternary" and config.encoder["code"] == "binary"
+    config.dataset_options = dict(SMALL)
+    config.encoder = experiment.resolve_encoder(config)
+    encoder = experiment.make_run_encoder(config)
+    assert isinstance(encoder, eq.EqualizerEncoder) and encoder.n_channels(9) == 5 * 8 + 4 * 2
+    # another encoder by name starts from the paper's code for it, not the static default
+    config.encoder = {"name": "log_scale"}
+    assert experiment.resolve_encoder(config)["code"] == "latency"
+    with pytest.raises(ValueError, match="ebn0: ebn0 must be a finite number"):
+        eq.load_dataset(ebn0=float("nan"))
+    problems = experiment.config_problems(
+        experiment.RunConfig(
+            dataset="equalizer",
+            dataset_options={"channel": "nope"},
+            encoder={"name": "ternary", "code": "binary"},
+        )
+    )
+    assert [p.path for p in problems] == ["dataset_options.channel"]
+
+
+def test_an_equalizer_run_reports_its_ber_and_both_baselines_on_the_same_symbols(tmp_path):
+    from workbench import experiment
+
+    config = experiment.reference_config("equalizer", seed=0)
+    config.dataset_options = dict(SMALL)
+    config.training.update(epochs=1, batch_size=100)
+    config.hidden = [16]
+    run = experiment.train(config)
+    metrics = run.metrics
+    for key in ("test_ber", "linear_equalizer_ber", "dfe_ber"):
+        assert 0 <= metrics[key] <= 1, key
+    assert metrics["test_bits"] == 700
+    # the baselines on the test split's own transmission, recomputed from scratch
+    channel = eq.get_channel("proakis_c")
+    tx = eq.transmit(channel, 12.0, 4, 175, eq._stream(0, 2))  # 700 in blocks of <= 200
+    assert np.array_equal(tx.decided.reshape(-1), run.data.dataset.test.labels)
+    linear, _ = eq.linear_ber(tx, eq.mmse_linear(channel, 12.0, 5))
+    dfe, _ = eq.dfe_ber(tx, eq.mmse_dfe(channel, 12.0, 5, 4))
+    assert metrics["linear_equalizer_ber"] == linear and metrics["dfe_ber"] == dfe
+    decide = eq.network_decider(run.network, run.data.encoder, "max_membrane")
+    assert metrics["test_ber"] == eq.snn_ber(tx, decide, 5, 4)[0]
+    # the run folder evaluates to the same numbers
+    experiment.save_run(run, tmp_path / "run")
+    again = experiment.evaluate_run(tmp_path / "run")
+    for key in ("test_ber", "linear_equalizer_ber", "dfe_ber", "test_accuracy"):
+        assert again[key] == metrics[key], key

@@ -22,23 +22,31 @@ import functools
 from importlib.metadata import EntryPoint, entry_points
 
 ALGORITHM_NAMES = ("eventprop", "proxy", "stdp", "surrogate", "vdsp")
-DATASET_NAMES = ("digits", "shd", "ssc", "yinyang")
+DATASET_NAMES = ("digits", "equalizer", "shd", "ssc", "yinyang")
 # The delta encoder needs time series, so static datasets do not offer it.
 STATIC_ENCODERS = ("latency", "rate", "ternary", "log_scale")
 # Datasets of spike events (workbench.data.EventSplit) and the encoder that reads them.
 EVENT_DATASETS = ("shd", "ssc")
 EVENT_ENCODERS = ("spikes",)
+# Datasets of signed signal samples (the equaliser's received window) and the paper's codes
+# for them (the ternary encoder's "binary" code, the log-scale encoder's "latency" code).
+SIGNAL_DATASETS = ("equalizer",)
+SIGNAL_ENCODERS = ("ternary", "log_scale")
+# The equaliser's channels (workbench.equalizer.CHANNELS; tests/test_equalizer.py checks them).
+EQUALIZER_CHANNELS = ("awgn", "proakis_a", "proakis_b", "proakis_c")
 # Datasets read from the user's files (--data-path): the app, which has no such files, does not
 # offer them.
 FILE_DATASETS = ("shd", "ssc")
 # The settings of a dataset's loader that the command line has flags for (--data-path ...);
 # any other is given as --dataset-option NAME=VALUE.
-DATASET_FLAGS = ("data_path",)
+DATASET_FLAGS = ("data_path", "channel", "ebn0")
 
 
 def encoders_for(dataset: str) -> tuple[str, ...]:
     """The encoders a dataset's samples can go through."""
-    return EVENT_ENCODERS if dataset in EVENT_DATASETS else STATIC_ENCODERS
+    if dataset in EVENT_DATASETS:
+        return EVENT_ENCODERS
+    return SIGNAL_ENCODERS if dataset in SIGNAL_DATASETS else STATIC_ENCODERS
 
 
 BACKEND_GROUP = "workbench.backends"  # the entry point group chip emulators register under

@@ -36,7 +36,9 @@ from typing import TYPE_CHECKING
 from workbench import limits
 from workbench.catalog import (
     ALGORITHM_NAMES,
+    DATASET_FLAGS,
     DATASET_NAMES,
+    EQUALIZER_CHANNELS,
     EVENT_ENCODERS,
     STATIC_ENCODERS,
     backend_names,
@@ -172,6 +174,17 @@ def _dataset_arguments(parser) -> None:
         metavar="NAME=VALUE",
         help="a setting of the dataset's loader (e.g. validation_fraction=0.2); repeat for more",
     )
+    parser.add_argument(
+        "--channel",
+        choices=EQUALIZER_CHANNELS,
+        help="equalizer: the ISI channel (default proakis_b; awgn has no ISI)",
+    )
+    parser.add_argument(
+        "--ebn0",
+        type=_bounded(limits.BOUNDS["ebn0"]),
+        metavar="DB",
+        help="equalizer: Eb/N0 of the noise in dB (default 10)",
+    )
 
 
 def dataset_options_from_args(args) -> dict:
@@ -179,8 +192,14 @@ def dataset_options_from_args(args) -> dict:
     options = dict(args.dataset_option)
     if len(options) < len(args.dataset_option):
         raise SpecError([Problem("dataset_option", "an option is given more than once")])
-    if args.data_path is not None:
-        options["data_path"] = args.data_path
+    for name in DATASET_FLAGS:
+        value = getattr(args, name, None)
+        if value is not None:
+            if name in options:
+                raise SpecError(
+                    [Problem("dataset_option", f"{name} is given both as a flag and an option")]
+                )
+            options[name] = value
     return options
 
 

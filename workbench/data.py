@@ -27,6 +27,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, TensorDataset
 
+from workbench import equalizer  # numpy only at import; it imports this module when it loads
+
 __all__ = [
     "DATASETS",
     "ENCODERS",
@@ -462,6 +464,8 @@ DATASETS: dict[str, Callable[..., Dataset]] = {
     "digits": _load_digits,
     "shd": _load_shd,
     "ssc": _load_ssc,
+    # channel equalisation (Bansbach, von Bank & Schmalen 2022): options channel, ebn0, ...
+    "equalizer": equalizer.load_dataset,
 }
 
 

@@ -117,6 +117,16 @@ class RunConfig:
         return cls(**data)
 
 
+# The paper's two codes for the equaliser's received samples (workbench.data: TernaryEncoder's
+# "binary" and LogScaleEncoder's "latency" code, as the authors' published code has them): 8
+# signed bits over [0, 3], shown at the first step; 10 reference neurons over [-3, 3] whose
+# spike latency grows with the log of the squared distance (30 steps in the authors' code).
+EQUALIZER_ENCODERS = {
+    "ternary": {"code": "binary", "n_bits": 8, "x_max": 3.0, "first_step_only": True},
+    "log_scale": {"code": "latency", "n_levels": 10, "x_max": 3.0, "exponent": 2.0},
+}
+DATASET_ENCODER_DEFAULTS: dict[str, dict[str, dict]] = {"equalizer": EQUALIZER_ENCODERS}
+
 # Each dataset's reference configuration (the defaults of ``workbench train --dataset NAME``).
 # Its names are also workbench.catalog.DATASET_NAMES, which the command line offers without
 # importing this module (tests/test_packaging.py checks that the two agree).
@@ -178,13 +188,39 @@ DATASET_REFERENCES: dict[str, dict] = {
     },
 }
 DATASET_REFERENCES["ssc"] = copy.deepcopy(DATASET_REFERENCES["shd"])
+# Channel equalisation (Bansbach, von Bank & Schmalen 2022; workbench.equalizer): BPSK over
+# Proakis channel B at Eb/N0 10 dB by default (--channel, --ebn0).  The network follows the
+# authors' code (github.com/kit-cel/snn-dfe): the paper's ternary code (8 signed bits of each
+# received sample, x_max 3, presented at the first of 10 steps of 1 ms), one-hot fed-back
+# decisions, one recurrent hidden layer of 40 LIF neurons; our readout is an LI membrane's
+# maximum (theirs sums a linear readout of the spikes).  Settings measured in
+# benchmarks/equalizer_ber.py (see benchmarks/README.md).
+DATASET_REFERENCES["equalizer"] = {
+    "hidden": [40],
+    "recurrent": True,
+    "neuron_params": {"tau_mem": 10.0, "tau_syn": 5.0},
+    "readout_params": {"tau_mem": 10.0, "tau_syn": 5.0},
+    "weight_init": {
+        "input->hidden": {"weight_std": 1.0},
+        "hidden->hidden": {"weight_std": 0.1},
+        "hidden->output": {"weight_std": 1.0},
+    },
+    "dt": 1.0,
+    "n_steps": 10,
+    "encoder": {"name": "ternary", **EQUALIZER_ENCODERS["ternary"]},
+    "training": {"epochs": 10, "lr": 0.02, "batch_size": 256},
+}
 
 
 # Settings an encoder picked by name alone starts from (for static features in [0, 1]), given
 # the run's duration; the dataset references above override them.  The delta encoder needs
-# time series, so static datasets do not offer it.
-def encoder_defaults(name: str, n_steps: int, dt: float) -> dict:
+# time series, so static datasets do not offer it.  The equaliser's received samples are
+# signed (about +-2 at the receiver) and its encoders are the paper's codes
+# (DATASET_ENCODER_DEFAULTS).
+def encoder_defaults(name: str, n_steps: int, dt: float, dataset: str | None = None) -> dict:
     duration = (n_steps - 1) * dt
+    if name in DATASET_ENCODER_DEFAULTS.get(dataset, {}):
+        return copy.deepcopy(DATASET_ENCODER_DEFAULTS[dataset][name])
     return {
         "latency": {"t_early": 0.0, "t_late": 0.6 * duration, "bias_time": 0.0},
         "rate": {"max_rate_hz": min(200.0, 1000.0 / dt)},
@@ -262,18 +298,33 @@ def reference_config(
 def resolve_encoder(config: RunConfig) -> dict:
     """``config.encoder`` with the defaults of its encoder filled in (as stored in a run)."""
     name = config.encoder.get("name", "latency")
-    defaults = encoder_defaults(name, config.n_steps, config.dt) if config.n_steps >= 1 else {}
+    defaults = (
+        encoder_defaults(name, config.n_steps, config.dt, config.dataset)
+        if config.n_steps >= 1
+        else {}
+    )
     return {"name": name, **defaults, **config.encoder}
 
 
-def make_run_encoder(config: RunConfig):
-    """The encoder of a run whose ``config.encoder`` is resolved (see :func:`prepare`)."""
+def make_run_encoder(config: RunConfig, dataset: Dataset | None = None, adapt: bool = True):
+    """The encoder of a run whose ``config.encoder`` is resolved (see :func:`prepare`), as the
+    run's dataset (``dataset``, else loaded) adapts it with its ``adapt_encoder`` hook (the
+    equaliser adds one-hot spikes for its fed-back symbols); ``adapt=False``: the encoder as
+    configured."""
     params = {k: v for k, v in config.encoder.items() if k != "name"}
     if isinstance(params.get("thresholds"), list):
         params["thresholds"] = tuple(params["thresholds"])
     if config.encoder["name"] == "rate":
         params.setdefault("seed", config.seed)
-    return make_encoder(config.encoder["name"], n_steps=config.n_steps, dt=config.dt, **params)
+    encoder = make_encoder(config.encoder["name"], n_steps=config.n_steps, dt=config.dt, **params)
+    if not adapt:
+        return encoder
+    return adapt_encoder(run_dataset(config) if dataset is None else dataset, encoder)
+
+
+def adapt_encoder(dataset: Dataset, encoder):
+    """``encoder`` as ``dataset``'s ``adapt_encoder`` hook makes it (itself if none)."""
+    return encoder if dataset.adapt_encoder is None else dataset.adapt_encoder(encoder)
 
 
 def build_spec(config: RunConfig, dataset: Dataset, encoder) -> NetworkSpec:
@@ -461,7 +512,7 @@ def config_problems(config: RunConfig, spec: NetworkSpec | None = None) -> list[
         return out
     try:  # the encoder checks its own ranges (t_late within the run, a rate below 1/dt, ...)
         resolved = dataclasses.replace(config, encoder=resolve_encoder(config))
-        encoder = make_run_encoder(resolved)
+        encoder = make_run_encoder(resolved, adapt=False)
     except (ValueError, TypeError) as exc:
         return [Problem("encoder", str(exc))]
     return _network_problems(config, encoder, spec)
@@ -507,6 +558,8 @@ def _encoder_problems(encoder, dataset: str) -> list[Problem]:
                 ok = "int" in kinds or "float" in kinds
             elif isinstance(item, float):
                 ok = "float" in kinds
+            elif isinstance(item, str):
+                ok = "str" in kinds
             else:
                 ok = False
             if not ok:
@@ -536,6 +589,7 @@ def _network_problems(config: RunConfig, encoder, spec: NetworkSpec | None) -> l
         dataset = run_dataset(config)
     except (ValueError, OSError) as exc:
         return [_dataset_problem(config, exc)]
+    encoder = adapt_encoder(dataset, encoder)
     try:
         channels = encoder.n_channels(dataset.n_features)
     except ValueError as exc:  # the spikes encoder reads a set number of channels
@@ -633,7 +687,7 @@ def prepare(config: RunConfig, spec: NetworkSpec | None = None):
     config.training = dataclasses.asdict(hyper)  # the run folder records every setting
     dataset = run_dataset(config)
     config.encoder = resolve_encoder(config)
-    encoder = make_run_encoder(config)
+    encoder = make_run_encoder(config, dataset)
     if spec is None:
         spec = build_spec(config, dataset, encoder)
     else:
@@ -716,7 +770,9 @@ def resume(checkpoint: str | os.PathLike, callbacks=(), stop=None) -> Run:
 
 
 def measure(network, data: TrainingData, readout: str) -> dict:
-    """Validation and test metrics of ``network`` (deterministic for a seeded encoder)."""
+    """Validation and test metrics of ``network`` (deterministic for a seeded encoder), and
+    those the dataset's ``extra_metrics`` hook measures (the equaliser's ``test_ber``,
+    ``linear_equalizer_ber`` and ``dfe_ber``)."""
     loaders = make_loaders(data.dataset, EVAL_BATCH_SIZE, data.seed)
     out = {}
     for split in ("validation", "test"):
@@ -735,6 +791,8 @@ def measure(network, data: TrainingData, readout: str) -> dict:
                 accumulate=True,
             )
             out["test_confusion"] = confusion.tolist()
+    if data.dataset.extra_metrics is not None:  # a task's own (the equaliser's bit-error rates)
+        out.update(data.dataset.extra_metrics(network, data.encoder, readout))
     return out
 
 
@@ -861,7 +919,8 @@ def load_run(path: str | os.PathLike, dataset: str | None = None) -> Run:
         raise SpecError(
             [Problem("run", f"{str(path)!r}: weights.safetensors does not fit spec.json ({first})")]
         ) from None
-    data = TrainingData(run_dataset(config), make_run_encoder(config), config.seed)
+    dataset = run_dataset(config)
+    data = TrainingData(dataset, make_run_encoder(config, dataset), config.seed)
     metrics = json.loads((path / "metrics.json").read_text())
     import pandas as pd
 

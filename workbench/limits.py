@@ -175,6 +175,8 @@ BOUNDS: dict[str, Bound] = {
     "max_concurrent_runs": Bound(1, 100, integer=True, unit="runs"),
     # the app's training processes at once: more than the cores only slows every one of them
     "max_workers": Bound(0, os.cpu_count() or 1, integer=True, unit="workers (0: automatic)"),
+    # the equaliser's noise (workbench.equalizer checks the same range)
+    "ebn0": Bound(-100, 100, unit="dB"),
 }
 
 # Training settings with a range of their own (the algorithms' ``problems()`` check signs and
