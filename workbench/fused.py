@@ -94,13 +94,16 @@ def linear_filter(x: torch.Tensor, a, reverse: bool = False, method: str | None 
 
     if method == "steps":
         y = torch.empty_like(x)
+        # views of every step made at once (cheaper than indexing one at a time)
+        xs, ys = x.unbind(0), y.unbind(0)
+        scales = a.unbind(0) if varying else [a] * n_steps
         order = range(n_steps - 1, -1, -1) if reverse else range(n_steps)
         previous = None
         for t in order:
             if previous is None:
-                y[t] = x[t]
+                ys[t].copy_(xs[t])
             else:
-                _add_scaled(x[t], a[t] if varying else a, y[previous], y[t])
+                _add_scaled(xs[t], scales[t], ys[previous], ys[t])
             previous = t
         return y
     if n_steps < 2:
@@ -309,16 +312,19 @@ def _filtered_forward(external, p, spiking, noise):
     if p.reset_subtract:
         fired = torch.empty(external.shape, dtype=torch.bool, device=external.device)
     refill = threshold - v_reset
+    pres, afters = pre.unbind(0), after.unbind(0)  # every step's view at once
+    fireds = fired.unbind(0) if fired is not None else None
     for t in range(n_steps):
+        q = pres[t]
         if t:
-            _add_scaled(pre[t], beta, after[t - 1], pre[t])
+            _add_scaled(q, beta, afters[t - 1], q)
         if p.reset_subtract:
-            torch.le(pre[t], 0, out=fired[t])
-            _add_scaled(pre[t], threshold, fired[t], after[t])
+            torch.le(q, 0, out=fireds[t])
+            _add_scaled(q, threshold, fireds[t], afters[t])
         elif torch.is_tensor(refill):
-            torch.where(pre[t] <= 0, refill, pre[t], out=after[t])
+            torch.where(q <= 0, refill, q, out=afters[t])
         else:  # q if q > 0, else refill: one operation
-            torch.threshold(pre[t], 0.0, refill, out=after[t])
+            torch.threshold(q, 0.0, refill, out=afters[t])
     distance = pre.neg_()  # V - threshold before the reset
     zs = (fired if fired is not None else distance >= 0).to(external.dtype)
     vs = after.neg_().add_(threshold)
