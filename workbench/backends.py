@@ -33,11 +33,17 @@ class RunResult(NamedTuple):
     ``[time, batch, neurons]`` (a leaky integrator has no ``spikes``).  ``first_spikes``:
     ``[batch, neurons]`` exact first-spike times (ms) of a spiking output, from backends that
     know spike times between steps (the event-driven simulator); ``None`` elsewhere.
+    ``spike_times``: ``[batch, neurons, K]`` every exact spike time (ms, ``inf`` pads) of a
+    spiking output, and ``membrane_averages``: ``[2, batch, neurons]`` the exact time averages
+    ``(1/T) int_0^T V dt`` and ``(1/T) int_0^T exp(-t/T) V dt`` of a leaky-integrator output
+    (:mod:`workbench.losses`), from the same backends; ``None`` elsewhere.
     """
 
     output: torch.Tensor
     recordings: dict[str, dict[str, torch.Tensor]]
     first_spikes: torch.Tensor | None = None
+    spike_times: torch.Tensor | None = None
+    membrane_averages: torch.Tensor | None = None
 
 
 # --------------------------------------------------------------------------------- registry

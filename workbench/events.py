@@ -40,6 +40,13 @@ number of spikes, not with the number of time steps.  Written with the sensitivi
 
 For a leaky-integrator readout scored at grid times, the adjoint jumps by ``dL/dV(t_g)`` at
 those times, which makes ``mu_I(s) = sum_g dL/dV(t_g) p(t_g - s)`` at an input spike ``s``.
+A loss on an integral of the membrane, ``S = (1/T) int_0^T w(t) V(t) dt`` (the loss-shaping
+losses of :mod:`workbench.losses`, with ``w = 1`` or ``exp(-t/T)``), is not a jump but a
+continuous source: backward in time ``mu_V`` gains ``w(t) dL/dS / T`` per unit time besides its
+decay, which integrates in closed form to ``mu_I(s) = dL/dS int_s^T w(t) p(t - s) dt / T`` and
+``mu_V(s) = dL/dS int_s^T w(t) beta(t - s) dt / T`` at an input spike (:func:`averages_adjoint`);
+the forward pass computes ``S`` exactly the same way (no time grid).  A loss on every spike time
+of a spiking output (the van Rossum distance) enters through ``g_k = dL/dt_k`` at each spike.
 
 **Two paths.**  The functions below are the plain torch reference: whole tensors at once, which
 costs many small tensor operations per spike (and a Newton iteration over every neuron as long
@@ -65,6 +72,7 @@ import torch
 
 from workbench import event_kernels, kernels
 from workbench.backends import FloatNetwork, RunResult
+from workbench.losses import average_kernels, exact_membrane_averages
 from workbench.spec import INPUT, NetworkSpec, Problem, SpecError
 
 NEWTON_STEPS = 60  # at most; stops when every crossing has converged
@@ -452,6 +460,21 @@ def li_adjoint(grad_v, events: Events, jumps, kernel: Kernel, grid: torch.Tensor
     return mu_i, _time_sensitivity(jumps, mu_v, mu_i, kernel)
 
 
+def averages_adjoint(grad, events: Events, kernel: Kernel, t_end: float):
+    """EventProp through a leaky integrator's exact time averages
+    (:func:`workbench.losses.exact_membrane_averages`): ``grad`` ``[2, B, n]`` is dL/dS of the
+    plain and the ``exp(-t/T)``-weighted average.  The loss ``S = (1/T) int w(t) V(t) dt``
+    enters the adjoint as the continuous source ``w(t) dL/dS / T`` on ``mu_V``; integrated in
+    closed form backward from ``T`` to an event at ``s`` it leaves
+    ``mu_V(s) = sum_w dL/dS_w R_w(s) / T`` and ``mu_I(s) = sum_w dL/dS_w Q_w(s) / T``
+    (:func:`workbench.losses.average_kernels`).  Returns ``(mu_I, mu_V)`` at each event
+    ``[B, E, n]``."""
+    q, r = average_kernels(events.time, kernel.tau_mem, kernel.tau_syn, t_end)
+    mu_i = torch.einsum("wbe,wbn->ben", q, grad) / t_end
+    mu_v = torch.einsum("wbe,wbn->ben", r, grad) / t_end
+    return mu_i, mu_v
+
+
 def lif_grid(events: Events, jumps, times, kernel: Kernel, grid: torch.Tensor, free=None):
     """``V`` and ``I`` of a spiking population at the grid times (resets included); ``free``:
     its ``(V, I)`` without resets if already computed (:func:`li_forward`)."""
@@ -681,13 +704,23 @@ class _Simulation:
             out["free"] = self.leaky(out["events"], out["jumps"], net.kernels[spec.output_name])
             peak, out["peak_at"] = out["free"][0].max(0)
             outputs.append(peak)
+        else:  # a leaky-integrator output's exact time averages (the loss-shaping losses)
+            kernel = net.kernels[spec.output_name]
+            outputs.append(
+                exact_membrane_averages(
+                    out["events"].time, out["jumps"], kernel.tau_mem, kernel.tau_syn, self.t_end
+                )
+            )
         return outputs
 
     @torch.no_grad()
     def adjoint(self, grads, weights):
         net, spec = self.net, self.net.spec
         g = {}
-        grad_peak = grads[len(net.order)] if len(grads) > len(net.order) else None
+        # the output's extra: the spiking output's peak, or the leaky integrator's averages
+        extra = grads[len(net.order)] if len(grads) > len(net.order) else None
+        if extra is not None and not extra.any():
+            extra = None
         for name, grad in zip(net.order, grads):
             state = self.pops[name]
             shape = state["v"].shape if "v" in state else state["times"].shape
@@ -698,18 +731,26 @@ class _Simulation:
             kernel = net.kernels[name]
             events, jumps = state["events"], state["jumps"]
             if "v" in state:
-                mu_i, dtime = self.leaky_adjoint(g[name], events, jumps, kernel)
+                if g[name].any():
+                    mu_i, dtime = self.leaky_adjoint(g[name], events, jumps, kernel)
+                else:  # no loss on the grid (e.g. only on the averages)
+                    mu_i, dtime = torch.zeros_like(jumps), jumps.new_zeros(jumps.shape[:2])
+                if name == spec.output_name and extra is not None:
+                    # the averages' continuous source on the membrane adjoint, in closed form
+                    mu_i2, mu_v2 = averages_adjoint(extra, events, kernel, self.t_end)
+                    mu_i = mu_i + mu_i2
+                    dtime = dtime + _time_sensitivity(jumps, mu_v2, mu_i2, kernel)
             elif state["rec"] is None:
                 times = state["times"]
                 grad_t = torch.where(torch.isfinite(times), g[name], torch.zeros_like(times))
                 mu_i, dtime = self.spiking_adjoint(
                     times, state["currents"], grad_t, events, jumps, kernel
                 )
-                if name == spec.output_name and grad_peak is not None:
+                if name == spec.output_name and extra is not None:
                     # the adjoint of the free membrane jumps at each neuron's peak grid time
                     # (superposed: it equals the membrane where no spike came before the peak)
-                    grad_v = jumps.new_zeros(len(self.grid), *grad_peak.shape)
-                    grad_v.scatter_(0, state["peak_at"][None], grad_peak[None])
+                    grad_v = jumps.new_zeros(len(self.grid), *extra.shape)
+                    grad_v.scatter_(0, state["peak_at"][None], extra[None])
                     mu_i2, dtime2 = self.leaky_adjoint(grad_v, events, jumps, kernel)
                     mu_i, dtime = mu_i + mu_i2, dtime + dtime2
             else:
@@ -796,7 +837,9 @@ class EventNetwork(FloatNetwork):
         """Each population's differentiable output: spike times ``[B, n, K]`` (``inf``: none)
         of a spiking population, the membrane on the grid ``[T, B, n]`` of a leaky integrator;
         for a spiking output also ``"peak"`` ``[B, n]``, the highest grid value of its membrane
-        without resets (the membrane's peak for a neuron that stays silent)."""
+        without resets (the membrane's peak for a neuron that stays silent); for a
+        leaky-integrator output ``"averages"`` ``[2, B, n]``, its exact time averages, plain and
+        weighted by ``exp(-t/T)`` (:func:`workbench.losses.exact_membrane_averages`)."""
         return self.run(x)[1]
 
     def forward(self, x: torch.Tensor, record: bool | Iterable[str] = ()) -> RunResult:
@@ -809,14 +852,13 @@ class EventNetwork(FloatNetwork):
         weights = [self.weight(p) for p in self.spec.projections]
         outputs = _EventProp.apply(sim, *weights)
         out = dict(zip(self.order, outputs))
-        if len(outputs) > len(self.order):
-            out["peak"] = outputs[-1]
+        output_pop = self.spec.population(self.spec.output_name)
+        out["peak" if output_pop.spiking else "averages"] = outputs[-1]
         self._last = sim
         wanted = self.wanted(record)
         spec = self.spec
         n_steps = x.shape[0]
-        output_pop = spec.population(spec.output_name)
-        first = None
+        first = times = averages = None
         if output_pop.spiking:
             times = out[spec.output_name]
             output = spike_raster(times.detach(), spec.dt, n_steps)
@@ -824,6 +866,7 @@ class EventNetwork(FloatNetwork):
             first = torch.where(torch.isfinite(first), first, torch.full_like(first, sim.t_end))
         else:
             output = out[spec.output_name]
+            averages = out["averages"]
         recordings = {}
         with torch.no_grad():
             for name in self.order:
@@ -838,4 +881,4 @@ class EventNetwork(FloatNetwork):
                     recordings[name] = SpikingTraces(
                         spikes, partial(sim.grid_states, state, kernel)
                     )
-        return RunResult(output, recordings, first), out
+        return RunResult(output, recordings, first, times, averages), out

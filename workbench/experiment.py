@@ -37,11 +37,12 @@ from workbench.backends import build
 from workbench.catalog import STATIC_ENCODERS, encoders_for  # noqa: F401 (re-exported)
 from workbench.data import Dataset, dataset_options, load_dataset, make_encoder, make_loaders
 from workbench.limits import key_name, show
+from workbench.losses import MEMBRANE_READOUTS, readout_options
 from workbench.neurons import MODELS
 from workbench.recording import save_netcdf, to_dataset
 from workbench.spec import NetworkSpec, Problem, SpecError, feedforward
 from workbench.store import MANIFEST, Checkpoint, read_manifest, write_manifest
-from workbench.training import EVAL_BATCH_SIZE, History, evaluate
+from workbench.training import EVAL_BATCH_SIZE, History, evaluate, readout_fit_problems
 
 RUN_FILES = (
     "spec.json",
@@ -640,7 +641,7 @@ def _network_problems(config: RunConfig, encoder, spec: NetworkSpec | None) -> l
         if problems:
             return problems
     output = spec.population(spec.output_name)
-    if (hyper.readout == "max_membrane") == output.spiking:
+    if (hyper.readout in MEMBRANE_READOUTS) == output.spiking:
         wanted = "a spiking output population" if not output.spiking else "an 'li' readout"
         return [
             Problem(
@@ -648,7 +649,7 @@ def _network_problems(config: RunConfig, encoder, spec: NetworkSpec | None) -> l
                 f"{hyper.readout!r} needs {wanted}; the output population is {output.model!r}",
             )
         ]
-    return []
+    return [Problem(f"training.{p.path}", p.message) for p in readout_fit_problems(hyper, spec)]
 
 
 @dataclass
@@ -718,7 +719,7 @@ def train(
     started = time.perf_counter()
     history = get_algorithm(config.algorithm).fit(network, data, hyper, callbacks, stop)
     seconds = time.perf_counter() - started
-    metrics = measure(network, data, hyper.readout)
+    metrics = measure(network, data, hyper.readout, readout_options(hyper))
     for key, value in history.extra.items():
         metrics.setdefault(key, value)
     metrics.update(
@@ -769,14 +770,14 @@ def resume(checkpoint: str | os.PathLike, callbacks=(), stop=None) -> Run:
     return train(config, callbacks, stop, spec, checkpoint=state)
 
 
-def measure(network, data: TrainingData, readout: str) -> dict:
+def measure(network, data: TrainingData, readout: str, options: dict | None = None) -> dict:
     """Validation and test metrics of ``network`` (deterministic for a seeded encoder), and
     those the dataset's ``extra_metrics`` hook measures (the equaliser's ``test_ber``,
     ``linear_equalizer_ber`` and ``dfe_ber``)."""
     loaders = make_loaders(data.dataset, EVAL_BATCH_SIZE, data.seed)
     out = {}
     for split in ("validation", "test"):
-        result = evaluate(network, loaders[split], data.encoder, readout)
+        result = evaluate(network, loaders[split], data.encoder, readout, options)
         prefix = "val" if split == "validation" else "test"
         out[f"{prefix}_accuracy"] = result["accuracy"]
         out[f"{prefix}_loss"] = result["loss"]
@@ -948,7 +949,9 @@ def evaluate_run(path: str | os.PathLike, dataset: str | None = None) -> dict:
                 )
             ]
         )
-    metrics = measure(run.network, run.data, run_readout(run.config, run.spec))
+    imported = run.config.algorithm == IMPORTED
+    options = {} if imported else readout_options(training_config(run.config))
+    metrics = measure(run.network, run.data, run_readout(run.config, run.spec), options)
     # the stored metrics' keys (a trained run's include its training time and epochs); all
     # that were measured for a run that stored none (imported without a dataset)
     return {k: metrics.get(k, run.metrics.get(k)) for k in run.metrics or metrics}

@@ -10,8 +10,9 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import math
 import threading
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -19,7 +20,9 @@ import pandas as pd
 import torch
 import torch.nn.functional as F
 
+from workbench import losses
 from workbench.metrics import synaptic_operations
+from workbench.spec import Problem
 
 # ------------------------------------------------------------------------------------ events
 
@@ -145,7 +148,17 @@ class History:
 
 # ------------------------------------------------------------------------------------ losses
 
-READOUTS = ("max_membrane", "spike_count", "first_spike")
+# Every readout a gradient-trained algorithm may score and train with (:mod:`workbench.losses`
+# holds the loss-shaping family and the van Rossum loss).  ``losses.MEMBRANE_READOUTS`` need a
+# leaky-integrator output, ``losses.SPIKE_READOUTS`` a spiking one.
+READOUTS = (
+    "max_membrane",
+    "spike_count",
+    "first_spike",
+    "sum_membrane",
+    "sum_exp_membrane",
+    "van_rossum",
+)
 
 
 def first_spike_times(spikes: torch.Tensor, dt: float) -> torch.Tensor:
@@ -162,29 +175,86 @@ def first_spike_times(spikes: torch.Tensor, dt: float) -> torch.Tensor:
 FIRST_SPIKE_TAU = 5.0  # ms; first-spike scores are -t / FIRST_SPIKE_TAU
 
 
-def readout_scores(output: torch.Tensor, readout: str, dt: float, tau: float = FIRST_SPIKE_TAU):
-    """Class scores ``[B, classes]`` (higher is more likely) from an output trace."""
+def readout_scores(
+    output: torch.Tensor,
+    readout: str,
+    dt: float,
+    tau: float = FIRST_SPIKE_TAU,
+    options: Mapping | None = None,
+):
+    """Class scores ``[B, classes]`` (higher is more likely) from an output trace ``[T, B, n]``
+    on the time grid ``t_k = k dt``.  ``options``: the readout's settings besides its name
+    (:func:`workbench.losses.readout_options`: the van Rossum readout's ``van_rossum_tau`` and
+    ``target_times``)."""
     if readout == "max_membrane":
         return output.max(dim=0).values
     if readout == "spike_count":
         return output.sum(dim=0)
     if readout == "first_spike":
         return -first_spike_times(output, dt) / tau
+    if readout in ("sum_membrane", "sum_exp_membrane"):
+        return losses.membrane_average(output, dt, weighted=readout == "sum_exp_membrane")
+    if readout == "van_rossum":
+        tau_vr, target = losses.options_of(options, output.shape[0] * dt)
+        return losses.van_rossum_raster_scores(output, dt, target, tau_vr)
     raise ValueError(f"readout: {readout!r} is not known; choose one of {list(READOUTS)}")
 
 
-def result_scores(result, readout: str, dt: float) -> torch.Tensor:
-    """Class scores of a backend's :class:`~workbench.backends.RunResult`: exact first-spike
-    times where the backend gives them, otherwise from the output trace."""
+def result_scores(result, readout: str, dt: float, options: Mapping | None = None):
+    """Class scores of a backend's :class:`~workbench.backends.RunResult`: exact values where
+    the backend gives them (first-spike times, continuous-time membrane averages, every output
+    spike time: the event backend), otherwise from the output trace."""
     if readout == "first_spike" and result.first_spikes is not None:
         return -result.first_spikes / FIRST_SPIKE_TAU
-    return readout_scores(result.output, readout, dt)
+    averages = result.membrane_averages
+    if readout in ("sum_membrane", "sum_exp_membrane") and averages is not None:
+        return averages[int(readout == "sum_exp_membrane")]
+    times = result.spike_times
+    if readout == "van_rossum" and times is not None:
+        tau_vr, target = losses.options_of(options, result.output.shape[0] * dt)
+        return losses.van_rossum_scores(times, target, tau_vr)
+    return readout_scores(result.output, readout, dt, options=options)
 
 
 def readout_loss(scores: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
     """Cross-entropy on the class scores (for first_spike: the softmax of negative times, as in
     Göltz et al. 2021, so the right neuron is pushed to fire first)."""
     return F.cross_entropy(scores, labels)
+
+
+def result_loss(result, scores, labels, readout: str, dt: float, options=None) -> torch.Tensor:
+    """The loss a readout trains with, of a :class:`~workbench.backends.RunResult` and its
+    ``scores`` (:func:`result_scores`): the van Rossum readout's distance to the label's target
+    pattern (on exact spike times where the backend gives them), else :func:`readout_loss`."""
+    if readout != "van_rossum":
+        return readout_loss(scores, labels)
+    tau_vr, target = losses.options_of(options, result.output.shape[0] * dt)
+    times = result.spike_times
+    if times is not None:
+        return losses.van_rossum_loss(times, labels, target, tau_vr)
+    return losses.van_rossum_raster_loss(result.output, labels, dt, target, tau_vr)
+
+
+def readout_setting_problems(config) -> list[Problem]:
+    """What is wrong with an algorithm config's readout settings besides the readout's name
+    (``van_rossum_tau``, ``target_times``), each naming its field and the allowed range."""
+    out = []
+    tau = getattr(config, "van_rossum_tau", losses.VAN_ROSSUM_TAU)
+    if (
+        isinstance(tau, bool)
+        or not isinstance(tau, (int, float))
+        or not (math.isfinite(tau) and tau > 0)
+    ):
+        out.append(Problem("van_rossum_tau", f"{tau!r} must be a finite number > 0 (ms)"))
+    return out + losses.target_problems(getattr(config, "target_times", None))
+
+
+def readout_fit_problems(config, spec) -> list[Problem]:
+    """What keeps ``config``'s readout from training ``spec``: the van Rossum readout's target
+    times must lie inside the run (``[0, n_steps dt)`` ms)."""
+    if config.readout != "van_rossum":
+        return []
+    return losses.target_problems(config.target_times, spec.n_steps * spec.dt)
 
 
 # ------------------------------------------------------------------------------------ evaluation
@@ -195,7 +265,7 @@ EVAL_BATCH_SIZE = 256  # one batch size for every evaluation: a random code then
 
 
 @torch.no_grad()
-def evaluate(network, loader, encoder, readout: str) -> dict:
+def evaluate(network, loader, encoder, readout: str, options: Mapping | None = None) -> dict:
     """Loss, accuracy, predictions, spikes and synaptic operations per sample of ``network``
     over ``loader``.
 
@@ -205,19 +275,22 @@ def evaluate(network, loader, encoder, readout: str) -> dict:
 
     A random encoder is evaluated through a copy restarted from its seed, so the result does
     not depend on what the encoder produced before (and training's stream is untouched).
+    ``options``: the readout's settings (:func:`workbench.losses.readout_options`); the loss is
+    the one the readout trains with (:func:`result_loss`).
     """
     encoder = copy.deepcopy(encoder)
     if hasattr(encoder, "reset"):
         encoder.reset()
     was_training = network.training
     network.eval()
-    losses, correct, total, spikes, synops = 0.0, 0, 0, 0.0, 0.0
+    total_loss, correct, total, spikes, synops = 0.0, 0, 0, 0.0, 0.0
     predictions, labels_all = [], []
     for features, labels in loader:
         inputs = encoder(features)
         result = network(inputs, record=True)
-        scores = result_scores(result, readout, network.spec.dt)
-        losses += readout_loss(scores, labels).item() * len(labels)
+        scores = result_scores(result, readout, network.spec.dt, options)
+        loss = result_loss(result, scores, labels, readout, network.spec.dt, options)
+        total_loss += loss.item() * len(labels)
         pred = scores.argmax(dim=1)
         correct += (pred == labels).sum().item()
         total += len(labels)
@@ -227,7 +300,7 @@ def evaluate(network, loader, encoder, readout: str) -> dict:
         labels_all.append(labels)
     network.train(was_training)
     return {
-        "loss": losses / total,
+        "loss": total_loss / total,
         "accuracy": correct / total,
         "spikes_per_sample": spikes / total,
         "synops_per_sample": synops / total,

@@ -3,7 +3,7 @@ Pehle, Sci. Rep. 2021).
 
 The network runs on the event-driven simulator (:mod:`workbench.events`): spike times are exact
 and the backward pass integrates the adjoint ODE backward with jumps at spike times, keeping
-only the spikes (memory grows with spikes, not with time steps).  Two losses:
+only the spikes (memory grows with spikes, not with time steps).  The losses (``readout``):
 
 - ``first_spike`` (LIF outputs), as published:
   ``-log softmax(-t / tau0)[label] + alpha (exp(t_label / tau1) - 1)``, where ``t`` is each
@@ -13,7 +13,16 @@ only the spikes (memory grows with spikes, not with time steps).  Two losses:
   ``peak`` is its membrane's highest value on the time grid (an exact gradient too).  Without
   it, runs collapsed: every output neuron silent, loss constant;
 - ``max_membrane`` (LI outputs): cross-entropy on the maximum over the time grid of each
-  output membrane.
+  output membrane;
+- ``sum_membrane`` and ``sum_exp_membrane`` (LI outputs): Nowotny, Turner & Knight's ``L_sum``
+  and ``L_sum_exp`` (:mod:`workbench.losses`), cross-entropy on the exact time average of each
+  output membrane, plain or weighted by ``exp(-t/T)``; the loss is a continuous source on the
+  membrane adjoint, integrated in closed form (:mod:`workbench.events`).  ``sum_exp_membrane``
+  is the one that paper found best for the Spiking Heidelberg Digits;
+- ``van_rossum`` (LIF outputs): the van Rossum distance of every output neuron's spike train to
+  the label's target pattern (``target_times`` for the label's neuron, no spikes for the
+  others), exact in every spike time, with the same push towards threshold as ``first_spike``
+  for a label neuron that stays silent.
 
 A network built for another backend is trained on an event-driven copy of itself (same spec and
 weights) and gets the trained weights back: trained exactly, then deployed.
@@ -29,10 +38,17 @@ import torch.nn.functional as F
 from workbench.algorithms import Algorithm, register_algorithm
 from workbench.algorithms.loop import fit_epochs, is_nonnegative, is_positive, loop_problems
 from workbench.events import EventNetwork
+from workbench.losses import SPIKE_READOUTS, VAN_ROSSUM_TAU, readout_options
 from workbench.spec import Problem, SpecError
-from workbench.training import History, result_scores
+from workbench.training import (
+    History,
+    readout_fit_problems,
+    readout_setting_problems,
+    result_loss,
+    result_scores,
+)
 
-READOUTS = ("first_spike", "max_membrane")
+READOUTS = ("first_spike", "max_membrane", "sum_membrane", "sum_exp_membrane", "van_rossum")
 
 
 @dataclass
@@ -55,9 +71,13 @@ class EventPropConfig:
     # through Adam silenced every output neuron (no spike, no gradient) in an unclipped run
     patience: int = 0
     sample_every: int = 50
+    # readout "van_rossum" (workbench.losses): the filter's time constant (ms) and the label
+    # neuron's target train (ms; None: at 1/4, 1/2 and 3/4 of the run)
+    van_rossum_tau: float = VAN_ROSSUM_TAU
+    target_times: list | None = None
 
     def problems(self) -> list[Problem]:
-        out = loop_problems(self, READOUTS)
+        out = loop_problems(self, READOUTS) + readout_setting_problems(self)
         for name in ("tau0", "tau1"):
             value = getattr(self, name)
             if not is_positive(value):
@@ -92,24 +112,35 @@ def fit(network, data, config: EventPropConfig | None = None, callbacks=(), stop
         trainer.load_state_dict(network.state_dict())
     trainer.max_spikes = config.max_spikes
     spiking = trainer.spec.population(trainer.spec.output_name).spiking
-    if spiking != (config.readout == "first_spike"):
+    if spiking != (config.readout in SPIKE_READOUTS):
         wanted = "a spiking output population" if not spiking else "an 'li' readout"
         raise SpecError([Problem("readout", f"{config.readout!r} needs {wanted}")])
+    problems = readout_fit_problems(config, trainer.spec)
+    if problems:
+        raise SpecError(problems)
     dt = trainer.spec.dt
+    options = readout_options(config)
 
     threshold = trainer.kernels[trainer.spec.output_name].threshold
 
+    def silent_push(out, labels):
+        """``silent_weight * (threshold - peak)`` for a label neuron without a spike."""
+        times = out[trainer.spec.output_name][:, :, 0]
+        silent = ~torch.isfinite(times.gather(1, labels[:, None]))
+        shortfall = threshold - out["peak"].gather(1, labels[:, None])
+        return config.silent_weight * torch.where(silent, shortfall, 0.0).mean()
+
     def step(spikes, labels, record):
         result, out = trainer.run(spikes, record=True if record else ())
-        scores = result_scores(result, config.readout, dt)
+        scores = result_scores(result, config.readout, dt, options)
         if config.readout == "first_spike":
             loss = first_spike_loss(
                 result.first_spikes, labels, config.tau0, config.tau1, config.alpha
             )
-            times = out[trainer.spec.output_name][:, :, 0]
-            silent = ~torch.isfinite(times.gather(1, labels[:, None]))
-            shortfall = threshold - out["peak"].gather(1, labels[:, None])
-            loss = loss + config.silent_weight * torch.where(silent, shortfall, 0.0).mean()
+            loss = loss + silent_push(out, labels)
+        elif config.readout == "van_rossum":
+            loss = result_loss(result, scores, labels, config.readout, dt, options)
+            loss = loss + silent_push(out, labels)
         else:
             loss = F.cross_entropy(scores, labels)
         return loss, scores, result

@@ -31,6 +31,7 @@ from dataclasses import asdict
 import torch
 
 from workbench.data import make_loaders
+from workbench.losses import readout_options
 from workbench.recording import to_dataset
 from workbench.spec import Problem
 from workbench.store import (
@@ -185,7 +186,7 @@ def fit_epochs(
                 emit(
                     callbacks, SampleRecorded(epoch, batch, _first_sample(network, result, labels))
                 )
-        val = evaluate(network, validation, data.encoder, config.readout)
+        val = evaluate(network, validation, data.encoder, config.readout, readout_options(config))
         row = {
             "epoch": epoch,
             "train_loss": total_loss / max(total, 1),

@@ -14,9 +14,17 @@ from dataclasses import dataclass
 
 from workbench.algorithms import Algorithm, register_algorithm
 from workbench.algorithms.loop import SCHEDULES, fit_epochs, loop_problems
+from workbench.losses import VAN_ROSSUM_TAU, readout_options
 from workbench.neurons import SURROGATES, Surrogate
 from workbench.spec import Problem, SpecError
-from workbench.training import READOUTS, History, readout_loss, readout_scores
+from workbench.training import (
+    READOUTS,
+    History,
+    readout_fit_problems,
+    readout_scores,
+    readout_setting_problems,
+    result_loss,
+)
 
 __all__ = ["SCHEDULES", "SurrogateConfig", "fit"]
 
@@ -39,9 +47,13 @@ class SurrogateConfig:
     surrogate_cutoff: float | None = None
     patience: int = 0  # stop after this many epochs without a better validation accuracy; 0: off
     sample_every: int = 50  # batches between recorded training samples (events); 0: never
+    # readout "van_rossum" (workbench.losses): the filter's time constant (ms) and the label
+    # neuron's target train (ms; None: at 1/4, 1/2 and 3/4 of the run)
+    van_rossum_tau: float = VAN_ROSSUM_TAU
+    target_times: list | None = None
 
     def problems(self) -> list[Problem]:
-        out = loop_problems(self, READOUTS)
+        out = loop_problems(self, READOUTS) + readout_setting_problems(self)
         scale = self.surrogate_scale
         if not (isinstance(scale, (int, float)) and math.isfinite(scale) and scale > 0):
             out.append(Problem("surrogate_scale", f"{scale!r} must be a finite number > 0"))
@@ -70,13 +82,18 @@ def fit(network, data, config: SurrogateConfig | None = None, callbacks=(), stop
     problems = config.problems()
     if problems:
         raise SpecError(problems)
+    problems = readout_fit_problems(config, network.spec)
+    if problems:
+        raise SpecError(problems)
     network.surrogate = Surrogate(config.surrogate, config.surrogate_scale, config.surrogate_cutoff)
     dt = network.spec.dt
+    options = readout_options(config)
 
     def step(spikes, labels, record):
         result = network(spikes, record=True if record else ())
-        scores = readout_scores(result.output, config.readout, dt)
-        return readout_loss(scores, labels), scores, result
+        scores = readout_scores(result.output, config.readout, dt, options=options)
+        loss = result_loss(result, scores, labels, config.readout, dt, options)
+        return loss, scores, result
 
     return fit_epochs(network, data, config, "surrogate", step, callbacks, stop)
 
