@@ -303,3 +303,37 @@ def test_an_equalizer_run_reports_its_ber_and_both_baselines_on_the_same_symbols
     again = experiment.evaluate_run(tmp_path / "run")
     for key in ("test_ber", "linear_equalizer_ber", "dfe_ber", "test_accuracy"):
         assert again[key] == metrics[key], key
+
+
+@pytest.mark.parametrize(
+    "args, message",
+    [
+        (["--channel", "proakis_z"], "argument --channel: invalid choice: 'proakis_z'"),
+        (["--ebn0", "nan"], "argument --ebn0: 'nan' must be a finite number >= -100"),
+        (["--ebn0", "1e3"], "<= 100 dB"),
+    ],
+)
+def test_the_command_line_refuses_a_bad_channel_or_ebn0_before_torch_loads(tmp_path, args, message):
+    import subprocess
+    import sys
+
+    code = (
+        "import sys\nfrom workbench.cli import main\ntry:\n    rc = main(sys.argv[1:])\n"
+        "except SystemExit as exc:\n    rc = exc.code\nprint(rc, 'torch' in sys.modules)"
+    )
+    argv = ["train", "--dataset", "equalizer", *args, "--out", str(tmp_path / "run"), "--quiet"]
+    done = subprocess.run([sys.executable, "-c", code, *argv], capture_output=True, text=True)
+    assert done.stdout.split() == ["2", "False"], done.stdout + done.stderr
+    assert message in done.stderr and not (tmp_path / "run").exists()
+
+
+def test_compare_trains_equalizer_runs_whose_folders_hold_the_bit_error_rates(tmp_path):
+    from workbench.compare import compare
+    from workbench.experiment import load_run
+
+    overrides = {"dataset_options": SMALL, "hidden": [8], "training": {"batch_size": 100}}
+    result = compare("equalizer", "surrogate", seeds=2, epochs=1, overrides=overrides, out=tmp_path)
+    assert result.results["error"].isna().all() and len(result.results) == 2
+    for seed in (0, 1):
+        run = load_run(tmp_path / "runs" / f"surrogate-float-seed{seed}")
+        assert {"test_ber", "linear_equalizer_ber", "dfe_ber"} <= set(run.metrics)
