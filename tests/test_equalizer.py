@@ -337,3 +337,18 @@ def test_compare_trains_equalizer_runs_whose_folders_hold_the_bit_error_rates(tm
     for seed in (0, 1):
         run = load_run(tmp_path / "runs" / f"surrogate-float-seed{seed}")
         assert {"test_ber", "linear_equalizer_ber", "dfe_ber"} <= set(run.metrics)
+
+
+def test_the_app_data_picker_offers_the_papers_codes_for_the_equalizer():
+    from workbench.widgets.data import DataPicker
+    from workbench.widgets.state import Workbench
+
+    wb = Workbench()
+    picker = DataPicker(workbench=wb)
+    picker.dataset_select.value = "equalizer"
+    assert list(picker.encoder_select.options) == ["ternary", "log_scale"]
+    assert wb.encoder["code"] == "binary" and wb.encoder["x_max"] == 3.0
+    # proakis_b: 3 received samples x 8 bits, 2 fed-back symbols x 2 one-hot channels
+    assert picker.channels == 3 * 8 + 2 * 2 and picker.error == ""
+    picker.encoder_select.value = "log_scale"
+    assert wb.encoder["code"] == "latency" and picker.channels == 3 * 10 + 2 * 2

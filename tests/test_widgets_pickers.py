@@ -51,7 +51,8 @@ def test_encoder_and_dataset_switch_write_the_encoder(wb):
     assert picker.sample_slider.end == len(picker.dataset.train) - 1
 
     picker.encoder_select.value = "ternary"
-    assert wb.encoder == {"name": "ternary", "thresholds": [0.25, 0.5, 0.75]}
+    assert wb.encoder["thresholds"] == [0.25, 0.5, 0.75] and wb.encoder["name"] == "ternary"
+    assert wb.encoder["code"] == "thermometer"  # the paper's binary code is code="binary"
     picker.param_widgets["thresholds"].value = "0.1, 0.9"
     assert wb.encoder["thresholds"] == [0.1, 0.9]
 

@@ -40,10 +40,10 @@ import torch
 from workbench.data import ENCODERS, Dataset, load_dataset
 from workbench.experiment import (
     DATASET_REFERENCES,
-    STATIC_ENCODERS,
     RunConfig,
     check_fits,
     encoder_defaults,
+    encoders_for,
     make_run_encoder,
 )
 from workbench.spec import INPUT, NetworkSpec, Problem, SpecError
@@ -96,7 +96,7 @@ def encoder_values(name: str, dataset: str, n_steps: int, dt: float) -> dict:
     :func:`~workbench.experiment.encoder_defaults`, then the dataset's reference encoder when it
     is the same encoder (the order :func:`~workbench.experiment.resolve_encoder` uses)."""
     values = {field: default for field, _, default in encoder_fields(name)}
-    values.update(encoder_defaults(name, n_steps, dt))
+    values.update(encoder_defaults(name, n_steps, dt, dataset))
     reference = DATASET_REFERENCES.get(dataset, {}).get("encoder", {})
     if reference.get("name") == name:
         values.update({k: v for k, v in reference.items() if k != "name"})
@@ -320,10 +320,11 @@ class DataPicker(pn.viewable.Viewer):
         return name if name in allowed else allowed[0]
 
     def _allowed_encoders(self) -> list[str]:
-        """Every encoder for time series; those for static features otherwise."""
+        """Every encoder for time series; those the dataset's features take otherwise (the
+        equaliser's signed samples: the paper's two codes)."""
         if not is_static(self.dataset):
             return list(ENCODERS)
-        return [n for n in ENCODERS if n in STATIC_ENCODERS]
+        return [n for n in ENCODERS if n in encoders_for(self.workbench.dataset)]
 
     def _show_dataset(self) -> None:
         """Description and sample slider of the dataset (its encoder choices:
@@ -419,8 +420,8 @@ class DataPicker(pn.viewable.Viewer):
                 return None, None, f"{field} is required ({kind.rstrip('?')})"
         wb = self.workbench
         config = RunConfig(encoder=settings, n_steps=wb.spec.n_steps, dt=wb.spec.dt, seed=wb.seed)
-        try:
-            encoder = make_run_encoder(config)
+        try:  # as the dataset adapts it (the equaliser's one-hot fed-back symbols)
+            encoder = make_run_encoder(config, self.dataset)
         except (ValueError, TypeError) as exc:
             return None, None, str(exc)
         return settings, encoder, ""
