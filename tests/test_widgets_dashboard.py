@@ -7,8 +7,10 @@ import holoviews as hv
 import numpy as np
 import panel as pn
 import psutil
+import pytest
 import xarray as xr
 
+from workbench.experiment import config_problems
 from workbench.spec import feedforward
 from workbench.widgets import plots
 from workbench.widgets.dashboard import TrainingDashboard
@@ -268,6 +270,20 @@ def test_the_settings_follow_the_reference_of_the_dataset():
     wb.dataset = "digits"
     settings = dash.training_settings()
     assert settings["epochs"] == 30 and settings["surrogate_scale"] == 5.0
+
+
+def test_an_optional_list_setting_is_none_or_a_list_and_the_defaults_start():
+    """``target_times`` (the van Rossum readout's, ``list | None``) reached the run as the text
+    box's ``""`` and every Start was refused."""
+    wb = Workbench()
+    dash = TrainingDashboard(workbench=wb, autopoll=False)
+    assert dash.training_settings()["target_times"] is None
+    config = wb.run_config(dash.algorithm, dash.training_settings())
+    assert config_problems(config, wb.spec) == []
+    dash.set_setting("target_times", [5.0, 10.0])
+    assert dash.training_settings()["target_times"] == [5.0, 10.0]
+    with pytest.raises(ValueError):
+        dash.set_setting("target_times", "5, 10")
 
 
 def test_a_setting_the_user_changed_survives_another_backend_dataset_or_algorithm():

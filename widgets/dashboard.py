@@ -165,6 +165,9 @@ def _field_widget(field: dataclasses.Field, value, hint):
         return pn.widgets.FloatInput(label=label, value=float(value), width=140)
     if set(typing.get_args(hint)) == {float, type(None)}:  # an optional number: empty is None
         return pn.widgets.FloatInput(label=label, value=value, width=140, placeholder="none")
+    if set(typing.get_args(hint)) == {list, type(None)}:  # an optional list, e.g. [5, 10]
+        kinds = (type(None), list)
+        return pn.widgets.LiteralInput(label=label, value=value, type=kinds, width=140)
     return pn.widgets.TextInput(label=label, value="" if value is None else str(value), width=140)
 
 

@@ -15,12 +15,14 @@ their softmax, ``-log(exp(S_l) / sum_k exp(S_k))`` for the label ``l``, averaged
 - ``L_first`` (readout ``first_spike``, a spiking output) is Wunderlich & Pehle's
   time-to-first-spike loss, :func:`workbench.algorithms.eventprop.first_spike_loss`.
 
-The paper found ``L_sum_exp`` the best of these for the Spiking Heidelberg Digits (its reference
-SHD runs, and the authors' code, ``tnowotny/genn_eventprop`` ``LOSS_TYPE = "sum_weigh_exp"`` and
-mlGeNN's ``AvgVarExpWeight`` readout, use it): ``L_max`` and ``L_first`` pass gradient only
-through one moment of the trace, and exact gradients that delete the spikes carrying that moment
-made learning fail; ``L_sum`` learns, and the weighting of ``L_sum_exp`` learns faster and
-further.  The weighting's time constant is the run's duration ``T``, as there.
+The paper found that learning SHD with exact gradients depended strongly on the loss (an exact
+gradient does not see spikes being created or deleted, and descending it can delete the spikes
+that matter), and that "loss shaping", a weighting function inside an integral loss that
+increases the gradient flowing back to earlier layers, fixes it: ``L_sum_exp`` is the loss of
+its best SHD results (the authors' code, ``tnowotny/genn_eventprop``, ``LOSS_TYPE =
+"sum_weigh_exp"`` in its SHD configurations; mlGeNN's ``AvgVarExpWeight`` readout).  The
+weighting's time constant is the run's duration ``T``, as there (1 s trials for SHD, 1 ms steps,
+``tau_mem`` 20 ms, ``tau_syn`` 5 ms in those configurations).
 
 A time-stepped backend has the membrane on the grid ``t_k = k dt`` (``k < n_steps``,
 ``T = n_steps dt``), and the integrals are its left Riemann sums (as the GeNN code accumulates
