@@ -352,3 +352,28 @@ def test_the_app_data_picker_offers_the_papers_codes_for_the_equalizer():
     assert picker.channels == 3 * 8 + 2 * 2 and picker.error == ""
     picker.encoder_select.value = "log_scale"
     assert wb.encoder["code"] == "latency" and picker.channels == 3 * 10 + 2 * 2
+
+
+def test_workbench_train_and_evaluate_print_the_bit_error_rates(tmp_path):
+    import json
+    import subprocess
+    import sys
+
+    sizes = {k: v for k, v in SMALL.items() if k not in ("channel", "ebn0")}
+    options = [f"--dataset-option={k}={v}" for k, v in sizes.items()]
+    run = tmp_path / "run"
+    train = [sys.executable, "-m", "workbench.cli", "train", "--dataset", "equalizer"]
+    train += ["--channel", "proakis_c", "--ebn0", "12", "--epochs", "1", "--hidden", "8"]
+    done = subprocess.run([*train, *options, "--out", str(run), "--quiet"], capture_output=True,
+                          text=True, timeout=600)  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    evaluate = [sys.executable, "-m", "workbench.cli", "evaluate", str(run)]
+    done = subprocess.run(evaluate, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr
+    metrics = json.loads(done.stdout.strip().splitlines()[-1])
+    for key in ("test_ber", "linear_equalizer_ber", "dfe_ber"):
+        assert metrics[key] == summary[key], key
+    config = json.loads((run / "config.json").read_text())
+    assert config["dataset_options"]["channel"] == "proakis_c"
+    assert config["dataset_options"]["ebn0"] == 12.0

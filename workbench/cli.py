@@ -144,6 +144,8 @@ def _param(text: str) -> tuple[str, list]:
 
 
 PARAM_BYTES = 65_536  # the values of one --param
+# the equaliser's bit-error rates, which a run's summary line adds when it has them
+BER_METRICS = ("test_ber", "linear_equalizer_ber", "dfe_ber")
 
 
 def _dataset_option(text: str) -> tuple[str, object]:
@@ -566,9 +568,8 @@ def _finish(run, out, checkpoint: Checkpoint) -> int:
 
     experiment.save_run(run, out)
     shutil.rmtree(checkpoint.folder, ignore_errors=True)
-    summary = {
-        k: run.metrics[k] for k in ("test_accuracy", "val_accuracy", "train_seconds", "epochs")
-    }
+    keys = ("test_accuracy", "val_accuracy", *BER_METRICS, "train_seconds", "epochs")
+    summary = {k: run.metrics[k] for k in keys if k in run.metrics}
     print(json.dumps({"run": str(out), **summary}))
     return 0
 
