@@ -637,11 +637,11 @@ class EqualizerEncoder:
                 f"got {tuple(features.shape)}"
             )
         signal = self.signal(features[:, : self.window])
-        indices = features[:, self.window :].round().long()
+        indices = features[:, self.window :].round().long().to(signal.device)
         if indices.numel() and (indices.min() < 0 or indices.max() >= self.order):
             raise ValueError(f"fed-back symbol indices must lie in [0, {self.order - 1}]")
         onehot = torch.nn.functional.one_hot(indices, self.order).flatten(1).to(signal.dtype)
-        fed = torch.zeros(signal.shape[0], *onehot.shape, dtype=signal.dtype)
+        fed = torch.zeros(signal.shape[0], *onehot.shape, dtype=signal.dtype, device=signal.device)
         fed[0] = onehot
         return torch.cat([signal, fed], dim=2)
 
