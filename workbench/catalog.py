@@ -22,11 +22,11 @@ import functools
 from importlib.metadata import EntryPoint, entry_points
 
 ALGORITHM_NAMES = ("eventprop", "proxy", "stdp", "surrogate", "vdsp")
-DATASET_NAMES = ("digits", "equalizer", "shd", "ssc", "yinyang")
+DATASET_NAMES = ("digits", "equalizer", "shd", "spoken_digits", "ssc", "yinyang")
 # The delta encoder needs time series, so static datasets do not offer it.
 STATIC_ENCODERS = ("latency", "rate", "ternary", "log_scale")
 # Datasets of spike events (workbench.data.EventSplit) and the encoder that reads them.
-EVENT_DATASETS = ("shd", "ssc")
+EVENT_DATASETS = ("shd", "spoken_digits", "ssc")
 EVENT_ENCODERS = ("spikes",)
 # Datasets of signed signal samples (the equaliser's received window) and the paper's codes
 # for them (the ternary encoder's "binary" code, the log-scale encoder's "latency" code).
