@@ -271,18 +271,51 @@ class FloatNetwork(nn.Module):
         """Input through a projection from a spike history (``history[k]``: k steps ago)."""
         return self._delayed_input(proj, history.__getitem__)
 
+    def stream(
+        self, x: torch.Tensor, state: StreamState | None = None, record=()
+    ) -> tuple[RunResult, StreamState]:
+        """Run ``x`` (``[time, batch, inputs]``) as the next chunk of a longer signal, from
+        ``state`` (None: rest, the start of the signal); returns the chunk's result and the
+        state to pass with the next chunk, as a keyword spotter runs on a chip.
+
+        Chunks run on the step-by-step path, so the chunks of a signal give, bit for bit, what
+        that path gives for the whole signal at once (``network.layerwise = False``); the
+        default whole-signal path (layer by layer, fused loops) sums in another order and
+        agrees to float rounding."""
+        self._check_input(x)
+        x = x.to(self.dtype)
+        wanted = self.wanted(record)
+        traces, carry = self._steps(x, wanted | {self.spec.output_name}, state)
+        out_pop = self.spec.population(self.spec.output_name)
+        output = traces[out_pop.name]["spikes" if out_pop.spiking else "v"]
+        recordings = {name: traces[name] for name in self.order if name in wanted}
+        return RunResult(output, recordings), carry
+
     def _stepwise(self, x: torch.Tensor, keep: set[str]) -> dict[str, dict]:
         """General path: all populations advance together, one time step at a time."""
+        return self._steps(x, keep, None)[0]
+
+    def _steps(self, x: torch.Tensor, keep: set[str], carry: StreamState | None):
         n_steps, batch = x.shape[:2]
         spec = self.spec
         depth = 2 + max((p.max_delay for p in spec.projections), default=0)
         # history[name][k]: spikes of population ``name`` k steps before the current step
         # (k = 0 is the current step, filled as the populations of this step are computed).
-        history = {n: [x.new_zeros(batch, spec.size_of(n))] * depth for n in [INPUT, *self.order]}
-        states = {}
-        for name in self.order:
-            p = self.neuron_params[name]
-            states[name] = initial_state((batch, spec.size_of(name)), p, x.dtype, x.device)
+        if carry is not None:
+            if carry.batch != batch:
+                raise ValueError(
+                    f"state: carried for a batch of {carry.batch}; this chunk has {batch}"
+                )
+            history = {name: list(past) for name, past in carry.history.items()}
+            states = dict(carry.states)
+        else:
+            history = {
+                n: [x.new_zeros(batch, spec.size_of(n))] * depth for n in [INPUT, *self.order]
+            }
+            states = {}
+            for name in self.order:
+                p = self.neuron_params[name]
+                states[name] = initial_state((batch, spec.size_of(name)), p, x.dtype, x.device)
         records = {name: {"v": [], "i": [], "spikes": []} for name in self.order}
         for t in range(n_steps):
             for name in history:
@@ -321,7 +354,16 @@ class FloatNetwork(nn.Module):
                 if name in keep:
                     trace.update(v=torch.stack(rec["v"]), i=torch.stack(rec["i"]))
             traces[name] = trace
-        return traces
+        return traces, StreamState(history, states, batch)
+
+
+class StreamState(NamedTuple):
+    """Where a streamed signal stands after a chunk (:meth:`FloatNetwork.stream`): each
+    population's neuron state and the recent spikes its delayed projections still need."""
+
+    history: dict[str, list[torch.Tensor]]
+    states: dict[str, object]
+    batch: int
 
 
 def _fusable(pop, p, recurrent: list[Projection]) -> bool:
