@@ -75,6 +75,23 @@ def test_preview_has_one_row_per_channel(wb):
     assert picker.sample_info.object != text and "Sample **7**" in picker.sample_info.object
 
 
+def test_spoken_digits_show_as_a_raster_of_their_spike_events(wb):
+    """A dataset of spike events: its one encoder, a time x channel raster of one sample, and
+    the events it holds (built once, then cached: tests/test_spoken_digits.py builds it too)."""
+    picker = DataPicker(workbench=wb)
+    wb.dataset = "spoken_digits"
+    assert list(picker.encoder_select.options) == ["spikes"]
+    assert "**700** channels" in picker.dataset_info.object
+    spikes, frame = picker.preview_data()
+    assert spikes.shape == (wb.spec.n_steps, 700) and spikes.sum() > 0
+    assert 0 < len(frame) <= spikes.sum() and frame["neuron"].max() < 700
+    assert "events over" in picker.sample_info.object and "speaker" in picker.sample_info.object
+    assert [p.path for p in picker.problems] == ["input_size", "populations[1].size"]
+    picker.fit_input_button.clicks += 1
+    picker.fit_outputs_button.clicks += 1
+    assert wb.spec.input_size == 700 and wb.spec.population("output").size == 10
+
+
 def test_channel_mismatch_shows_the_problem_and_fits_the_input(wb):
     picker = DataPicker(workbench=wb)
     assert not picker.fit_input_button.visible

@@ -320,10 +320,8 @@ class DataPicker(pn.viewable.Viewer):
         return name if name in allowed else allowed[0]
 
     def _allowed_encoders(self) -> list[str]:
-        """Every encoder for time series; those the dataset's features take otherwise (the
-        equaliser's signed samples: the paper's two codes)."""
-        if not is_static(self.dataset):
-            return list(ENCODERS)
+        """The encoders the dataset's samples take (spike events: ``spikes``; the equaliser's
+        signed samples: the paper's two codes)."""
         return [n for n in ENCODERS if n in encoders_for(self.workbench.dataset)]
 
     def _show_dataset(self) -> None:
@@ -337,7 +335,8 @@ class DataPicker(pn.viewable.Viewer):
         classes = ", ".join(data.class_names)
         self.dataset_info.object = (
             f"{data.description}\n\n"
-            f"**{data.n_features}** features · **{data.n_classes}** classes ({classes}) · "
+            f"**{data.n_features}** {'channels' if data.events else 'features'} · "
+            f"**{data.n_classes}** classes ({classes}) · "
             f"train **{len(data.train)}**, validation **{len(data.validation)}**, "
             f"test **{len(data.test)}** samples"
         )
@@ -487,15 +486,23 @@ class DataPicker(pn.viewable.Viewer):
 
         data = self.dataset
         index = min(self.sample_slider.value, len(data.train) - 1)
-        features = np.asarray(data.train.features[index], dtype=float)
         label = int(data.train.labels[index])
-        shown = ", ".join(f"{x:.3g}" for x in features[:MAX_FEATURES_SHOWN])
-        if len(features) > MAX_FEATURES_SHOWN:
-            shown += f", … ({len(features)} in all)"
+        if data.events:  # spike events: how many, and how long the sample lasts
+            times, _ = data.train.events(index)
+            last = float(times.max()) if len(times) else 0.0
+            shown = f"{len(times)} events over {last:.0f} ms (the raster bins them at dt)"
+            if data.train.groups is not None:
+                shown += f"; speaker {data.train.groups[index]}"
+        else:
+            features = np.asarray(data.train.features[index], dtype=float)
+            shown = ", ".join(f"{x:.3g}" for x in features[:MAX_FEATURES_SHOWN])
+            if len(features) > MAX_FEATURES_SHOWN:
+                shown += f", … ({len(features)} in all)"
         self.sample_info.object = (
             f"Sample **{index}** of {len(data.train)} (train): label **{label}** "
             f"({data.class_names[label]}); {n_channels} channels, {int(spikes.sum())} spikes "
-            f"in {wb.spec.n_steps} steps of {wb.spec.dt:g} ms.\n\nFeatures: {shown}"
+            f"in {wb.spec.n_steps} steps of {wb.spec.dt:g} ms.\n\n"
+            f"{'Input' if data.events else 'Features'}: {shown}"
         )
 
     def __panel__(self):
