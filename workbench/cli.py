@@ -1,6 +1,7 @@
 """The ``workbench`` command: train a network into a run folder, evaluate a run folder, compare.
 
     workbench train --dataset yinyang --seed 0 --out runs/yy0
+    workbench train --dataset digits --network wavesense --out runs/ws0   # a network for time
     workbench resume runs/yy0          # after the training process was killed
     workbench evaluate runs/yy0
     workbench runs runs/               # every run folder (and resumable run) as a table
@@ -34,6 +35,7 @@ from typing import TYPE_CHECKING
 # Only torch-free modules here: the parser and its option checks run before torch and Numba
 # are imported (seconds), so a bad option is refused at once.  Each command imports the rest.
 from workbench import limits
+from workbench.architectures import NETWORKS, network_option_problems
 from workbench.catalog import (
     ALGORITHM_NAMES,
     DATASET_FLAGS,
@@ -264,6 +266,21 @@ def make_parser() -> argparse.ArgumentParser:
         metavar="FILE",
         help="the network as a NetworkSpec JSON file (e.g. the Build tab's), in place of the "
         "layered network of --hidden/--neuron; its dt and n_steps are the run's",
+    )
+    train.add_argument(
+        "--network",
+        choices=sorted(NETWORKS),
+        help="a network for signals in time (workbench.architectures) in place of the layered "
+        "one, sized to the dataset's channels and classes at the run's --dt and --n-steps",
+    )
+    train.add_argument(
+        "--network-option",
+        action="append",
+        default=[],
+        type=_dataset_option,
+        metavar="NAME=VALUE",
+        help="an argument of the --network's function (e.g. n_hidden=256, "
+        "dilations=[1,2,4,8]); repeat for more",
     )
     train.add_argument("--hidden", type=_hidden, help="hidden sizes, e.g. 120 or 200,100")
     train.add_argument("--neuron", choices=sorted(m for m in MODELS if MODELS[m].spiking))
@@ -517,8 +534,43 @@ class ProgressBar:
             self.bar.close()
 
 
+def _network_options(args) -> dict:
+    """``--network`` and its ``--network-option``s, checked before torch is imported: the
+    options' names against the function's signature, and no flag that gives the network too."""
+    options = dict(args.network_option)
+    if len(options) < len(args.network_option):
+        raise SpecError([Problem("network_option", "an option is given more than once")])
+    if args.network is None:
+        if options:
+            raise SpecError([Problem("network_option", "needs --network")])
+        return options
+    given = [f"--{n.replace('_', '-')}" for n in ("spec", "hidden", "neuron", "recurrent")]
+    given = [flag for flag in given if getattr(args, flag[2:].replace("-", "_"))]
+    if given:
+        raise SpecError(
+            [Problem("network", f"gives the network; {', '.join(given)} cannot be given too")]
+        )
+    problems = network_option_problems(args.network, options)
+    if problems:
+        raise SpecError(problems)
+    return options
+
+
+def _network_spec(name: str, options: dict, config: RunConfig) -> NetworkSpec:
+    """The ``--network`` for ``config``'s data: its encoder's channels in, one output per
+    class, the run's ``dt`` and ``n_steps``."""
+    from workbench import experiment
+    from workbench.architectures import build_network
+
+    dataset = experiment.run_dataset(config)
+    config.encoder = experiment.resolve_encoder(config)
+    channels = experiment.make_run_encoder(config).n_channels(dataset.n_features)
+    return build_network(name, channels, dataset.n_classes, config.dt, config.n_steps, **options)
+
+
 def cmd_train(args) -> int:
     spec = None
+    network_options = _network_options(args)
     if args.spec is not None:  # read and checked before torch is imported
         given = [f"--{n.replace('_', '-')}" for n in ("hidden", "neuron", "n_steps", "dt")]
         given = [flag for flag in given if getattr(args, flag[2:].replace("-", "_"))]
@@ -531,6 +583,9 @@ def cmd_train(args) -> int:
     from workbench.store import Checkpoint, checkpoint_dir
 
     config = config_from_args(args)
+    if args.network is not None:
+        experiment.check_config(config)  # the data and encoder settings, before they are used
+        spec = _network_spec(args.network, network_options, config)
     if spec is not None:
         config.dt, config.n_steps = spec.dt, spec.n_steps
     experiment.check_config(config, spec)  # every setting and the memory, before any file
