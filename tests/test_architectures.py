@@ -89,8 +89,11 @@ def test_synaptic_pyramid_time_constants_are_powers_of_the_base_that_xylo_realis
     assert [p.params["tau_syn"] for p in plain.populations[:6]] == [
         0.5 * 2.0**j for j in range(1, 7)
     ]
-    # tau_mem and the readout too: shifts of the chip, whatever was asked
-    assert bitshift(spec.populations[0].params["tau_mem"], 0.5) == 2
+    # tau_mem (2 dt by default: shift 1) and the readout too: shifts of the chip
+    assert bitshift(spec.populations[0].params["tau_mem"], 0.5) == 1
+    assert spec.populations[0].params["tau_mem"] == pytest.approx(bitshift_tau(1, 0.5))
+    at_4ms = arch.synaptic_pyramid(16, 8, dt=4.0)  # the same network in steps at any dt
+    assert bitshift(at_4ms.population("hidden3_syn8").params["tau_syn"], 4.0) == 8
     assert all(p.params.get("reset", "subtract") == "subtract" for p in spec.populations)
 
 

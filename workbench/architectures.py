@@ -244,9 +244,9 @@ def synaptic_pyramid(
     *,
     hidden: Sequence[int] = (24, 24, 24),
     time_constants: Sequence[int] = (2, 4, 8),
-    tau_syn_base: float = 2.0,
-    tau_mem: float = 2.0,
-    tau_syn_out: float = 2.0,
+    tau_syn_base: float | None = None,
+    tau_mem: float | None = None,
+    tau_syn_out: float | None = None,
     readout_tau_mem: float | None = None,
     xylo_time_constants: bool = True,
     threshold: float = 1.0,
@@ -270,6 +270,8 @@ def synaptic_pyramid(
     layer projects onto every group of the next, the last layer's onto the readout
     (``output``: ``li``, ``tau_mem`` and ``tau_syn_out``, read as SynNet's ``output="vmem"``).
     The hidden neurons reset by subtracting the threshold, as Xylo's and Rockpool's do.
+    ``tau_syn_base``, ``tau_mem`` and ``tau_syn_out`` default to ``2 dt`` (SynNet's 2 ms at
+    its 1 ms step), so the network keeps its shape in steps at any ``dt``.
 
     ``xylo_time_constants`` (default): every time constant is replaced by the one Xylo's
     bit-shift decay realises (:func:`xylo_tau`; SynNet's ``quantize_time_constants``), so the
@@ -277,11 +279,11 @@ def synaptic_pyramid(
     ``tau_ref`` the first group's ``tau_syn`` (SynNet scales each synapse by ``dt /
     tau_syn``).
 
-    The defaults (16 inputs, three layers of 24 with 2, 4 and 8 groups, 2 ms base at 1 ms
-    steps) fit Xylo Audio 2 for up to 8 outputs (``backend_class("xylo").check(spec)``:
-    every hidden neuron reaches 24 others, at most 64; 72 hidden neurons of 1000) and
-    Xylo Audio 3 for up to 32.  SynNet's own default is one layer of 60 neurons in 10
-    groups (``hidden=[60], time_constants=[10]``).
+    The defaults (16 inputs, three layers of 24 with 2, 4 and 8 groups) fit Xylo Audio 2
+    for up to 8 outputs (``backend_class("xylo").check(spec)``: every hidden neuron reaches
+    24 others, at most 64; 72 hidden neurons of 1000) and Xylo Audio 3 for up to 32.
+    SynNet's own default is one layer of 60 neurons in 10 groups (``hidden=[60],
+    time_constants=[10]``).
 
     Sources: Rockpool ``rockpool.nn.networks.SynNet`` (``rockpool/nn/networks/synnet.py``:
     the time constants, their quantisation, the weight normalisation); Bos & Muir (2022),
@@ -290,6 +292,11 @@ def synaptic_pyramid(
     on Xylo Audio 2", arXiv 2406.15112.
     """
     problems: list[Problem] = []
+    _check(problems, "dt", dt, Bound(1e-3, 1e3, unit="ms"))
+    _raise(problems)
+    tau_syn_base, tau_mem, tau_syn_out = (
+        2.0 * dt if tau is None else tau for tau in (tau_syn_base, tau_mem, tau_syn_out)
+    )
     _check(problems, "n_inputs", n_inputs, _CHANNELS)
     _check(problems, "n_outputs", n_outputs, _SIZE)
     sizes = _check_list(problems, "hidden", hidden, _SIZE)
@@ -306,7 +313,6 @@ def synaptic_pyramid(
     if readout_tau_mem is not None:
         _check(problems, "readout_tau_mem", readout_tau_mem, _TAU)
     _check(problems, "tau_syn_base", tau_syn_base, _TAU)
-    _check(problems, "dt", dt, Bound(1e-3, 1e3, unit="ms"))
     _check(problems, "threshold", threshold, _THRESHOLD)
     _check(problems, "weight_scale", weight_scale, _SCALE)
     _check(problems, "input_scale", input_scale, _SCALE)
