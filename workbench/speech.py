@@ -44,6 +44,7 @@ import ctypes
 import functools
 import hashlib
 import importlib.metadata
+import io
 import json
 import math
 import multiprocessing
@@ -57,6 +58,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+
+from workbench.files import write_atomic
 
 __all__ = [
     "ACCENTS",
@@ -882,16 +885,9 @@ def _save(path: Path, data: dict) -> None:
             )
         )
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=path.name, suffix=".tmp")
-    try:
-        with os.fdopen(handle, "wb") as file:
-            np.savez(file, **arrays)
-            file.flush()
-            os.fsync(file.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        Path(temporary).unlink(missing_ok=True)
-        raise
+    buffer = io.BytesIO()
+    np.savez(buffer, **arrays)
+    write_atomic(path, buffer.getbuffer())
 
 
 def _load(path: Path) -> dict | None:

@@ -43,7 +43,6 @@ import json
 import math
 import os
 import re
-import tempfile
 from pathlib import Path
 
 import pandas as pd
@@ -52,6 +51,7 @@ from safetensors.torch import load as load_tensors
 from safetensors.torch import save as save_tensors
 
 from workbench import __version__
+from workbench.files import write_atomic as _write_atomic
 from workbench.limits import show
 from workbench.spec import Problem, SpecError
 
@@ -104,20 +104,6 @@ def _seal(document: dict, keys: tuple) -> str:
     content = {k: document[k] for k in keys}
     text = json.dumps(content, sort_keys=True, separators=(",", ":"), allow_nan=False)
     return hashlib.sha256(text.encode()).hexdigest()
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write ``data`` to ``path``: a temporary file beside it, synced, renamed over it."""
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".part", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _sync_folder(folder: Path) -> None:
