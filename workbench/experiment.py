@@ -171,7 +171,7 @@ DATASET_REFERENCES: dict[str, dict] = {
     # spikes binned at 2 ms over 1 s (both data sets' words end before 1.4 s; most by 1 s), and
     # the two augmentations Nowotny, Turner & Knight (2024) found to help: a random channel
     # shift of up to 40 and blending two samples of one class.  Not measured here (the files
-    # are not on this machine); see the README's "Spiking Heidelberg Digits" section.
+    # are not on this machine); see the README's "Datasets" section.
     "shd": {
         "hidden": [256],
         "recurrent": True,
@@ -192,7 +192,7 @@ DATASET_REFERENCES["ssc"] = copy.deepcopy(DATASET_REFERENCES["shd"])
 # Spoken digits (workbench.speech, 700 channels, words up to ~1 s): the SHD network, binned at
 # 4 ms (250 steps) with tau_syn 8 ms (the step must resolve it), 128 recurrent hidden neurons.
 # Calibrated on seed 0: validation 90 % after 16 of 20 epochs at lr 0.005 (lr 0.002: 53 % after
-# 3); the measured accuracy over 3 seeds is in benchmarks/README.md ("Spoken digits").
+# 3); 30 epochs over 3 seeds: benchmarks/README.md ("Spoken digits").
 DATASET_REFERENCES["spoken_digits"] = {
     **copy.deepcopy(DATASET_REFERENCES["shd"]),
     "hidden": [128],
