@@ -18,11 +18,13 @@ import torch
 import torch.nn.functional as F
 
 from workbench import event_kernels
+from workbench import events as events_module
 from workbench.algorithms.eventprop import EventPropConfig, first_spike_loss, fit
 from workbench.backends import build
 from workbench.data import LatencyEncoder, load_dataset
 from workbench.events import (
     EventNetwork,
+    Events,
     Kernel,
     event_weights,
     li_adjoint,
@@ -381,3 +383,49 @@ def test_the_torch_kernel_is_the_reference_fallback():
     net.kernel = "compiled"
     net.simulate(x)
     assert net._last.compiled
+
+
+# ------------------------------------------------------------------------------ input events
+def one_event_per_spike(x: torch.Tensor, dt: float, t_end: float) -> Events:
+    """The input as one event per spike (``source``/``amount``), the form the simulation took
+    before a step's spikes were merged into one event (``Events.counts``)."""
+    counts = x.permute(1, 0, 2)
+    b, t, j = counts.nonzero(as_tuple=True)
+    per_sample = torch.bincount(b, minlength=x.shape[1])
+    rank = torch.arange(len(b)) - (torch.cumsum(per_sample, 0) - per_sample)[b]
+    width = int(per_sample.max())
+    time = torch.full((x.shape[1], width), t_end, dtype=x.dtype)
+    source = torch.full((x.shape[1], width), x.shape[2], dtype=torch.long)
+    amount = torch.zeros((x.shape[1], width), dtype=x.dtype)
+    time[b, rank], source[b, rank], amount[b, rank] = t.to(x.dtype) * dt, j, counts[b, t, j]
+    return Events(time, source, amount, None, per_sample)
+
+
+@pytest.mark.parametrize("kernel", ["compiled", "torch"])
+@pytest.mark.parametrize("readout", ["li", "lif"])
+@pytest.mark.parametrize("recurrent", [False, True])
+def test_a_steps_input_spikes_as_one_event_equal_one_event_each(
+    kernel, readout, recurrent, monkeypatch
+):
+    """Dense input (each of 3 channels spikes at half the steps, some twice): merging a step's
+    spikes into one event leaves spike times, outputs and EventProp's gradients as they are
+    with one event per spike, in float64 and on both kernels."""
+    net = network(readout, recurrent)
+    with torch.no_grad():  # outputs that rise, so that their maxima have a gradient
+        net.weights["hidden__output"].abs_()
+    g = torch.Generator().manual_seed(5)
+    x = (torch.rand(80, 6, 3, generator=g, dtype=F64) < 0.5).to(F64)
+    x[::7] *= 2.0  # two spikes of one channel at once
+    labels = torch.tensor([0, 1, 0, 1, 1, 0])
+    merged = raster_to_events(x, 0.5, 40.0)
+    assert merged.time.shape[1] < 0.7 * one_event_per_spike(x, 0.5, 40.0).time.shape[1]
+    out, _, grads = run_with_kernel(net, kernel, x, labels, readout)
+    monkeypatch.setattr(events_module, "raster_to_events", one_event_per_spike)
+    ref_out, _, ref_grads = run_with_kernel(net, kernel, x, labels, readout)
+    assert torch.isfinite(ref_out["hidden"]).sum() >= 30  # the comparison is not vacuous
+    for name, value in ref_out.items():
+        assert torch.equal(torch.isfinite(out[name]), torch.isfinite(value)), name
+        torch.testing.assert_close(out[name], value, rtol=0, atol=1e-10)
+    for name, value in ref_grads.items():
+        assert value.abs().max() > 0, name
+        torch.testing.assert_close(grads[name], value, rtol=1e-8, atol=1e-12)

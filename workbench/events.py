@@ -165,32 +165,39 @@ class Events:
     """Spikes arriving at a population, per sample in time order: ``time``, ``source`` (row
     of the stacked incoming weights; the last row is a zero row for padding) and ``amount``
     (spikes at that moment, 0 for padding), each ``[batch, events]``.  ``origin`` maps each
-    event back to its place in the sources' flattened spike-time tensors (for gradients)."""
+    event back to its place in the sources' flattened spike-time tensors (for gradients).
+
+    Input spikes on a time grid come as one event per sample and step instead: ``counts``
+    ``[batch, events, sources]`` holds the spikes of every source at that step (``source`` is
+    then ``None``).  Spikes at one moment add their jumps at once whichever way they are
+    applied, so this is the same dynamics with far fewer events: a step of 700 input channels
+    is one event, not up to 700 (every event costs the simulation a pass over its targets)."""
 
     time: torch.Tensor
-    source: torch.Tensor
+    source: torch.Tensor | None
     amount: torch.Tensor
     origin: torch.Tensor | None = None
     n_real: torch.Tensor | None = None  # real events per sample
+    counts: torch.Tensor | None = None
 
 
 def raster_to_events(x: torch.Tensor, dt: float, t_end: float) -> Events:
-    """Input spikes from a raster ``[T, B, n]`` (values are spike counts): step ``t`` is time
-    ``t * dt``."""
+    """Input spikes from a raster ``[T, B, n]`` (values are spike counts): one event per sample
+    and step that holds a spike, at time ``t * dt``, with the step's counts (``Events.counts``)."""
     n_steps, batch, n = x.shape
     counts = x.permute(1, 0, 2)  # [B, T, n]
-    b, t, j = counts.nonzero(as_tuple=True)  # sorted by sample, then time
+    b, t = counts.any(2).nonzero(as_tuple=True)  # sorted by sample, then time
     per_sample = torch.bincount(b, minlength=batch)
     width = int(per_sample.max()) if len(b) else 0
     start = torch.cumsum(per_sample, 0) - per_sample
     rank = torch.arange(len(b)) - start[b]
     time = torch.full((batch, width), t_end, dtype=x.dtype)
-    source = torch.full((batch, width), n, dtype=torch.long)
     amount = torch.zeros((batch, width), dtype=x.dtype)
+    step_counts = x.new_zeros(batch, width, n)
     time[b, rank] = t.to(x.dtype) * dt
-    source[b, rank] = j
-    amount[b, rank] = counts[b, t, j]
-    return Events(time, source, amount, None, per_sample)
+    amount[b, rank] = 1.0
+    step_counts[b, rank] = counts[b, t]
+    return Events(time, None, amount, None, per_sample, step_counts)
 
 
 def merge_spike_times(
@@ -235,7 +242,23 @@ def merge_spike_times(
 def event_weights(events: Events, w_t: torch.Tensor) -> torch.Tensor:
     """``[B, E, n]``: the jump each event causes in each target neuron's current; ``w_t`` is the
     stacked ``[sources + 1, targets]`` weight matrix (last row zero)."""
+    if events.counts is not None:
+        return events.counts @ w_t[:-1]
     return w_t[events.source] * events.amount[..., None]
+
+
+def weight_gradient(events: Events, mu_i: torch.Tensor, rows: int) -> torch.Tensor:
+    """dL/d(stacked weights) ``[rows + 1, n]`` from ``mu_I`` at each event ``[B, E, n]``: the
+    gradient of a weight is the sum of ``mu_I`` of its target over the events of its source."""
+    n_target = mu_i.shape[2]
+    if events.counts is not None:
+        grad = torch.einsum("bes,ben->sn", events.counts, mu_i)
+        return torch.cat([grad, grad.new_zeros(1, n_target)])
+    grad = mu_i.new_zeros(rows + 1, n_target)
+    grad.index_add_(
+        0, events.source.reshape(-1), (mu_i * events.amount[..., None]).reshape(-1, n_target)
+    )
+    return grad
 
 
 def states_after_events(events: Events, jumps: torch.Tensor, kernel: Kernel):
@@ -761,14 +784,8 @@ class _Simulation:
                 )
                 dw[net.index[state["rec"].name]] += grad_rec
             # weights: dL/dw_mn = sum over the events from n of mu_I,m
-            n_target = jumps.shape[2]
             rows = sum(spec.size_of(p.source) for p in state["feed"])
-            grad_stack = jumps.new_zeros(rows + 1, n_target)
-            grad_stack.index_add_(
-                0,
-                events.source.reshape(-1),
-                (mu_i * events.amount[..., None]).reshape(-1, n_target),
-            )
+            grad_stack = weight_gradient(events, mu_i, rows)
             for p, offset in zip(state["feed"], state["offsets"]):
                 size = spec.size_of(p.source)
                 dw[net.index[p.name]] += grad_stack[offset : offset + size].T
