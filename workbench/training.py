@@ -298,6 +298,9 @@ def evaluate(network, loader, encoder, readout: str, options: Mapping | None = N
         synops += synaptic_operations(network, inputs, result.recordings)
         predictions.append(pred)
         labels_all.append(labels)
+        # the next batch's recordings would otherwise be made while these are still held:
+        # twice the memory of one batch at the peak
+        del inputs, result, scores, loss
     network.train(was_training)
     return {
         "loss": total_loss / total,

@@ -186,6 +186,9 @@ def fit_epochs(
                 emit(
                     callbacks, SampleRecorded(epoch, batch, _first_sample(network, result, labels))
                 )
+            # the batch's outputs would otherwise live on through the next batch's forward pass
+            # (and the last one through the validation pass): twice a pass's memory at the peak
+            del spikes, loss, scores, result
         val = evaluate(network, validation, data.encoder, config.readout, readout_options(config))
         row = {
             "epoch": epoch,
