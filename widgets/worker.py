@@ -37,6 +37,7 @@ import psutil
 
 from workbench.compare import Comparison, compare, describe_error
 from workbench.experiment import RunConfig, save_run, train
+from workbench.planner import check_plan
 from workbench.spec import NetworkSpec
 from workbench.training import RunEnd, SampleRecorded, interrupt
 
@@ -117,7 +118,9 @@ def train_in_process(config: dict, spec_json: str, folder: str, events, stop, se
         events.put(event)
 
     try:
-        run = train(RunConfig.from_dict(config), [send], stop, NetworkSpec.from_json(spec_json))
+        config, spec = RunConfig.from_dict(config), NetworkSpec.from_json(spec_json)
+        check_plan(config, spec)  # a run that comes near the memory limit: refused if it won't fit
+        run = train(config, [send], stop, spec)
         save_run(run, folder)
     except Exception as exc:  # shown to the user; the session stays usable
         events.put(Finished(None, f"{type(exc).__name__}: {exc}"))

@@ -310,6 +310,13 @@ def make_parser() -> argparse.ArgumentParser:
         help=f"time step in ms ({limits.MIN_DT:g} to {limits.MAX_DT:g})",
     )
     train.add_argument("--quiet", action="store_true", help="no progress bar")
+    train.add_argument(
+        "--plan",
+        action="store_true",
+        help="predict the run's peak memory and time (seconds of calibration on a few "
+        "samples), print them as JSON and stop; a run whose size comes near the memory limit "
+        "is planned before it trains anyway, and refused if the plan does not fit",
+    )
     _limit_arguments(train)
     train.add_argument(
         "--checkpoint-every",
@@ -579,7 +586,7 @@ def cmd_train(args) -> int:
                 [Problem("spec", f"gives the network; {', '.join(given)} cannot be given too")]
             )
         spec = NetworkSpec.from_file(args.spec)
-    from workbench import experiment
+    from workbench import experiment, planner
     from workbench.store import Checkpoint, checkpoint_dir
 
     config = config_from_args(args)
@@ -600,6 +607,12 @@ def cmd_train(args) -> int:
                 )
             ]
         )
+    plan = planner.check_plan(config, spec, force=args.plan)  # refuses a run that won't fit
+    if plan is not None:
+        print(f"plan: {plan.describe()}", file=sys.stderr)
+        if args.plan:
+            print(json.dumps(plan.to_dict()))
+            return 0
     out = experiment.check_out_dir(args.out)
     checkpoint = Checkpoint(checkpoint_dir(out), every=args.checkpoint_every)
     if checkpoint.exists():

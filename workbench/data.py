@@ -165,6 +165,11 @@ class Split:
     def __len__(self) -> int:
         return int(self.labels.shape[0])
 
+    def subset(self, indices) -> Split:
+        """The samples ``indices`` (in that order) as a new split."""
+        indices = np.asarray(indices, dtype=np.int64)
+        return Split(self.features[indices], self.labels[indices])
+
 
 class PaddedEvents:
     """The samples of an :class:`EventSplit` as ``[n, E, 2]`` float32 arrays, by index or slice.
@@ -309,6 +314,20 @@ class Dataset:
     def events(self) -> bool:
         """Whether the splits hold spike events (the ``spikes`` encoder reads them)."""
         return isinstance(self.train, EventSplit)
+
+    def head(self, train: int, evaluation: int) -> Dataset:
+        """The first ``train`` training samples and ``evaluation`` validation and test samples
+        (as many as there are), the task's own hooks kept: a run's pieces on a few samples."""
+
+        def first(split, n):
+            return split.subset(np.arange(min(n, len(split))))
+
+        return dataclasses.replace(
+            self,
+            train=first(self.train, train),
+            validation=first(self.validation, evaluation),
+            test=first(self.test, evaluation),
+        )
 
 
 def _load_yinyang(
