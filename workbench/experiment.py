@@ -952,6 +952,10 @@ def load_run(path: str | os.PathLike, dataset: str | None = None) -> Run:
             ]
         )
     network = build(spec, config.backend, seed=config.seed, **config.backend_options)
+    if hasattr(network, "max_spikes") and isinstance(config.training, dict):
+        # the event simulator follows as many spikes per neuron as the run trained with
+        # (EventProp's max_spikes): with fewer, the same weights make another network
+        network.max_spikes = config.training.get("max_spikes", network.max_spikes)
     try:
         network.load_state_dict(load_file(path / "weights.safetensors"))
     except (RuntimeError, OSError) as exc:
