@@ -58,7 +58,6 @@ import pandas as pd
 from workbench import experiment, limits
 from workbench.algorithms import ALGORITHMS
 from workbench.backends import available_backends
-from workbench.data import load_dataset
 from workbench.metrics import peak_memory
 from workbench.spec import Problem, SpecError
 from workbench.training import emit
@@ -131,10 +130,9 @@ def run_cell(cell: dict, stop=None) -> dict:
     row = _empty_row(cell)
     try:
         config = cell_config(cell)
-        # One-time costs of a process (imports, torch's first optimiser step, loading the
+        # One-time costs of a process (the data set, torch's first optimiser step, loading the
         # compiled kernels) stay outside the measurement, so the first run in a process
         # measures like the others.
-        load_dataset(config.dataset, **config.dataset_options)
         experiment.warm_up(config)
         with peak_memory() as peak:
             run = experiment.train(config, stop=stop)

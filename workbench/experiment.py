@@ -727,12 +727,20 @@ def prepare(config: RunConfig, spec: NetworkSpec | None = None):
     return TrainingData(dataset, encoder, config.seed), spec, network, hyper
 
 
+_warmed_up: set[tuple[str, str]] = set()  # (algorithm, backend) pairs this process has run
+
+
 def warm_up(config: RunConfig, spec: NetworkSpec | None = None) -> None:
     """Pay a process's one-time costs of a run like ``config`` before anything is measured:
     torch's first optimiser step, and loading the compiled kernels of its backend and algorithm
     (~90 MiB and a few seconds the first time in a process).  One epoch of one sample on the
-    run's own network, then a forward pass; nothing is kept."""
+    run's own network, then a forward pass; nothing is kept.  Once per algorithm and backend
+    in a process; the configuration is checked (and its data set loaded) in any case."""
+    if (config.algorithm, config.backend) in _warmed_up:
+        check_config(config, spec)  # what prepare would refuse, and the data set loaded
+        return
     data, spec, network, hyper = prepare(copy.deepcopy(config), spec)
+    _warmed_up.add((config.algorithm, config.backend))
     one = TrainingData(data.dataset.head(1, 1), data.encoder, config.seed)
     settings = dataclasses.replace(hyper, epochs=1, batch_size=1, patience=0, sample_every=0)
     get_algorithm(config.algorithm).fit(network, one, settings)
