@@ -18,47 +18,23 @@ whether they are an assumption (``dataclasses.replace(profile, name=value)`` cha
 from __future__ import annotations
 
 import dataclasses
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
 import torch
 
 from workbench.backends import FloatNetwork, projection_key
+from workbench.figures import Figures, figure
 from workbench.spec import INPUT, NetworkSpec, Problem, SpecError
 
 
-def figure(value, unit: str = "", source: str = "", assumption: bool = False):
-    """A profile field: its default ``value`` with unit, source and whether it is assumed."""
-    metadata = {"unit": unit, "source": source, "assumption": assumption}
-    if isinstance(value, (list, dict, set)):
-        return field(default_factory=lambda: value, metadata=metadata)
-    return field(default=value, metadata=metadata)
-
-
 @dataclass(frozen=True)
-class HardwareProfile:
+class HardwareProfile(Figures):
     """A chip's figures.  Subclasses add fields made with :func:`figure`."""
 
     name: str = "chip"
     speedup: float = figure(1.0, "x biological time", "emulated in biological time")
-
-    def figures(self) -> pd.DataFrame:
-        """Every figure with its value, unit, source and whether it is an assumption."""
-        rows = []
-        for f in dataclasses.fields(self):
-            if f.name == "name":
-                continue
-            rows.append(
-                {
-                    "figure": f.name,
-                    "value": getattr(self, f.name),
-                    "unit": f.metadata.get("unit", ""),
-                    "source": f.metadata.get("source", ""),
-                    "assumption": f.metadata.get("assumption", False),
-                }
-            )
-        return pd.DataFrame(rows)
 
 
 @dataclass(frozen=True)
@@ -198,6 +174,9 @@ class Deployment:
     resources: pd.DataFrame
     accuracy_before: float | None = None
     accuracy_after: float | None = None
+    energy_before_uj: float | None = None  # per test sample, float (CPU/GPU reference)
+    energy_after_uj: float | None = None  # per test sample, on the chip
+    energy: pd.DataFrame | None = None  # the chip's energy per test sample, term by term
 
 
 def deploy(
@@ -207,7 +186,8 @@ def deploy(
 
     With ``data`` (a :class:`~workbench.experiment.TrainingData`), a chip that has a
     ``calibrate(spikes)`` step is calibrated on training samples first, and the test accuracy
-    before (float) and after (on the chip) is measured.
+    and energy per sample before (float) and after (on the chip) are measured, with the
+    chip's energy term by term (:mod:`workbench.energy`).
     """
     from workbench.backends import build
     from workbench.experiment import measure
@@ -219,6 +199,9 @@ def deploy(
         chip.calibrate(data.encoder(features))
     out = Deployment(chip, chip.deployment_report(), chip.resources(chip.spec, chip.profile))
     if data is not None:
-        out.accuracy_before = measure(float_network, data, readout)["test_accuracy"]
-        out.accuracy_after = measure(chip, data, readout)["test_accuracy"]
+        before, after = measure(float_network, data, readout), measure(chip, data, readout)
+        out.accuracy_before, out.accuracy_after = before["test_accuracy"], after["test_accuracy"]
+        out.energy_before_uj = before["test_energy_per_sample_uj"]
+        out.energy_after_uj = after["test_energy_per_sample_uj"]
+        out.energy = pd.DataFrame(after["test_energy"])
     return out

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 
 import torch
 
+from workbench.energy import energy_table, priced
 from workbench.fused import lif_scan
 from workbench.neurons import LIFParameters, propagators
 from workbench.spec import INPUT, NetworkSpec
@@ -42,6 +43,7 @@ from .base import (
 PEHLE = "Pehle et al. 2022, Front. Neurosci. 16:795876 (BrainScaleS-2 system)"
 HXTORCH = "Spilger et al. 2023, NICE '23 (hxtorch.snn: signed synapses use an exc. and inh. row)"
 CALIX = "calix calibration ranges of the LIF neuron (issue 4; Billaudelle et al. 2022)"
+STRADMANN = "Stradmann et al. 2022, IEEE Open J. Circuits Syst. 3:252 (BrainScaleS-2 mobile)"
 ASSUMED = "assumption: residual after calibration is not published; set it to study its effect"
 
 
@@ -65,6 +67,13 @@ class BrainScaleS2Profile(HardwareProfile):
     mismatch_synaptic_gain: float = figure(0.05, "relative sigma per neuron", ASSUMED, True)
     membrane_noise: float = figure(
         0.01, "stationary sigma of the membrane, model units (~2 mV of ~200 mV)", ASSUMED, True
+    )
+    chip_power: float = figure(
+        0.70,
+        "W drawn by the ASIC while it runs a network",
+        f"{STRADMANN}: 192 uJ per sample over a 276 us classification, ASIC only, in its "
+        "vector-matrix (non-spiking) mode; taken to hold for spiking networks",
+        assumption=True,
     )
 
     def scaled(self, factor: float) -> BrainScaleS2Profile:
@@ -104,6 +113,18 @@ class BrainScaleS2(EmulatedNetwork):
     @property
     def speedup(self) -> float:
         return self.profile.speedup
+
+    def energy(self, activity):
+        """Energy per sample of ``activity``: the chip's power over the sample's accelerated
+        duration (analog neurons and synapses draw power whether or not they spike)."""
+        seconds = activity.time_steps * self.spec.dt * 1e-3 / self.speedup
+        return energy_table(
+            [
+                priced(
+                    "chip time per sample", seconds, "s (hardware time)", self.profile, "chip_power"
+                )
+            ]
+        )
 
     # ------------------------------------------------------------------------ the chip
     def _draw_chip(self) -> None:

@@ -74,6 +74,7 @@ import pandas as pd
 import torch
 
 from workbench.backends import projection_key
+from workbench.energy import energy_table, priced
 from workbench.hardware.base import (
     EmulatedNetwork,
     HardwareProfile,
@@ -212,6 +213,21 @@ class CrossbarProfile(HardwareProfile):
         0.15,
         "ohm per cell along a row (used with ir_drop=True)",
         "aihwkit IOParametersIRDropT.ir_drop_rs = 0.15 ohm",
+    )
+    energy_per_mac: float = figure(
+        0.18e-12,
+        "J per multiply-accumulate in the array, converters included (2 operations)",
+        "Yao et al. 2020, Nature 577:641 (fully hardware memristor CNN): 11,014 GOP/s/W at "
+        "system level; a figure of an RRAM system applied to this PCM-like array per synaptic "
+        "event",
+        assumption=True,
+    )
+    energy_neuron_update: float = figure(
+        0.92e-12,
+        "J per digital neuron update at the array's edge (4 x 8-bit multiply-adds)",
+        "Horowitz 2014, ISSCC, 45 nm: 8-bit multiply 0.2 pJ, 8-bit add 0.03 pJ; four of each "
+        "per LIF step is an assumption",
+        assumption=True,
     )
 
     def __post_init__(self) -> None:
@@ -659,6 +675,23 @@ class Crossbar(EmulatedNetwork):
                 )
             )
         return violations
+
+    def energy(self, activity) -> pd.DataFrame:
+        """Energy per sample of ``activity``: a multiply-accumulate in the array for every
+        synaptic event, and a digital neuron update per neuron and step."""
+        p = self.profile
+        return energy_table(
+            [
+                priced("synaptic operations", activity.synops, "ops", p, "energy_per_mac"),
+                priced(
+                    "neuron updates",
+                    activity.neuron_steps(self.spec),
+                    "neuron-steps",
+                    p,
+                    "energy_neuron_update",
+                ),
+            ]
+        )
 
     @classmethod
     def resources(

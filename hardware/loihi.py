@@ -73,6 +73,7 @@ from workbench import kernels
 from numba import njit, prange
 
 from workbench.backends import RunResult, _shift, projection_key
+from workbench.energy import energy_table, priced
 from workbench.neurons import propagators
 from workbench.spec import INPUT, NetworkSpec, Projection
 
@@ -98,6 +99,7 @@ NENGO_LOIHI = (
     "(MAX_COMPARTMENTS, MAX_IN_AXONS, MAX_OUT_AXONS, MAX_SYNAPSE_BITS)"
 )
 BRIAN2LOIHI = "Michaelis et al. 2022, Brian2Loihi, Front. Neuroinform. 16:1015624"
+DAVIES_ENERGY = f"{DAVIES}, Table 1 (energy per operation, 14 nm)"
 
 
 @dataclass(frozen=True)
@@ -173,6 +175,22 @@ class LoihiProfile(HardwareProfile):
         "trace decay rounds down and weight updates round to nearest (the chip rounds "
         "stochastically)",
         f"{DAVIES}; {BRIAN2LOIHI} (traces differ slightly from the chip by stochastic rounding)",
+        assumption=True,
+    )
+    energy_synaptic_op: float = figure(
+        23.6e-12, "J per synaptic spike operation (the table's minimum)", DAVIES_ENERGY
+    )
+    energy_update: float = figure(52e-12, "J per compartment update (inactive)", DAVIES_ENERGY)
+    energy_spiking_update: float = figure(
+        29e-12,
+        "J more for an update that spikes (active 81 pJ - inactive 52 pJ)",
+        f"{DAVIES_ENERGY}; 'active' read as an update that fires (an interpretation)",
+        assumption=True,
+    )
+    energy_spike_message: float = figure(
+        1.7e-12,
+        "J per spike message within a tile (no tile hops: 3-4 pJ each)",
+        f"{DAVIES_ENERGY}; every spike, the input's included, taken to stay in its tile",
         assumption=True,
     )
 
@@ -911,6 +929,34 @@ class Loihi(EmulatedNetwork):
                 ("max fan-in axons per core", fan_in, profile.fan_in_axons_per_core),
                 ("max fan-out axons per core", fan_out, profile.fan_out_axons_per_core),
                 ("max synaptic delay (steps)", delay, profile.max_delay),
+            ]
+        )
+
+    def energy(self, activity) -> pd.DataFrame:
+        """Energy per sample of ``activity``: Davies et al. 2018's energy per synaptic
+        operation, compartment update, spiking update and spike message.  Dynamic energy only:
+        that table gives no static power."""
+        p = self.profile
+        used = self.resources(self.spec, p).set_index("resource")["used"]
+        spiking = sum(activity.active.values())
+        return energy_table(
+            [
+                priced("synaptic operations", activity.synops, "ops", p, "energy_synaptic_op"),
+                priced(
+                    "compartment updates",
+                    activity.time_steps * used["compartments"],
+                    "compartment-steps",
+                    p,
+                    "energy_update",
+                ),
+                priced("spiking updates", spiking, "neuron-steps", p, "energy_spiking_update"),
+                priced(
+                    "spike messages",
+                    activity.input_events + activity.total_spikes,
+                    "spikes",
+                    p,
+                    "energy_spike_message",
+                ),
             ]
         )
 

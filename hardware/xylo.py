@@ -126,6 +126,7 @@ import pandas as pd
 import torch
 
 from workbench.backends import RunResult, projection_key
+from workbench.energy import energy_table, priced
 from workbench.kernels import SURROGATE_CODES
 from workbench.neurons import propagators
 from workbench.spec import INPUT, NetworkSpec, Population, Problem, Projection, SpecError
@@ -1079,6 +1080,24 @@ class Xylo(EmulatedNetwork):
                         f"{p.max_output_sources} hidden neurons",
                     )
         return out
+
+    def energy(self, activity) -> pd.DataFrame:
+        """Energy per sample of ``activity``: SynSense's cycle model for the activity shown
+        (:func:`cycles_per_step`) at the profile's energy per cycle, and the static power over
+        the sample's real time (Xylo runs in biological time).  The model is linear in the
+        activities, so the mean activity gives the mean cycles."""
+        p, lay, steps = self.profile, self.layout, activity.time_steps
+        input_activity = activity.input_active / (steps * self.spec.input_size)
+        hidden = sum(activity.active.get(h, 0.0) for h in lay.hidden)
+        hidden_activity = hidden / (steps * lay.n_hidden) if lay.n_hidden else 0.0
+        cycles = cycles_per_step(self, input_activity, hidden_activity)
+        seconds = steps * self.spec.dt * 1e-3
+        return energy_table(
+            [
+                priced("core clock cycles", steps * cycles, "cycles", p, "energy_per_cycle"),
+                priced("static power over the sample", seconds, "s", p, "static_power"),
+            ]
+        )
 
     @classmethod
     def resources(cls, spec: NetworkSpec, profile: XyloProfile | None = None) -> pd.DataFrame:

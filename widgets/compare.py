@@ -79,7 +79,13 @@ from .state import Workbench
 from .worker import ComparisonDone, Job, compare_in_process, session_folder, zip_folder
 
 # the measures plotted per algorithm x backend (columns of Comparison.results)
-PLOTTED = ("test_accuracy", "train_seconds", "spikes_per_sample", "peak_memory_mb")
+PLOTTED = (
+    "test_accuracy",
+    "train_seconds",
+    "spikes_per_sample",
+    "energy_per_sample_uj",
+    "peak_memory_mb",
+)
 CELL = hv.Dimension("cell", label="algorithm · backend")
 CALIBRATION_SAMPLES = 256  # training samples a chip with calibrate() is calibrated on
 

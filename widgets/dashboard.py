@@ -601,7 +601,9 @@ class TrainingDashboard(pn.viewable.Viewer):
             f"### Test accuracy {100 * m['test_accuracy']:.1f} %{stopped}\n"
             f"validation {100 * m['val_accuracy']:.1f} % · best epoch {m.get('best_epoch')} · "
             f"{m['train_seconds']:.1f} s · "
-            f"{m.get('test_spikes_per_sample', float('nan')):.1f} spikes per sample"
+            f"{m.get('test_spikes_per_sample', float('nan')):.1f} spikes per sample · "
+            f"{m.get('test_energy_per_sample_uj', float('nan')):.3g} µJ per sample on "
+            f"{run.config.backend}"
         )
         confusion = m.get("test_confusion")
         if confusion is not None:

@@ -159,6 +159,14 @@ class FloatNetwork(nn.Module):
     def weight(self, proj: Projection) -> torch.Tensor:
         return self.weights[projection_key(proj)]
 
+    def energy(self, activity):
+        """Energy per sample of ``activity`` (:class:`workbench.energy.Activity`) on this
+        backend, term by term with the source of each price; the float simulator is priced as
+        a CPU or GPU doing its arithmetic (:func:`workbench.energy.dense_energy`)."""
+        from workbench.energy import dense_energy
+
+        return dense_energy(self.spec, activity)
+
     def _check_input(self, x: torch.Tensor) -> None:
         if x.dim() != 3 or x.shape[2] != self.spec.input_size:
             raise ValueError(

@@ -32,6 +32,9 @@ Columns of ``results.csv`` (see :data:`COLUMNS`):
 - ``spikes_per_sample``: spikes of every spiking population (not the input) per test sample.
 - ``synops_per_sample``: synaptic operations per test sample, every spike (input included)
   times its synapses (:func:`workbench.metrics.synaptic_operations`), an energy proxy.
+- ``energy_per_sample_uj``: energy per test sample on the run's backend, in microjoules: its
+  counted activity priced with the backend's published per-operation figures
+  (``network.energy(activity)``; :mod:`workbench.energy`).
 - ``epochs``: epochs trained (fewer than asked when early stopping ended the run).
 - ``error``: empty for a run that completed; otherwise why it failed.
 """
@@ -72,6 +75,7 @@ COLUMNS = (
     "peak_memory_mb",
     "spikes_per_sample",
     "synops_per_sample",
+    "energy_per_sample_uj",
     "epochs",
     "error",
 )
@@ -83,6 +87,7 @@ SUMMARISED = {
     "peak_memory_mb": ("peak MiB", "{:.0f}"),
     "spikes_per_sample": ("spikes/sample", "{:.1f}"),
     "synops_per_sample": ("synops/sample", "{:.0f}"),
+    "energy_per_sample_uj": ("uJ/sample", "{:.3g}"),
 }
 GRID_AXES = ("dataset", "algorithm", "backend", "seed")  # not settable through ``overrides``
 
@@ -147,6 +152,7 @@ def run_cell(cell: dict, stop=None) -> dict:
         peak_memory_mb=peak.megabytes,
         spikes_per_sample=m.get("test_spikes_per_sample", math.nan),
         synops_per_sample=m.get("test_synops_per_sample", math.nan),
+        energy_per_sample_uj=m.get("test_energy_per_sample_uj", math.nan),
         epochs=m["epochs"],
     )
     if cell.get("run_dir"):

@@ -36,6 +36,7 @@ from workbench.algorithms import ALGORITHMS, get_algorithm
 from workbench.backends import build
 from workbench.catalog import STATIC_ENCODERS, encoders_for  # noqa: F401 (re-exported)
 from workbench.data import Dataset, dataset_options, load_dataset, make_encoder, make_loaders
+from workbench.energy import energy_per_sample_uj
 from workbench.limits import key_name, show
 from workbench.losses import MEMBRANE_READOUTS, readout_options
 from workbench.neurons import MODELS
@@ -831,6 +832,9 @@ def measure(network, data: TrainingData, readout: str, options: dict | None = No
         if split == "test":
             out["test_spikes_per_sample"] = result["spikes_per_sample"]
             out["test_synops_per_sample"] = result["synops_per_sample"]
+            energy = network.energy(result["activity"])  # term by term, with sources
+            out["test_energy_per_sample_uj"] = energy_per_sample_uj(energy)
+            out["test_energy"] = energy.to_dict(orient="records")
             n = data.dataset.n_classes
             confusion = torch.zeros(n, n, dtype=torch.long)
             confusion.index_put_(

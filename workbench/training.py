@@ -21,7 +21,7 @@ import torch
 import torch.nn.functional as F
 
 from workbench import losses
-from workbench.metrics import synaptic_operations
+from workbench.energy import ActivityCounter
 from workbench.spec import Problem
 
 # ------------------------------------------------------------------------------------ events
@@ -271,7 +271,8 @@ def evaluate(network, loader, encoder, readout: str, options: Mapping | None = N
 
     ``spikes_per_sample`` counts the spikes of every spiking population (hidden and a spiking
     output; not the input); ``synops_per_sample`` counts the synaptic events those spikes and
-    the input spikes cause (:func:`workbench.metrics.synaptic_operations`).
+    the input spikes cause (:func:`workbench.metrics.synaptic_operations`); ``activity`` holds
+    these and the other counts that price energy (:class:`workbench.energy.Activity`).
 
     A random encoder is evaluated through a copy restarted from its seed, so the result does
     not depend on what the encoder produced before (and training's stream is untouched).
@@ -283,7 +284,8 @@ def evaluate(network, loader, encoder, readout: str, options: Mapping | None = N
         encoder.reset()
     was_training = network.training
     network.eval()
-    total_loss, correct, total, spikes, synops = 0.0, 0, 0, 0.0, 0.0
+    total_loss, correct, total = 0.0, 0, 0
+    counter = ActivityCounter(network.spec.dt)
     predictions, labels_all = [], []
     for features, labels in loader:
         inputs = encoder(features)
@@ -294,19 +296,20 @@ def evaluate(network, loader, encoder, readout: str, options: Mapping | None = N
         pred = scores.argmax(dim=1)
         correct += (pred == labels).sum().item()
         total += len(labels)
-        spikes += sum(r["spikes"].sum().item() for r in result.recordings.values() if "spikes" in r)
-        synops += synaptic_operations(network, inputs, result.recordings)
+        counter.add(network, inputs, result.recordings)
         predictions.append(pred)
         labels_all.append(labels)
         # the next batch's recordings would otherwise be made while these are still held:
         # twice the memory of one batch at the peak
         del inputs, result, scores, loss
     network.train(was_training)
+    activity = counter.activity()
     return {
         "loss": total_loss / total,
         "accuracy": correct / total,
-        "spikes_per_sample": spikes / total,
-        "synops_per_sample": synops / total,
+        "spikes_per_sample": activity.total_spikes,
+        "synops_per_sample": activity.synops,
+        "activity": activity,
         "predictions": torch.cat(predictions),
         "labels": torch.cat(labels_all),
     }
