@@ -114,10 +114,14 @@ class BrainScaleS2(EmulatedNetwork):
     def speedup(self) -> float:
         return self.profile.speedup
 
+    def latency(self, activity) -> float:
+        """Seconds per sample: the sample's duration, accelerated ``speedup`` times."""
+        return activity.time_steps * self.spec.dt * 1e-3 / self.speedup
+
     def energy(self, activity):
         """Energy per sample of ``activity``: the chip's power over the sample's accelerated
         duration (analog neurons and synapses draw power whether or not they spike)."""
-        seconds = activity.time_steps * self.spec.dt * 1e-3 / self.speedup
+        seconds = self.latency(activity)
         return energy_table(
             [
                 priced(

@@ -1081,6 +1081,10 @@ class Xylo(EmulatedNetwork):
                     )
         return out
 
+    def latency(self, activity) -> float:
+        """Seconds per sample: Xylo runs in real time, one step per ``dt``."""
+        return activity.time_steps * self.spec.dt * 1e-3
+
     def energy(self, activity) -> pd.DataFrame:
         """Energy per sample of ``activity``: SynSense's cycle model for the activity shown
         (:func:`cycles_per_step`) at the profile's energy per cycle, and the static power over
@@ -1091,7 +1095,7 @@ class Xylo(EmulatedNetwork):
         hidden = sum(activity.active.get(h, 0.0) for h in lay.hidden)
         hidden_activity = hidden / (steps * lay.n_hidden) if lay.n_hidden else 0.0
         cycles = cycles_per_step(self, input_activity, hidden_activity)
-        seconds = steps * self.spec.dt * 1e-3
+        seconds = self.latency(activity)
         return energy_table(
             [
                 priced("core clock cycles", steps * cycles, "cycles", p, "energy_per_cycle"),

@@ -92,7 +92,7 @@ def test_every_committed_notebooks_markers_pair_up():
 
 
 NOTEBOOKS = Path(__file__).resolve().parents[1] / "notebooks"
-LAB_NUMBERS = [f"{n:02d}" for n in (*range(4, 11), 12)]
+LAB_NUMBERS = [f"{n:02d}" for n in (*range(4, 11), 12, 13)]
 
 
 @pytest.mark.parametrize("number", LAB_NUMBERS)

@@ -293,10 +293,7 @@ def test_backend_options_are_checked_against_the_backends_own_signature():
 # ------------------------------------------------------------------------------------ pairs
 REFUSED = {
     ("surrogate", "event"),
-    ("eventprop", "brainscales2"),
-    ("eventprop", "xylo"),
-    ("eventprop", "loihi"),
-    ("eventprop", "crossbar"),
+    *{("eventprop", b) for b in ("brainscales2", "xylo", "loihi", "crossbar", "fpga")},
     *{(rule, b) for rule in ("stdp", "vdsp") for b in available_backends() if b != "float"},
 }
 

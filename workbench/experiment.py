@@ -835,6 +835,8 @@ def measure(network, data: TrainingData, readout: str, options: dict | None = No
             energy = network.energy(result["activity"])  # term by term, with sources
             out["test_energy_per_sample_uj"] = energy_per_sample_uj(energy)
             out["test_energy"] = energy.to_dict(orient="records")
+            if hasattr(network, "latency"):  # backends that model their time per sample
+                out["test_latency_per_sample_us"] = network.latency(result["activity"]) * 1e6
             n = data.dataset.n_classes
             confusion = torch.zeros(n, n, dtype=torch.long)
             confusion.index_put_(
