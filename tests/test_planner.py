@@ -149,3 +149,35 @@ def test_the_plan_is_within_20_percent_of_a_measured_run():
         values[mode] = float(done.stdout.strip().splitlines()[-1])
     assert values["run"] > 200  # the comparison is not between two small numbers
     assert abs(values["plan"] / values["run"] - 1) < 0.2, values
+
+
+def test_the_app_worker_reports_the_plan_of_a_run_near_the_limit(monkeypatch, tmp_path):
+    """The app's training worker plans a run whose estimate comes near the limit and sends the
+    plan (shown in the dashboard's status) before the first batch."""
+    import multiprocessing
+    import os
+
+    from workbench.widgets.worker import Finished, Planned, train_in_process
+
+    config = small_config(n_steps=200, hidden=[128])
+    config.training["epochs"] = 1
+    spec = experiment.prepare(config)[1]
+    total = limits.spec_estimate(spec, 32, "surrogate").total
+    # the estimate is over 1/8 of this limit (so the run is planned) and the run fits in it
+    # (measured peaks were 0.55-2.2 times the estimate)
+    monkeypatch.setenv(limits.MEMORY_ENV, str(int(6 * total)))
+    assert planner.needs_plan(config)
+    ctx = multiprocessing.get_context("spawn")  # a fresh process that reads the limit above
+    events, stop = ctx.Queue(), ctx.Event()
+    args = (config.to_dict(), spec.to_json(), str(tmp_path / "run"), events, stop, os.getpid())
+    worker = ctx.Process(target=train_in_process, args=args)
+    worker.start()
+    seen = []
+    while not seen or not isinstance(seen[-1], Finished):
+        seen.append(events.get(timeout=300))
+    worker.join(60)
+    kinds = [type(e).__name__ for e in seen]
+    assert seen[-1].error is None, seen[-1].error
+    planned = [e for e in seen if isinstance(e, Planned)]
+    assert len(planned) == 1 and "MiB" in planned[0].text and "per epoch" in planned[0].text
+    assert kinds.index("Planned") < kinds.index("BatchEnd")

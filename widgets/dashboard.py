@@ -46,7 +46,7 @@ from workbench.training import BatchEnd, EpochEnd, SampleRecorded
 from . import plots
 from .hardware import chip_problems
 from .state import Workbench
-from .worker import Finished, Job, session_folder, train_in_process, zip_folder
+from .worker import Finished, Job, Planned, session_folder, train_in_process, zip_folder
 
 SAMPLE_EVERY = 5  # batches between recorded samples while the dashboard watches
 
@@ -193,6 +193,7 @@ class TrainingDashboard(pn.viewable.Viewer):
         self._epochs = 0
         self._steps_per_epoch = 1
         self._last_batch: BatchEnd | None = None
+        self._plan: str | None = None  # the plan the worker made before training, if any
 
         self._algorithm = pn.widgets.Select.from_param(
             self.param.algorithm, label="Algorithm", css_classes=["wb-algorithm"]
@@ -443,6 +444,7 @@ class TrainingDashboard(pn.viewable.Viewer):
         self._update_times.clear()
         self.first_update_s = None
         self._last_batch = None
+        self._plan = None
         self._result.object = ""
         self._confusion.objects = []
         self._save.disabled = True
@@ -501,6 +503,8 @@ class TrainingDashboard(pn.viewable.Viewer):
                 recording = event.recording
             elif isinstance(event, Finished):
                 finished = event
+            elif isinstance(event, Planned):
+                self._plan = event.text
         if batches:
             self._curves.stream(dict(zip(("batch", "loss", "accuracy"), zip(*batches))))
         if epochs:
@@ -572,6 +576,8 @@ class TrainingDashboard(pn.viewable.Viewer):
             text += f" · {self.update_rate():.1f} plot updates/s"
         if self.first_update_s is not None:
             text += f" · first update {self.first_update_s:.2f} s after Start"
+        if self._plan:
+            text += f"\n\nnear the memory limit, so planned before it started: {self._plan}"
         if self.session.error:
             text += f"\n\n{self.session.error}"
         return text

@@ -88,6 +88,14 @@ def follow(server: int, period: float = 1.0) -> None:
 
 
 @dataclass(frozen=True)
+class Planned:
+    """The run came near the memory limit, so it was planned before it trained: the plan's
+    one-line description (predicted peak memory against the limit, time per epoch)."""
+
+    text: str
+
+
+@dataclass(frozen=True)
 class Ready:
     """A worker's first event: from now on ``SIGUSR1`` aborts its batch (before, the
     signal's default action would end the process, so the job does not send it)."""
@@ -119,7 +127,9 @@ def train_in_process(config: dict, spec_json: str, folder: str, events, stop, se
 
     try:
         config, spec = RunConfig.from_dict(config), NetworkSpec.from_json(spec_json)
-        check_plan(config, spec)  # a run that comes near the memory limit: refused if it won't fit
+        plan = check_plan(config, spec)  # a run near the memory limit: refused if it won't fit
+        if plan is not None:
+            events.put(Planned(plan.describe()))
         run = train(config, [send], stop, spec)
         save_run(run, folder)
     except Exception as exc:  # shown to the user; the session stays usable
