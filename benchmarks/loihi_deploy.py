@@ -2,9 +2,14 @@
 
 Prints the float and the Loihi test accuracy (default mapping, and with the LI readout's range
 calibrated on 256 training samples), how each projection's weights changed, the integer
-compartment settings (12-bit decays from dt, tau_mem, tau_syn) and the resource report.
+compartment settings (12-bit decays from dt, tau_mem, tau_syn; an alif population's AHP
+compartment: its decay from tau_adapt and its jump's weight and exponent) and the resource
+report.  ``--train-alif DATASET`` first trains the dataset's reference network with an alif
+(AHP) hidden layer on the float simulator, then deploys that (``deploy()``: accuracy before and
+after, resources).
 
     .venv/bin/python benchmarks/loihi_deploy.py --run /tmp/yy/seed0
+    .venv/bin/python benchmarks/loihi_deploy.py --train-alif yinyang --epochs 40
 """
 
 from __future__ import annotations
@@ -15,8 +20,10 @@ import time
 import pandas as pd
 import torch
 
+from workbench import experiment
 from workbench.backends import FloatNetwork
 from workbench.experiment import load_run, measure
+from workbench.hardware.base import deploy
 from workbench.hardware.loihi import Loihi
 
 
@@ -32,15 +39,36 @@ class FloatWithChipFormats(torch.nn.Module):
     def forward(self, x, record=()):
         return FloatNetwork.forward(self.chip, x, record)
 
+    def energy(self, activity):
+        return FloatNetwork.energy(self.chip, activity)  # priced as the float arithmetic it is
+
 
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--run", required=True, help="run folder of a float-trained network")
+    source = parser.add_mutually_exclusive_group(required=True)
+    source.add_argument("--run", help="run folder of a float-trained network")
+    source.add_argument(
+        "--train-alif",
+        metavar="DATASET",
+        help="train DATASET's reference network with an alif hidden layer (float) first",
+    )
+    parser.add_argument("--epochs", type=int, help="--train-alif: epochs (default: reference)")
+    parser.add_argument("--seed", type=int, default=0, help="--train-alif: seed")
+    parser.add_argument("--tau-adapt", type=float, default=100.0, help="--train-alif: ms")
+    parser.add_argument("--adapt-strength", type=float, default=0.2, help="--train-alif")
     parser.add_argument("--readout", default="max_membrane")
     args = parser.parse_args(argv)
 
     torch.manual_seed(0)
-    run = load_run(args.run)
+    if args.run:
+        run = load_run(args.run)
+    else:
+        run = train_alif(args)
+        deployed = deploy(run.network, "loihi", data=run.data, readout=args.readout)
+        print(
+            f"deploy(): test accuracy {deployed.accuracy_before:.4f} (float alif) -> "
+            f"{deployed.accuracy_after:.4f} (Loihi, calibrated readout)"
+        )
     spec = run.spec
     print(f"network {spec.name}: dt {spec.dt:g} ms, {spec.n_steps} steps")
 
@@ -83,6 +111,10 @@ def main(argv: list[str] | None = None) -> None:
                     "threshold_mantissa": c.threshold_mantissa or "-",
                     "bias": c.bias,
                     "chip units per float unit": c.scale,
+                    "ahp_decay": "-" if c.ahp_decay is None else c.ahp_decay,
+                    "ahp_weight, exponent": "-"
+                    if c.ahp_decay is None
+                    else f"{c.ahp_weight}, {c.ahp_exponent}",
                 }
                 for name, c in config.compartments.items()
             ]
@@ -98,6 +130,28 @@ def main(argv: list[str] | None = None) -> None:
         print(report.to_string(index=False, float_format=lambda v: f"{v:.5f}"))
         print("\nresources")
         print(Loihi.resources(spec, chip.profile).to_string(index=False))
+
+
+def train_alif(args):
+    """The dataset's reference configuration with an alif hidden layer, trained on the float
+    simulator (prints its time)."""
+    config = experiment.reference_config(args.train_alif, "surrogate", "float", seed=args.seed)
+    config.neuron = "alif"
+    config.neuron_params = {
+        **config.neuron_params,
+        "tau_adapt": args.tau_adapt,
+        "adapt_strength": args.adapt_strength,
+    }
+    if args.epochs is not None:
+        config.training["epochs"] = args.epochs
+    start = time.perf_counter()
+    run = experiment.train(config)
+    print(
+        f"trained {args.train_alif} with alif hidden neurons (tau_adapt {args.tau_adapt:g} ms, "
+        f"adapt_strength {args.adapt_strength:g}), {config.training['epochs']} epochs, seed "
+        f"{args.seed}: {time.perf_counter() - start:.0f} s"
+    )
+    return run
 
 
 if __name__ == "__main__":

@@ -32,6 +32,30 @@ the figures' sources are in :class:`LoihiProfile`).  Every state is an integer:
   projection adds one more step (the spec's meaning of ``recurrent``), so its programmed delay
   is ``delay + 1``.
 
+An ``alif`` neuron (an after-hyperpolarising, AHP, current) takes two compartments, as Rao,
+Plank, Wild & Maass (2022, Nature Machine Intelligence 4: 467-479) ran their AHP neurons on
+Loihi ("AHP currents can easily be implemented in neuromorphic hardware that supports
+multi-compartment neuron models, such as Intel's Loihi chip").  Intel's NxSDK code of that work
+(``intel-nrc-ecosystem/models``: ``nxsdk_modules_ncl/lsnn/apps/relnet/RecurrentLsnn.py`` and
+``nxsdk_modules_ncl/lsnn/src/lsnn.py``) builds it so: an auxiliary compartment with a full
+current decay (``decayAuxU = 4096``) and the AHP's decay as its voltage decay, which never
+spikes and pushes its ``v`` onto the dendritic stack; the soma pops it with the join operation
+ADD; the soma's own spikes reach the auxiliary compartment through an inhibitory synapse
+(weight ``-weightAux``, its own exponent, delay 0).  Each step the auxiliary compartment runs
+first, then the soma (``s`` its spikes, ``h`` the auxiliary compartment's ``v``):
+
+    h[t]  = clip24( decay(h[t-1], decay_h) + (shift(w_h s[t-1], e_h) << 6) )
+    v[t]  = clip24( decay(v[t-1], decay_v) + u[t] + h[t] + bias )   (in place of v above)
+
+- The auxiliary ``u`` holds only its step's input (the full decay), so it is not kept as a
+  state; ``w_h`` is an 8-bit inhibitory weight (stored clipped to -255..0) with exponent
+  ``e_h`` in 0..7 (a negative one would floor the single synapse's mantissa to a multiple of
+  64); the sum in ``v`` is taken in int32 as above.
+- The joined ``h`` enters the soma's input to ``v`` only, not ``u``'s stored state: NxSDK's
+  LSNN sizes ``weightAux`` as a current into ``v`` (``beta (1/(tau_a tau_v) - 1/tau_a**2)``),
+  but whether the chip also keeps the sum in ``u`` is not public (it would differ only for
+  ``decay_u < 4096``); :attr:`LoihiProfile.ahp_compartments` marks this as an assumption.
+
 Mapping a float network (:meth:`Loihi.chip_config`).  The float simulator integrates
 ``V <- beta V + p I``, ``I <- alpha I + W s`` with input of step ``t`` reaching ``V`` at
 ``t + 1`` -- the same timing as the chip above, with ``u = S p I`` and ``v = S (V - v_reset)``
@@ -43,6 +67,11 @@ for a per-population scale ``S`` (chip units per float unit):
   LI readout: ``S = 2**23 / readout_range`` (default 64 float units before saturation);
 - each projection's weight exponent is the smallest that fits ``max |S p w|`` into the 8-bit
   mantissa; ``v_leak`` becomes a bias ``S (1 - beta)(v_leak - v_reset)`` and the initial ``v``.
+- ALIF: the float AHP current ``A`` jumps by ``adapt_strength`` per spike, decays by
+  ``gamma = exp(-dt/tau_adapt)`` and enters ``V`` one step after the spike through its own
+  propagator ``q`` (``adapt_gain``), ``V <- ... - q A``: the timing of ``h = -S q A`` above.  So
+  ``decay_h = round(4096 (1 - gamma))`` and ``w_h 2**(6 + e_h)`` is ``-S q adapt_strength``
+  rounded to the 8-bit mantissa at the smallest exponent that holds it: exact up to rounding.
 
 Outputs and recordings are float tensors in float units (``v / S + v_reset``, ``u / (S p)``);
 :meth:`Loihi.run_chip` gives the raw integers.  In training mode with gradients enabled the
@@ -100,6 +129,16 @@ NENGO_LOIHI = (
 )
 BRIAN2LOIHI = "Michaelis et al. 2022, Brian2Loihi, Front. Neuroinform. 16:1015624"
 DAVIES_ENERGY = f"{DAVIES}, Table 1 (energy per operation, 14 nm)"
+RAO_AHP = (
+    "Rao, Plank, Wild & Maass 2022, 'A long short-term memory for AI applications in "
+    "spike-based neuromorphic hardware', Nature Machine Intelligence 4: AHP neurons on Loihi as "
+    "multi-compartment neurons"
+)
+NXSDK_LSNN = (
+    "Intel NxSDK models intel-nrc-ecosystem/models nxsdk_modules_ncl/lsnn "
+    "(apps/relnet/RecurrentLsnn.py, src/lsnn.py: auxCxProto decayAuxU 4096, stackOut PUSH; "
+    "mainCxProto joinOp ADD, stackIn POP_A; main -> aux inhibitory synapse)"
+)
 
 
 @dataclass(frozen=True)
@@ -177,6 +216,15 @@ class LoihiProfile(HardwareProfile):
         f"{DAVIES}; {BRIAN2LOIHI} (traces differ slightly from the chip by stochastic rounding)",
         assumption=True,
     )
+    ahp_compartments: int = figure(
+        2,
+        "compartments per alif neuron: the soma and an auxiliary compartment whose v holds the "
+        "AHP current (full current decay, never spikes), joined into the soma's input to v by "
+        "ADD (taken to leave u's stored state alone), fed the soma's spikes by one inhibitory "
+        "synapse",
+        f"{RAO_AHP}; {NXSDK_LSNN}",
+        assumption=True,
+    )
     energy_synaptic_op: float = figure(
         23.6e-12, "J per synaptic spike operation (the table's minimum)", DAVIES_ENERGY
     )
@@ -219,6 +267,10 @@ class CompartmentConfig:
     scale: float = 1.0  # chip units of v per float unit
     origin: float = 0.0  # the float value of v = 0 on the chip (v_reset, or v_leak for LI)
     current_gain: float = 1.0  # the float propagator p from I to V (u = scale * p * I)
+    # alif: the auxiliary (AHP) compartment; ahp_decay None: a one-compartment neuron.
+    ahp_decay: int | None = None  # 12-bit voltage decay of the auxiliary compartment
+    ahp_weight: int = 0  # the soma -> auxiliary synapse's weight (inhibitory, -255..0)
+    ahp_exponent: int = 0  # its weight exponent (0..7)
 
     @property
     def bias(self) -> int:
@@ -226,6 +278,14 @@ class CompartmentConfig:
         as Lava's ``scale_bias`` does."""
         e = self.bias_exponent
         return self.bias_mantissa << e if e >= 0 else self.bias_mantissa >> -e
+
+    def ahp_increment(self, weight_shift: int = 6) -> int:
+        """What one spike adds to the auxiliary compartment's ``v`` (``h``): the stored weight
+        (clipped to -255..0, Lava's inhibitory 8-bit storage) shifted by its exponent and by
+        ``weight_shift``."""
+        w = max(-255, min(0, int(self.ahp_weight)))
+        e = self.ahp_exponent
+        return (w << e if e >= 0 else w >> -e) << weight_shift
 
 
 @dataclass
@@ -289,6 +349,7 @@ class ChipRun:
     u: dict[str, torch.Tensor]
     v: dict[str, torch.Tensor]
     weights: dict[str, torch.Tensor] = field(default_factory=dict)  # after learning
+    ahp: dict[str, torch.Tensor] = field(default_factory=dict)  # alif: the auxiliary v (h)
 
 
 # ------------------------------------------------------------------------------ learning rule
@@ -415,8 +476,17 @@ def _accumulate(spikes: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
     return (spikes.double() @ weights.double().T).long()
 
 
-def _compartment_step(comp, u, v, refractory, activation, profile: LoihiProfile):
-    """One step of the chip's CUBA compartments: ``(u, v, refractory, spikes or None)``."""
+def _ahp_step(comp, ahp, fired, profile: LoihiProfile):
+    """One step of an alif's auxiliary compartment: its ``v`` (``h``) decayed, plus the
+    increment for each soma spike of the step before (``fired``, 0/1), saturated at 24 bits."""
+    edge = profile.state_max - 1
+    total = _int32(_decay(ahp, comp.ahp_decay) + fired * comp.ahp_increment(profile.weight_shift))
+    return total.clamp(-edge, edge)
+
+
+def _compartment_step(comp, u, v, refractory, activation, profile: LoihiProfile, ahp=None):
+    """One step of the chip's CUBA compartments: ``(u, v, refractory, spikes or None)``;
+    ``ahp``: an alif's auxiliary ``v`` of this step, joined (ADD) into the input to ``v``."""
     state_max = profile.state_max
     total = _int32(_decay(u, comp.decay_u) + (activation << profile.weight_shift))
     if profile.u_wraps_modulo:
@@ -424,7 +494,8 @@ def _compartment_step(comp, u, v, refractory, activation, profile: LoihiProfile)
     else:  # Lava: one wrap; 2**23 itself passes, -2**23 becomes 2**23
         new_u = torch.where(total > state_max, total - 2 * state_max, total)
         new_u = _int32(torch.where(new_u <= -state_max, total + 2 * state_max, new_u))
-    new_v = _int32(_decay(v, comp.decay_v) + new_u + comp.bias)
+    joined = new_u if ahp is None else new_u + ahp
+    new_v = _int32(_decay(v, comp.decay_v) + joined + comp.bias)
     new_v = new_v.clamp(-(state_max - 1), state_max - 1)
     if comp.threshold_mantissa is None:
         return new_u, new_v, refractory, None
@@ -472,20 +543,25 @@ def _add_slots(out, source, b, t, w_t, delays, exponent, slot):
 @njit(parallel=True, cache=True)
 def _compartment_loop(external, rec_w_t, rec_delays, rec_exponent, decay_u, decay_v, bias,
                       threshold, spiking, refractory_steps, v_init, weight_shift, state_bits,
-                      wraps_modulo, spikes, u_out, v_out):  # fmt: skip
+                      wraps_modulo, ahp_decay, ahp_increment, spikes, u_out, v_out,
+                      ahp_out):  # fmt: skip
     """:func:`_compartment_step` over time for one population, one sample per thread.
     ``external``: the accumulated, exponent-shifted input from other populations ``[T, B, n]``;
     ``rec_w_t``: the self-projection's weights per delay group ``[G, source, target]`` (G = 0:
-    none) with their ``rec_delays`` and one ``rec_exponent``; writes ``spikes``, ``u_out`` and
-    ``v_out`` ``[T, B, n]`` (int64; ``u_out``/``v_out`` with no rows: not recorded).  Integer
-    arithmetic throughout, as the torch loop."""
+    none) with their ``rec_delays`` and one ``rec_exponent``; ``ahp_decay`` (< 0: no auxiliary
+    compartment) and ``ahp_increment``: an alif's AHP compartment (:func:`_ahp_step`); writes
+    ``spikes``, ``u_out``, ``v_out`` and ``ahp_out`` ``[T, B, n]`` (int64; with no rows: not
+    recorded).  Integer arithmetic throughout, as the torch loop."""
     n_steps, batch, n = external.shape
     state_max = 1 << (state_bits - 1)
     keep = u_out.shape[0] > 0
+    adaptive = ahp_decay >= 0
+    keep_ahp = adaptive and ahp_out.shape[0] > 0
     for b in prange(batch):
         u = np.zeros(n, np.int64)
         v = np.full(n, v_init, np.int64)
         refractory = np.zeros(n, np.int64)
+        ahp = np.zeros(n, np.int64)
         acc = np.zeros(n, np.int64)
         slot = np.zeros(n, np.int64)
         for t in range(n_steps):
@@ -501,7 +577,14 @@ def _compartment_loop(external, rec_w_t, rec_delays, rec_exponent, decay_u, deca
                     new_u = total - 2 * state_max if total > state_max else total
                     if new_u <= -state_max:
                         new_u = _int32_int(total + 2 * state_max)
-                new_v = _int32_int(_decay_int(v[j], decay_v) + new_u + bias)
+                joined = new_u
+                if adaptive:  # the auxiliary compartment first, then its ADD join
+                    h = _decay_int(ahp[j], ahp_decay)
+                    if t > 0 and spikes[t - 1, b, j]:
+                        h = _int32_int(h + ahp_increment)
+                    ahp[j] = min(max(h, -(state_max - 1)), state_max - 1)
+                    joined = new_u + ahp[j]
+                new_v = _int32_int(_decay_int(v[j], decay_v) + joined + bias)
                 new_v = min(max(new_v, -(state_max - 1)), state_max - 1)
                 if spiking:
                     held = refractory[j] > 0
@@ -519,6 +602,8 @@ def _compartment_loop(external, rec_w_t, rec_delays, rec_exponent, decay_u, deca
             if keep:
                 u_out[t, b, :] = u
                 v_out[t, b, :] = v
+            if keep_ahp:
+                ahp_out[t, b, :] = ahp
 
 
 @njit(parallel=True, cache=True)
@@ -542,7 +627,7 @@ def _delay_groups(groups) -> tuple[np.ndarray, np.ndarray]:
     return delays, w_t
 
 
-def _run_compartments(comp, external, own, profile, spikes, rec_u, rec_v) -> None:
+def _run_compartments(comp, external, own, profile, spikes, rec_u, rec_v, rec_ahp) -> None:
     """The compiled loop for one population (``own``: its self-projection, or None)."""
     kernels._threads()
     n = external.shape[2]
@@ -553,11 +638,13 @@ def _run_compartments(comp, external, own, profile, spikes, rec_u, rec_v) -> Non
         delays, w_t = _delay_groups(groups)
     spiking = comp.threshold_mantissa is not None
     threshold = comp.threshold_mantissa << profile.threshold_shift if spiking else 0
-    outputs = (spikes.numpy(), rec_u.numpy(), rec_v.numpy())
+    ahp_decay = -1 if comp.ahp_decay is None else comp.ahp_decay
+    increment = comp.ahp_increment(profile.weight_shift)
+    outputs = (spikes.numpy(), rec_u.numpy(), rec_v.numpy(), rec_ahp.numpy())
     _compartment_loop(external.contiguous().numpy(), w_t, delays, exponent, comp.decay_u,
                       comp.decay_v, comp.bias, threshold, spiking, comp.refractory_steps,
                       comp.v_init, profile.weight_shift, profile.state_bits,
-                      profile.u_wraps_modulo, *outputs)  # fmt: skip
+                      profile.u_wraps_modulo, ahp_decay, increment, *outputs)  # fmt: skip
 
 
 def simulate(
@@ -571,7 +658,8 @@ def simulate(
 ) -> ChipRun:
     """Run ``spec`` on the emulated chip with integer ``config``; ``x`` is ``[T, B, inputs]``
     of 0/1.  ``learning`` maps projection keys to rules (batch size 1).  ``record``: the
-    populations whose ``u`` and ``v`` the run returns (None: all); spikes are always returned.
+    populations whose ``u`` and ``v`` (and an alif's auxiliary ``v``, ``ChipRun.ahp``) the run
+    returns (None: all); spikes are always returned.
 
     Every spike reaches its target at least one step later, so populations can be run one
     after another over the whole time axis (input from earlier populations precomputed with
@@ -597,6 +685,8 @@ def simulate(
     recorded = set(order) if record is None else set(record)
     rec_u = {n: torch.empty_like(spikes[n]) for n in order}  # every step is written
     rec_v = {n: torch.empty_like(spikes[n]) for n in order}
+    adaptive = {n for n in order if config.compartments[n].ahp_decay is not None}
+    rec_ahp = {n: torch.empty_like(spikes[n]) for n in adaptive}
     weights = {
         k: stored_weights(s.weights.long(), s.sign_mode, s.weight_bits).to(device)
         for k, s in config.synapses.items()
@@ -623,9 +713,27 @@ def simulate(
         return acc
 
     def initial(name):
+        """``(u, v, refractory, h)``: ``h`` the auxiliary (AHP) ``v`` of an alif, else None."""
         n = spec.size_of(name)
         u = torch.zeros(batch, n, dtype=torch.long, device=device)
-        return u, torch.full_like(u, config.compartments[name].v_init), torch.zeros_like(u)
+        ahp = torch.zeros_like(u) if name in adaptive else None
+        return u, torch.full_like(u, config.compartments[name].v_init), torch.zeros_like(u), ahp
+
+    def step(name, t, state, activation):
+        """One step of population ``name``: the new state; writes its spikes and records."""
+        u, v, refractory, ahp = state
+        comp = config.compartments[name]
+        if ahp is not None:  # the auxiliary compartment first, fed the soma's last spikes
+            last = spikes[name][t - 1] if t > 0 else torch.zeros_like(ahp)
+            ahp = _ahp_step(comp, ahp, last, profile)
+            rec_ahp[name][t] = ahp
+        u, v, refractory, fired = _compartment_step(
+            comp, u, v, refractory, activation, profile, ahp
+        )
+        if fired is not None:
+            spikes[name][t] = fired
+        rec_u[name][t], rec_v[name][t] = u, v
+        return u, v, refractory, ahp
 
     if layerwise:
         for name in order:
@@ -654,23 +762,21 @@ def simulate(
                 if own:
                     proj, key, groups = own[0]
                     mine = (groups, config.synapses[key].weight_exponent)
-                if name not in recorded:  # the loop writes no u and v
+                if name not in recorded:  # the loop writes no u, v and h
                     rec_u[name] = rec_v[name] = external.new_empty(0, 0, 0)
+                    if name in adaptive:
+                        rec_ahp[name] = external.new_empty(0, 0, 0)
+                ahp_out = rec_ahp.get(name, external.new_empty(0, 0, 0))
                 _run_compartments(
-                    comp, external, mine, profile, spikes[name], rec_u[name], rec_v[name]
+                    comp, external, mine, profile, spikes[name], rec_u[name], rec_v[name], ahp_out
                 )
                 continue
-            u, v, refractory = initial(name)
+            state = initial(name)
             for t in range(n_steps):
                 activation = external[t]
                 for proj, key, groups in own:
                     activation = activation + arriving(proj, key, t, groups)
-                u, v, refractory, fired = _compartment_step(
-                    comp, u, v, refractory, activation, profile
-                )
-                if fired is not None:
-                    spikes[name][t] = fired
-                rec_u[name][t], rec_v[name][t] = u, v
+                state = step(name, t, state, activation)
     else:
         state = {name: initial(name) for name in order}
         engines = {k: _LearningEngine(rule, spec, k, profile) for k, rule in learning.items()}
@@ -683,20 +789,15 @@ def simulate(
                     activation = activation + arriving(proj, key, t, groups[key])
                 if not torch.is_tensor(activation):
                     activation = torch.zeros_like(state[name][0])
-                u, v, refractory, fired = _compartment_step(
-                    config.compartments[name], *state[name], activation, profile
-                )
-                state[name] = (u, v, refractory)
-                if fired is not None:
-                    spikes[name][t] = fired
-                rec_u[name][t], rec_v[name][t] = u, v
+                state[name] = step(name, t, state[name], activation)
             for key, engine in engines.items():
                 weights[key] = engine.step(t, spikes, weights[key])
                 groups[key] = masked(key)
     spiking = {n: spikes[n] for n in order if config.compartments[n].threshold_mantissa is not None}
     rec_u = {n: u for n, u in rec_u.items() if n in recorded}
     rec_v = {n: v for n, v in rec_v.items() if n in recorded}
-    return ChipRun(spiking, rec_u, rec_v, weights)
+    rec_ahp = {n: h for n, h in rec_ahp.items() if n in recorded}
+    return ChipRun(spiking, rec_u, rec_v, weights, rec_ahp)
 
 
 class _LearningEngine:
@@ -755,7 +856,7 @@ def apply_rule(terms, values: dict, weights: torch.Tensor, profile: LoihiProfile
 
 
 # ------------------------------------------------------------------------------ the backend
-SUPPORTED_MODELS = ("lif", "li")
+SUPPORTED_MODELS = ("lif", "alif", "li")
 
 
 class Loihi(EmulatedNetwork):
@@ -800,11 +901,19 @@ class Loihi(EmulatedNetwork):
         for k, pop in enumerate(spec.populations):
             path = f"populations[{k}]"
             if pop.model not in SUPPORTED_MODELS:
-                add(f"{path}.model", "neuron model", repr(pop.model), "'lif' or 'li' (CUBA LIF)")
+                add(
+                    f"{path}.model",
+                    "neuron model",
+                    repr(pop.model),
+                    "'lif', 'alif' or 'li' (CUBA LIF; alif with an AHP compartment)",
+                )
                 continue
             p = pop.params
             alpha, beta, gain = propagators(spec.dt, p["tau_mem"], p["tau_syn"])
-            for key, value in (("tau_syn", alpha), ("tau_mem", beta)):
+            decays = [("tau_syn", alpha), ("tau_mem", beta)]
+            if pop.model == "alif":
+                decays.append(("tau_adapt", math.exp(-spec.dt / p["tau_adapt"])))
+            for key, value in decays:
                 decay = round(4096 * (1 - value))
                 if decay < 1:
                     add(
@@ -829,6 +938,17 @@ class Loihi(EmulatedNetwork):
                 add(f"{path}.params.threshold", "threshold - v_reset", span, "a value > 0")
                 continue
             scale = 8192 * 64 / span
+            if pop.model == "alif":
+                ahp = scale * _adapt_gain(spec.dt, p) * p["adapt_strength"]
+                ahp_max = _ahp_max(profile)
+                if ahp > ahp_max:
+                    add(
+                        f"{path}.params.adapt_strength",
+                        "AHP jump per spike (8-bit inhibitory weight at the largest exponent)",
+                        f"{p['adapt_strength']:g}",
+                        f"at most {p['adapt_strength'] * ahp_max / ahp:.4g} (given its "
+                        "threshold, tau_mem and tau_adapt)",
+                    )
             bias = abs(scale * (1 - beta) * (p["v_leak"] - p["v_reset"]))
             bias_max = (2 ** (profile.bias_mantissa_bits - 1) - 1) << profile.bias_exponent_max
             if bias > bias_max:
@@ -891,11 +1011,12 @@ class Loihi(EmulatedNetwork):
                 )
         cores = sum(i["cores"] or 0 for i in placement.values())
         if cores > profile.cores:
-            sizes = ", ".join(f"{n} {spec.size_of(n)}" for n in placement)
+            sizes = ", ".join(f"{n} {spec.size_of(n)}" for n in placement) + " neurons"
+            if any(i["per_neuron"] > 1 for i in placement.values()):
+                sizes += f", alif ones {profile.ahp_compartments} compartments each"
             add(
                 "populations",
-                f"cores needed ({sizes} neurons; {profile.compartments_per_core} "
-                "compartments per core)",
+                f"cores needed ({sizes}; {profile.compartments_per_core} compartments per core)",
                 cores,
                 f"at most {profile.cores} cores",
             )
@@ -905,8 +1026,9 @@ class Loihi(EmulatedNetwork):
     def resources(cls, spec: NetworkSpec, profile: LoihiProfile | None = None) -> pd.DataFrame:
         profile = cls.make_profile(profile)
         placement = _placement(spec, profile)
-        neurons = sum(p.size for p in spec.populations)
+        compartments = sum(p.size * placement[p.name]["per_neuron"] for p in spec.populations)
         synapses = sum(spec.size_of(p.source) * spec.size_of(p.target) for p in spec.projections)
+        synapses += sum(p.size for p in spec.populations if placement[p.name]["per_neuron"] > 1)
         cores = sum(i["cores"] or 0 for i in placement.values())
         bits = sum((i["cores"] or 0) * i["bits_per_core"] for i in placement.values())
         fan_in = max((i["fan_in"] for i in placement.values()), default=0)
@@ -915,7 +1037,7 @@ class Loihi(EmulatedNetwork):
         return resource_table(
             [
                 ("cores", cores, profile.cores),
-                ("compartments", neurons, profile.cores * profile.compartments_per_core),
+                ("compartments", compartments, profile.cores * profile.compartments_per_core),
                 (
                     "synapses",
                     synapses,
@@ -995,11 +1117,22 @@ class Loihi(EmulatedNetwork):
                 comp = CompartmentConfig(
                     decay_u, decay_v, None, scale=scale, origin=p["v_leak"], current_gain=gain
                 )
-            self.compartments[pop.name] = comp
             # The float shadow (gradients) uses the chip's quantised decays.
-            self.neuron_params[pop.name] = self.neuron_params[pop.name]._replace(
-                alpha=1 - decay_u / 4096, beta=1 - decay_v / 4096
-            )
+            shadow = {"alpha": 1 - decay_u / 4096, "beta": 1 - decay_v / 4096}
+            if pop.model == "alif":
+                # The AHP compartment: its 12-bit decay and the quantised jump per spike.
+                q = _adapt_gain(self.spec.dt, p)
+                comp.ahp_decay = round(4096 * (1 - math.exp(-self.spec.dt / p["tau_adapt"])))
+                comp.ahp_weight, comp.ahp_exponent = _ahp_quantize(
+                    scale * q * p["adapt_strength"], self.profile
+                )
+                jump = -comp.ahp_increment(self.profile.weight_shift)
+                shadow.update(
+                    adapt_decay=1 - comp.ahp_decay / 4096,
+                    adapt_strength=jump / (scale * q) if q > 0 else 0.0,
+                )
+            self.compartments[pop.name] = comp
+            self.neuron_params[pop.name] = self.neuron_params[pop.name]._replace(**shadow)
 
     def _quantize(self, proj: Projection, w: torch.Tensor) -> tuple[torch.Tensor, int, float]:
         """``(stored weights, weight exponent, chip units per float weight unit)``."""
@@ -1174,6 +1307,32 @@ def _weight_limit(spec: NetworkSpec, target, profile: LoihiProfile) -> float:
     return top * 2.0 ** (profile.weight_shift + profile.weight_exponent_max) / (scale * gain)
 
 
+def _adapt_gain(dt: float, params: dict) -> float:
+    """The float alif's propagator from its AHP current to ``V`` over one step."""
+    return propagators(dt, params["tau_mem"], params["tau_adapt"])[2]
+
+
+def _ahp_max(profile: LoihiProfile) -> float:
+    """The largest AHP jump (chip units of ``v``) the 8-bit inhibitory mantissa holds at the
+    largest weight exponent."""
+    return (2**profile.weight_bits - 0.5) * 2.0 ** (
+        profile.weight_shift + profile.weight_exponent_max
+    )
+
+
+def _ahp_quantize(jump: float, profile: LoihiProfile) -> tuple[int, int]:
+    """``(weight, exponent)`` of the soma -> auxiliary synapse for an AHP jump of ``jump``
+    chip units (>= 0): weight ``-round(jump / 2**(6 + e))`` in -255..0 at the smallest
+    exponent ``e`` >= 0 that holds it (a negative exponent would floor the single synapse's
+    mantissa to a multiple of 64, coarser than ``e = 0``)."""
+    top = 2**profile.weight_bits - 1
+    for e in range(max(0, profile.weight_exponent_min), profile.weight_exponent_max + 1):
+        mantissa = round(jump / 2 ** (profile.weight_shift + e))
+        if mantissa <= top:
+            return -mantissa, e
+    return -top, profile.weight_exponent_max
+
+
 def _bias(value: float, profile: LoihiProfile) -> tuple[int, int]:
     """Mantissa and exponent (13-bit signed, 0..7) closest to ``value``."""
     top = 2 ** (profile.bias_mantissa_bits - 1) - 1
@@ -1196,14 +1355,19 @@ def _synapse_bits(n_targets: int, bits_per_synapse: int, profile: LoihiProfile) 
 
 
 def _placement(spec: NetworkSpec, profile: LoihiProfile) -> dict[str, dict]:
-    """Per population: cores, compartments per core, fan-in/out axons and synapse bits."""
+    """Per population: cores, neurons per core, compartments per neuron, fan-in/out axons and
+    synapse bits.  An alif neuron takes ``profile.ahp_compartments`` compartments, and its
+    soma -> auxiliary synapse one output axon, one input axon and one synapse in its core."""
     placement = {}
     for pop in spec.populations:
         incoming = spec.incoming(pop.name)
         fan_in = sum(spec.size_of(p.source) for p in incoming)
+        per_neuron = profile.ahp_compartments if pop.model == "alif" else 1
+        ahp_bits = _synapse_bits(1, profile.weight_bits, profile) if per_neuron > 1 else 0
 
-        def bits(m: int, incoming=incoming) -> int:
-            total = 0
+        def bits(m: int, incoming=incoming, ahp_bits=ahp_bits) -> int:
+            """Synapse memory of a core holding ``m`` of the population's neurons."""
+            total = m * ahp_bits
             for p in incoming:
                 delay = p.max_delay + (1 if p.recurrent else 0)
                 per_synapse = profile.weight_bits + (delay.bit_length() if delay else 0)
@@ -1212,7 +1376,7 @@ def _placement(spec: NetworkSpec, profile: LoihiProfile) -> dict[str, dict]:
 
         cores = None
         size = pop.size
-        first = -(-size // profile.compartments_per_core)
+        first = -(-size * per_neuron // profile.compartments_per_core)
         bits_one = bits(1)
         if bits_one <= profile.synapse_memory_bits_per_core:
             cores = first
@@ -1222,14 +1386,17 @@ def _placement(spec: NetworkSpec, profile: LoihiProfile) -> dict[str, dict]:
         placement[pop.name] = {
             "cores": cores,
             "per_core": per_core,
-            "fan_in": fan_in,
+            "per_neuron": per_neuron,
+            "fan_in": fan_in + (per_core if per_neuron > 1 else 0),
             "bits_per_core": bits(per_core) if cores else bits_one,
             "bits_one": bits_one,
         }
     for pop in spec.populations:
+        info = placement[pop.name]
         targets = [p.target for p in spec.projections if p.source == pop.name]
         target_cores = sum(placement[t]["cores"] or 1 for t in targets)
-        placement[pop.name]["fan_out"] = placement[pop.name]["per_core"] * target_cores
+        own = 1 if info["per_neuron"] > 1 else 0  # the axon to its own AHP compartment
+        info["fan_out"] = info["per_core"] * (target_cores + own)
     return placement
 
 

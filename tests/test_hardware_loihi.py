@@ -526,8 +526,10 @@ def test_refusals_name_the_limit_the_value_and_the_chip():
     message = _refusal(spec)
     assert "projections[0].weights: largest |weight|" in message and "is 500; Loihi" in message
 
-    spec = feedforward([2, 4, 2], model="alif", n_steps=10)
-    assert "populations[0].model: neuron model is 'alif'; Loihi allows" in _refusal(spec)
+    spec = feedforward([2, 4, 2], model="if", n_steps=10)
+    assert "populations[0].model: neuron model is 'if'; Loihi allows 'lif', 'alif'" in _refusal(
+        spec
+    )
 
     spec = feedforward([2, 4, 2], params={"reset": "subtract", "refractory_steps": 70})
     message = _refusal(spec)
@@ -536,7 +538,7 @@ def test_refusals_name_the_limit_the_value_and_the_chip():
 
 
 def test_check_lists_every_violation_without_building():
-    spec = feedforward([5000, 140_000, 3], model="alif", n_steps=10)
+    spec = feedforward([5000, 140_000, 3], model="if", n_steps=10)
     paths = {v.path for v in Loihi.check(spec, LoihiProfile())}
     assert {"populations[0].model", "input_size", "populations[0].size", "populations"} <= paths
     spec = feedforward([5000, 140_000, 3], n_steps=10)
