@@ -294,7 +294,12 @@ def test_backend_options_are_checked_against_the_backends_own_signature():
 REFUSED = {
     ("surrogate", "event"),
     *{("eventprop", b) for b in ("brainscales2", "xylo", "loihi", "crossbar", "fpga")},
-    *{(rule, b) for rule in ("stdp", "vdsp") for b in available_backends() if b != "float"},
+    *{
+        (rule, b)
+        for rule in ("stdp", "vdsp", "ssnn_bp")
+        for b in available_backends()
+        if b != "float"
+    },
 }
 
 

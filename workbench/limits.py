@@ -677,6 +677,12 @@ _NEEDS: dict[str, tuple[set[str], str]] = {
         "the plasticity steps the float simulator's equations itself, so the network would "
         "run dynamics the rule never learned on; use --backend float",
     ),
+    "ssnn_bp": (
+        {"float"},
+        "it trains its own stochastic simulation of the network (noisy thresholds, a WTA "
+        "output, error spike streams), so a chip would take no part in training; use "
+        "--backend float and deploy the weights (workbench.hardware.base.deploy)",
+    ),
 }
 
 

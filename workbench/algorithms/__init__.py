@@ -42,5 +42,6 @@ from workbench.algorithms import (  # noqa: E402
     eventprop,  # noqa: F401
     local,  # noqa: F401  (stdp and vdsp)
     proxy,  # noqa: F401
+    ssnn_bp,  # noqa: F401
     surrogate,  # noqa: F401
 )
