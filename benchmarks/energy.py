@@ -3,7 +3,9 @@
 Trains each dataset's surrogate-gradient reference on the float simulator, deploys the trained
 weights onto every emulated backend without retraining (``deploy()``: calibrated where the chip
 has a calibration step), and prints, per dataset and backend: test accuracy, spikes and synaptic
-operations per test sample, energy per test sample and the term that dominates it.  A backend
+operations per test sample, energy per test sample and the term that dominates it, and the
+latency per sample where the backend models its timing (Xylo: real time; BrainScaleS-2: 1000x
+accelerated; the FPGA engine: its cycles at its clock).  A backend
 that cannot hold the network says why (its refusal, naming the limit).  The float row prices
 the simulator's dense arithmetic on a CPU/GPU (a lower bound; ``workbench.energy``).
 
@@ -80,6 +82,7 @@ def rows_for(dataset: str, seed: int, epochs: int | None) -> list[dict]:
                 "spikes_per_sample": after["test_spikes_per_sample"],
                 "synops_per_sample": after["test_synops_per_sample"],
                 "energy_per_sample_uj": d.energy_after_uj,
+                "latency_per_sample_us": after.get("test_latency_per_sample_us"),
                 "dominant_term": dominant(d.energy),
             }
         )
@@ -104,6 +107,7 @@ def main(argv: list[str] | None = None) -> None:
         "spikes_per_sample",
         "synops_per_sample",
         "energy_per_sample_uj",
+        "latency_per_sample_us",
         "dominant_term",
     ]
     with pd.option_context("display.width", 160, "display.max_colwidth", 60):
