@@ -17,7 +17,6 @@ whether they are an assumption (``dataclasses.replace(profile, name=value)`` cha
 
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,6 +25,7 @@ import torch
 
 from workbench.backends import FloatNetwork, projection_key
 from workbench.figures import Figures, figure
+from workbench.neurons import Surrogate
 from workbench.spec import INPUT, NetworkSpec, Problem, SpecError
 
 
@@ -99,22 +99,21 @@ class EmulatedNetwork(FloatNetwork):
     backend_name = "chip"
 
     def __init__(
-        self, spec: NetworkSpec, profile: HardwareProfile | None = None, seed: int = 0, **options
+        self,
+        spec: NetworkSpec,
+        profile: HardwareProfile | None = None,
+        seed: int = 0,
+        surrogate: Surrogate | None = None,
+        dtype: torch.dtype = torch.float32,
     ):
+        # The float simulator's own options (its variation profile, chip and noise seeds) are
+        # not passed on: a chip has its own (``make_profile``, inherited, reads the chip's
+        # profile class), and the options a run may give are this signature's and the chip's.
         spec.validate()
-        self.profile = self.make_profile(profile)
-        refuse(self.check(spec, self.profile))
-        super().__init__(spec, seed=seed, **options)
-
-    @classmethod
-    def make_profile(cls, profile: HardwareProfile | dict | None) -> HardwareProfile:
-        """A profile: the default (None), the default with some figures changed (a dict, as a
-        run's ``backend_options`` stores it), or ``profile`` itself."""
-        if profile is None:
-            return cls.profile_class()
-        if isinstance(profile, dict):
-            return dataclasses.replace(cls.profile_class(), **profile)
-        return profile
+        profile = self.make_profile(profile)
+        refuse(self.check(spec, profile))
+        super().__init__(spec, surrogate=surrogate, seed=seed, dtype=dtype)
+        self.profile = profile
 
     @classmethod
     def check(cls, spec: NetworkSpec, profile: HardwareProfile | None = None) -> list[Violation]:

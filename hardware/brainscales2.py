@@ -27,8 +27,8 @@ import torch
 
 from workbench.energy import energy_table, priced
 from workbench.fused import lif_scan
-from workbench.neurons import LIFParameters, propagators
 from workbench.spec import INPUT, NetworkSpec
+from workbench.variation import ABSOLUTE, RELATIVE, draw_neurons, membrane_noise, noise_generator
 
 from .base import (
     EmulatedNetwork,
@@ -60,13 +60,20 @@ class BrainScaleS2Profile(HardwareProfile):
     adc_bits: int = figure(8, "bits (CADC)", PEHLE)
     adc_range: tuple = figure((-2.0, 4.0), "model units (threshold 1, leak 0)", ASSUMED, True)
     adc_period_us: float = figure(1.0, "us between CADC samples", ASSUMED, True)
-    mismatch_tau_mem: float = figure(0.02, "relative sigma per neuron", ASSUMED, True)
-    mismatch_tau_syn: float = figure(0.02, "relative sigma per neuron", ASSUMED, True)
-    mismatch_leak: float = figure(0.02, "sigma, model units", ASSUMED, True)
-    mismatch_threshold: float = figure(0.02, "relative sigma per neuron", ASSUMED, True)
-    mismatch_synaptic_gain: float = figure(0.05, "relative sigma per neuron", ASSUMED, True)
+    # The variation figures have the float simulator's meaning and ranges (workbench.variation).
+    mismatch_tau_mem: float = figure(0.02, "relative sigma per neuron", ASSUMED, True, RELATIVE)
+    mismatch_tau_syn: float = figure(0.02, "relative sigma per neuron", ASSUMED, True, RELATIVE)
+    mismatch_leak: float = figure(0.02, "sigma, model units", ASSUMED, True, ABSOLUTE)
+    mismatch_threshold: float = figure(0.02, "relative sigma per neuron", ASSUMED, True, RELATIVE)
+    mismatch_synaptic_gain: float = figure(
+        0.05, "relative sigma per neuron", ASSUMED, True, RELATIVE
+    )
     membrane_noise: float = figure(
-        0.01, "stationary sigma of the membrane, model units (~2 mV of ~200 mV)", ASSUMED, True
+        0.01,
+        "stationary sigma of the membrane, model units (~2 mV of ~200 mV)",
+        ASSUMED,
+        True,
+        ABSOLUTE,
     )
     chip_power: float = figure(
         0.70,
@@ -132,31 +139,11 @@ class BrainScaleS2(EmulatedNetwork):
 
     # ------------------------------------------------------------------------ the chip
     def _draw_chip(self) -> None:
-        """Draw every neuron's mismatch once for this chip (``chip_seed``)."""
-        generator = torch.Generator().manual_seed(self.chip_seed)
-        prof, dt = self.profile, self.spec.dt
-
-        def spread(n, sigma):
-            return 1.0 + sigma * torch.randn(n, generator=generator, dtype=torch.float64)
-
-        self.synaptic_gain = {}
-        for pop in self.spec.populations:
-            n, params = pop.size, pop.params
-            tau_mem = params["tau_mem"] * spread(n, prof.mismatch_tau_mem).clamp(min=0.1)
-            tau_syn = params["tau_syn"] * spread(n, prof.mismatch_tau_syn).clamp(min=0.1)
-            consts = [propagators(dt, m, s) for m, s in zip(tau_mem.tolist(), tau_syn.tolist())]
-            alpha, beta, gain = (torch.tensor(c, dtype=self.dtype) for c in zip(*consts))
-            leak = params["v_leak"] + prof.mismatch_leak * torch.randn(n, generator=generator)
-            p = LIFParameters(alpha=alpha, beta=beta, current_gain=gain, v_leak=leak.to(self.dtype))
-            if pop.spiking:
-                threshold = params["threshold"] * spread(n, prof.mismatch_threshold)
-                p = p._replace(
-                    threshold=threshold.to(self.dtype),
-                    v_reset=params["v_reset"],
-                    reset_subtract=params["reset"] == "subtract",
-                )
-            self.neuron_params[pop.name] = p
-            self.synaptic_gain[pop.name] = spread(n, prof.mismatch_synaptic_gain).to(self.dtype)
+        """Draw every neuron's mismatch once for this chip (``chip_seed``; the drawing is the
+        float simulator's variation model, :func:`workbench.variation.draw_neurons`)."""
+        self.neuron_params, self.synaptic_gain = draw_neurons(
+            self.spec, self.profile, self.chip_seed, self.dtype
+        )
 
     def weight(self, proj) -> torch.Tensor:
         """6-bit signed weights (one scale per projection: the calibrated synaptic gain) times
@@ -214,14 +201,11 @@ class BrainScaleS2(EmulatedNetwork):
         p = self.neuron_params[name]
         if self.saturation is not None:
             external = self.saturation * torch.tanh(external / self.saturation)
-        if self.training:
-            generator = self._noise
-        else:  # evaluation is repeatable: the same noise for the same batch position
-            generator = torch.Generator().manual_seed(self.noise_seed)
+        # Fresh noise in training; in evaluation the same noise for the same batch position.
+        generator = noise_generator(self._noise, self.noise_seed, self.training)
         # Temporal noise as an Ornstein-Uhlenbeck process of the leaky membrane: the per-step
         # kick sigma * sqrt(1 - beta^2) gives the stationary spread ``membrane_noise``.
-        kick = self.profile.membrane_noise * torch.sqrt(1 - torch.as_tensor(p.beta) ** 2)
-        noise = kick * torch.randn(external.shape, generator=generator, dtype=external.dtype)
+        noise = membrane_noise(self.profile.membrane_noise, p.beta, external, generator)
         w_rec = self.weight(recurrent[0]) if recurrent else None
         output, v, i = lif_scan(
             external, w_rec, p, pop.spiking, self.surrogate, noise, self.kernel, record

@@ -13,7 +13,10 @@ limits (software simulator)".
 Backend options: a JSON object of profile overrides (``backend_options["profile"]``, e.g.
 ``{"n_hidden": 500}``; a ``variant`` option of the backend, such as Xylo's, picks the base
 profile) and, for emulators whose constructor takes one, the chip seed
-(``backend_options["chip_seed"]``: the fixed-pattern mismatch of one chip).  Switching the
+(``backend_options["chip_seed"]``: the fixed-pattern mismatch of one chip).  The float
+simulator takes the same two for its variation profile (:mod:`workbench.variation`: mismatch
+and membrane noise, all 0 by default); it shows them and the profile's figures, but no
+capacity, resources or violations.  Switching the
 backend clears the options (they belong to one backend), unless new options are set in the same
 ``workbench.param.update(backend=..., backend_options=...)``.
 
@@ -22,6 +25,8 @@ Widgets for browser tests (``css_classes``):
 - ``wb-backend``: backend Select; ``wb-backend-info``: the simulator note or the chip summary.
 - ``wb-profile-overrides``: profile overrides (JSON); ``wb-chip-seed``: chip seed;
   ``wb-backend-options-error``: why the options are refused.
+- ``wb-variation-profile-card`` (toggle ``wb-variation-profile-toggle``): the float
+  simulator's "Variation profile" section, its figures in ``wb-variation-figures``.
 - ``wb-chip-profile-card``: the "Chip profile" section, opened and closed by its header
   ``wb-chip-profile-toggle`` (a :class:`~workbench.widgets.parts.Disclosure`).
 - ``wb-profile-figures``: the profile table; ``wb-resources``: the resource table;
@@ -63,6 +68,12 @@ def is_emulator(cls) -> bool:
     return cls is not None and hasattr(cls, "check") and hasattr(cls, "resources")
 
 
+def has_variation(cls) -> bool:
+    """Whether a backend class is a software simulator with a variation profile (the float
+    simulator's ``profile``: mismatch and membrane noise), so its options show as a chip's."""
+    return cls is not None and not is_emulator(cls) and takes_option(cls, "profile")
+
+
 def takes_option(cls, option: str) -> bool:
     """Whether the constructor of backend class ``cls`` has a parameter ``option``."""
     try:
@@ -88,9 +99,10 @@ def chip_problems(wb: Workbench) -> list[Problem]:
 
 
 def chip_profile(cls, options: dict):
-    """The profile of emulator ``cls`` under ``options`` (``backend_options``): the variant's
-    profile (where the backend has variants and ``options`` names one), then the overrides of
-    ``options["profile"]``.  Raises ``ValueError`` naming what is wrong."""
+    """The profile of emulator ``cls`` (or the float simulator's variation profile) under
+    ``options`` (``backend_options``): the variant's profile (where the backend has variants
+    and ``options`` names one), then the overrides of ``options["profile"]``.  Raises
+    ``ValueError`` naming what is wrong."""
     overrides = options.get("profile") or {}
     if not isinstance(overrides, dict):
         raise ValueError(
@@ -113,7 +125,8 @@ def chip_profile(cls, options: dict):
             raise ValueError(
                 f"profile.{key}: must be a number (default {default!r}), got {value!r}"
             )
-    return dataclasses.replace(base, **overrides)
+    # made as the backend makes it: a figure outside its declared range (a sigma < 0) is refused
+    return cls.make_profile(dataclasses.replace(base, **overrides))
 
 
 def _message(exc: Exception) -> str:
@@ -208,9 +221,21 @@ class BackendPicker(pn.viewable.Viewer):
         self.profile_card = Disclosure(
             "Chip profile", self.figures_pane, css_class="wb-chip-profile"
         )
-        self.chip_box = pn.Column(
+        self.variation_pane = pn.pane.DataFrame(
+            None, index=False, sizing_mode="stretch_width", css_classes=["wb-variation-figures"]
+        )
+        self.variation_card = Disclosure(
+            "Variation profile", self.variation_pane, css_class="wb-variation-profile"
+        )
+        # The options (an emulator's, or a simulator's variation profile), then the chip's
+        # report (emulators only).
+        self.options_box = pn.Column(
             pn.Row(self.profile_input, self.chip_seed),
             self.options_error,
+            self.variation_card,
+            sizing_mode="stretch_width",
+        )
+        self.chip_box = pn.Column(
             self.violations_box,
             pn.pane.Markdown("**Resources**"),
             self.resources_pane,
@@ -242,12 +267,19 @@ class BackendPicker(pn.viewable.Viewer):
         """Recompute profile, resources and violations of ``workbench.spec`` on the backend."""
         wb = self.workbench
         cls = self.backend_cls
-        emulated = is_emulator(cls)
+        emulated, varied = is_emulator(cls), has_variation(cls)
         self.chip_box.visible = emulated
+        self.options_box.visible = emulated or varied
+        self.variation_card.card.visible = varied
         errors: list[str] = []
         violations, table, figures, notes = [], None, None, []
         if not emulated:
             self.info.param.update(object=f"**{wb.backend}**: {SIMULATOR_NOTE}", alert_type="info")
+            if varied:
+                try:
+                    figures = chip_profile(cls, wb.backend_options).figures()
+                except (ValueError, TypeError) as exc:
+                    errors.append(f"The variation profile is refused: {_message(exc)}")
         else:
             try:
                 profile = chip_profile(cls, wb.backend_options)
@@ -350,8 +382,11 @@ class BackendPicker(pn.viewable.Viewer):
         overrides = options.get("profile")
         self.profile_input.value = json.dumps(overrides) if overrides else ""
         self.chip_seed.param.update(
-            visible=is_emulator(cls) and takes_option(cls, "chip_seed"),
+            visible=(is_emulator(cls) or has_variation(cls)) and takes_option(cls, "chip_seed"),
             value=options.get("chip_seed"),
+        )
+        self.profile_input.placeholder = (
+            '{"mismatch_threshold": 0.05}' if has_variation(cls) else '{"n_hidden": 500}'
         )
         self.options_error.visible = False
 
@@ -396,9 +431,9 @@ class BackendPicker(pn.viewable.Viewer):
         else:
             self.resources_pane.object = None
             self.bars_pane.object = None
-        self.figures_pane.object = (
-            None if figures is None else figures.assign(value=figures["value"].map(str))
-        )
+        shown = None if figures is None else figures.assign(value=figures["value"].map(str))
+        self.figures_pane.object = shown if self.emulated else None
+        self.variation_pane.object = None if self.emulated else shown
         self.notes_box.object = (
             "**How the chip runs this network differently**\n\n"
             + "\n".join(f"- {n}" for n in notes)
@@ -411,6 +446,7 @@ class BackendPicker(pn.viewable.Viewer):
             self.backend_select,
             self.info,
             self.errors_box,
+            self.options_box,
             self.chip_box,
             sizing_mode="stretch_width",
         )

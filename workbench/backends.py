@@ -10,6 +10,7 @@ change to the core.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Callable, Iterable
 from typing import NamedTuple
@@ -20,7 +21,15 @@ from torch import nn
 from workbench.catalog import BUILTIN_BACKEND, backend_entry_points
 from workbench.fused import default_kernel, lif_scan, project
 from workbench.neurons import STEPS, Surrogate, initial_state, lif_parameters
-from workbench.spec import INPUT, NetworkSpec, Projection
+from workbench.spec import INPUT, NetworkSpec, Projection, SpecError
+from workbench.variation import (
+    VariationProfile,
+    draw_neurons,
+    membrane_noise,
+    noise_generator,
+    range_problems,
+    spec_problems,
+)
 
 RECORDED = ("v", "i", "spikes")  # what a recording holds per spiking population
 
@@ -109,10 +118,20 @@ class FloatNetwork(nn.Module):
 
     Weights are parameters named by :func:`projection_key`, each ``[target, source]``, so a
     state dict moves unchanged to any other backend built from the same spec.
+
+    Device variation (:mod:`workbench.variation`): ``profile`` (a
+    :class:`~workbench.variation.VariationProfile`, or a dict of its figures as a run's
+    ``backend_options["profile"]`` stores it) gives the neurons fixed-pattern mismatch, drawn
+    once from ``chip_seed``, and the membranes temporal noise from ``noise_seed`` (default
+    ``seed + 1``), as BrainScaleS-2 has them.  With every figure 0 (the default) nothing is
+    drawn and the network is the plain simulator, bit for bit; otherwise each population runs
+    :func:`~workbench.fused.lif_scan` with per-neuron parameters and noise (LIF and LI
+    populations; :func:`~workbench.variation.spec_problems` refuses the rest by field).
     """
 
     backend_name = "float"
     speedup = 1.0  # how much faster than biological time the backend runs (chips override)
+    profile_class = VariationProfile
 
     def __init__(
         self,
@@ -120,8 +139,15 @@ class FloatNetwork(nn.Module):
         surrogate: Surrogate | None = None,
         seed: int = 0,
         dtype: torch.dtype = torch.float32,
+        profile: VariationProfile | dict | None = None,
+        chip_seed: int = 0,
+        noise_seed: int | None = None,
     ):
         super().__init__()
+        # An emulator (hardware.base.EmulatedNetwork) sets its chip's profile after this.
+        self.profile = FloatNetwork.make_profile(profile)
+        self.chip_seed = chip_seed
+        self.noise_seed = seed + 1 if noise_seed is None else noise_seed
         self.spec = spec
         self.surrogate = surrogate or Surrogate()
         self.dtype = dtype
@@ -147,6 +173,16 @@ class FloatNetwork(nn.Module):
         self.neuron_params = {
             pop.name: lif_parameters(pop.model, pop.params, spec.dt) for pop in spec.populations
         }
+        self.synaptic_gain: dict[str, torch.Tensor] = {}  # per target neuron, where varied
+        self.varied = self.profile.varies
+        if self.varied:
+            problems = spec_problems(spec)
+            if problems:
+                raise SpecError(problems)
+            self.neuron_params, gains = draw_neurons(spec, self.profile, chip_seed, dtype)
+            if self.profile.mismatch_synaptic_gain:
+                self.synaptic_gain = gains
+            self._noise = torch.Generator().manual_seed(self.noise_seed)
         position = {name: k for k, name in enumerate(self.order)}
         # Layer by layer (whole time axis per population, one matrix product per projection)
         # works unless a recurrent projection comes from a population computed later.
@@ -155,9 +191,27 @@ class FloatNetwork(nn.Module):
             for p in spec.projections
         )
 
+    @classmethod
+    def make_profile(cls, profile):
+        """A profile: the default (None), the default with some figures changed (a dict, as a
+        run's ``backend_options`` stores it), or ``profile`` itself; a figure outside the range
+        its field declares is refused naming it (:func:`workbench.variation.range_problems`)."""
+        if profile is None:
+            return cls.profile_class()
+        if isinstance(profile, dict):
+            profile = dataclasses.replace(cls.profile_class(), **profile)
+        problems = range_problems(profile)
+        if problems:
+            raise SpecError(problems)
+        return profile
+
     # ------------------------------------------------------------------------- helpers
     def weight(self, proj: Projection) -> torch.Tensor:
-        return self.weights[projection_key(proj)]
+        """The weights of ``proj`` as the network uses them: the stored ones, times each
+        target neuron's synaptic gain where the variation profile draws one."""
+        w = self.weights[projection_key(proj)]
+        gain = self.synaptic_gain.get(proj.target)
+        return w if gain is None else w * gain.to(w.device)[:, None]
 
     def energy(self, activity):
         """Energy per sample of ``activity`` (:class:`workbench.energy.Activity`) on this
@@ -236,6 +290,8 @@ class FloatNetwork(nn.Module):
         """Step population ``name`` through time; ``external`` is its input ``[T, B, n]``."""
         pop = self.spec.population(name)
         p = self.neuron_params[name]
+        if self.varied:
+            return self._run_varied(pop, p, external, recurrent, record)
         if self.fused and _fusable(pop, p, recurrent):
             w_rec = self.weight(recurrent[0]) if recurrent else None
             output, v, i = lif_scan(
@@ -275,6 +331,22 @@ class FloatNetwork(nn.Module):
             trace.update(v=torch.stack(vs), i=torch.stack(cs))
         return trace
 
+    def _run_varied(self, pop, p, external, recurrent, record) -> dict[str, torch.Tensor]:
+        """A population under the variation profile: the fused loop with its per-neuron
+        parameters and, where the profile has it, membrane noise (as on BrainScaleS-2)."""
+        noise = None
+        if self.profile.membrane_noise:
+            stream = self.order.index(pop.name)  # each population its own evaluation noise
+            generator = noise_generator(self._noise, self.noise_seed, self.training, stream)
+            noise = membrane_noise(self.profile.membrane_noise, p.beta, external, generator)
+        w_rec = self.weight(recurrent[0]) if recurrent else None
+        output, v, i = lif_scan(
+            external, w_rec, p, pop.spiking, self.surrogate, noise, self.kernel, record
+        )
+        if not pop.spiking:
+            return {"v": v, "i": i}
+        return {"spikes": output, "v": v, "i": i} if record else {"spikes": output}
+
     def _delayed_recurrent(self, proj: Projection, history: list[torch.Tensor]) -> torch.Tensor:
         """Input through a projection from a spike history (``history[k]``: k steps ago)."""
         return self._delayed_input(proj, history.__getitem__)
@@ -289,7 +361,14 @@ class FloatNetwork(nn.Module):
         Chunks run on the step-by-step path, so the chunks of a signal give, bit for bit, what
         that path gives for the whole signal at once (``network.layerwise = False``); the
         default whole-signal path (layer by layer, fused loops) sums in another order and
-        agrees to float rounding."""
+        agrees to float rounding.  Under a variation profile the chunks have the mismatch
+        but not the membrane noise (that runs on the whole-signal path only), so a profile with
+        ``membrane_noise`` is refused here."""
+        if self.varied and self.profile.membrane_noise:
+            raise ValueError(
+                "stream: membrane noise runs on forward() only; set the profile's "
+                "membrane_noise to 0 to stream"
+            )
         self._check_input(x)
         x = x.to(self.dtype)
         wanted = self.wanted(record)

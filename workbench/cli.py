@@ -2,6 +2,8 @@
 
     workbench train --dataset yinyang --seed 0 --out runs/yy0
     workbench train --dataset digits --network wavesense --out runs/ws0   # a network for time
+    workbench train --dataset yinyang --backend-option profile.mismatch_threshold=0.05 \
+        --backend-option chip_seed=3 --out runs/yy0-mismatch    # backend options
     workbench resume runs/yy0          # after the training process was killed
     workbench evaluate runs/yy0
     workbench runs runs/               # every run folder (and resumable run) as a table
@@ -163,6 +165,32 @@ def _dataset_option(text: str) -> tuple[str, object]:
         return key, value
 
 
+def _backend_option(text: str) -> tuple[str, object]:
+    """``NAME=VALUE`` or ``profile.FIGURE=VALUE`` of ``--backend-option`` (the value as JSON,
+    else as text)."""
+    key, sep, value = text.partition("=")
+    parts = key.split(".")
+    if not sep or len(parts) > 2 or not all(part.isidentifier() for part in parts):
+        raise argparse.ArgumentTypeError(
+            f"{limits.show(text)} must be NAME=VALUE or NAME.FIELD=VALUE (e.g. chip_seed=3, "
+            "profile.mismatch_threshold=0.05)"
+        )
+    return key, _dataset_option(f"value={value}")[1]
+
+
+def backend_options_from_args(args) -> dict:
+    """``backend_options`` from ``--backend-option`` (``profile.FIGURE`` values into the
+    ``profile`` object); a name given twice is refused."""
+    options: dict = {}
+    for key, value in getattr(args, "backend_option", None) or []:
+        head, _, field = key.partition(".")
+        target, name = (options.setdefault(head, {}), field) if field else (options, head)
+        if not isinstance(target, dict) or name in target:
+            raise SpecError([Problem(f"backend_option.{key}", "is given more than once")])
+        target[name] = value
+    return options
+
+
 def _dataset_arguments(parser) -> None:
     parser.add_argument(
         "--data-path",
@@ -259,6 +287,16 @@ def make_parser() -> argparse.ArgumentParser:
     train.add_argument("--dataset", required=True, choices=sorted(DATASET_NAMES))
     train.add_argument("--algorithm", default="surrogate", choices=sorted(ALGORITHM_NAMES))
     train.add_argument("--backend", choices=backend_names(), help="default: the algorithm's own")
+    train.add_argument(
+        "--backend-option",
+        action="append",
+        default=[],
+        type=_backend_option,
+        metavar="NAME=VALUE",
+        help="an option of the backend (a run's backend_options), e.g. chip_seed=3 or a "
+        "profile figure, profile.mismatch_threshold=0.05 (the float simulator's variation, a "
+        "chip's figures); repeat for more",
+    )
     train.add_argument("--seed", type=_bounded(limits.BOUNDS["seed"]), default=0)
     train.add_argument("--out", required=True, help="run folder to create (must not exist)")
     train.add_argument(
@@ -496,6 +534,7 @@ def config_from_args(args) -> RunConfig:
     if args.recurrent:
         config.recurrent = True
     config.dataset_options.update(dataset_options_from_args(args))
+    config.backend_options.update(backend_options_from_args(args))
     if args.n_steps:
         config.n_steps = args.n_steps
     if args.dt:

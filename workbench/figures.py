@@ -14,9 +14,19 @@ from dataclasses import field
 import pandas as pd
 
 
-def figure(value, unit: str = "", source: str = "", assumption: bool = False):
-    """A field: its default ``value`` with unit, source and whether it is assumed."""
+def figure(
+    value,
+    unit: str = "",
+    source: str = "",
+    assumption: bool = False,
+    bound: tuple[float, float] | None = None,
+):
+    """A field: its default ``value`` with unit, source and whether it is assumed; ``bound``
+    ``(low, high)``, where given, is the range a run's override must keep (checked by
+    :func:`workbench.limits.backend_option_problems` and when the profile is made)."""
     metadata = {"unit": unit, "source": source, "assumption": assumption}
+    if bound is not None:
+        metadata["range"] = tuple(bound)
     if isinstance(value, (list, dict, set)):
         return field(default_factory=lambda: value, metadata=metadata)
     return field(default=value, metadata=metadata)

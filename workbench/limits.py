@@ -812,9 +812,10 @@ def backend_option_problems(
 ) -> list[Problem]:
     """Problems of a run's ``backend_options`` for ``backend``: each name must be one of the
     backend's keyword arguments, each value of the type its signature says (numbers finite
-    and within +-:data:`MAX_MAGNITUDE`, ``*seed`` options in the seed range), and a chip's
-    ``profile`` a dict of the chip profile's figures.  The backend checks its own ranges when
-    it is built."""
+    and within +-:data:`MAX_MAGNITUDE`, ``*seed`` options in the seed range), and the
+    ``profile`` (a chip's, or the float simulator's variation profile) a dict of the profile's
+    figures, each within the range its field declares (``figure(..., bound=...)``: a sigma
+    >= 0).  The backend checks its own ranges when it is built."""
     if not isinstance(options, dict):
         return [Problem(prefix, f"{show(options)} must be an object of option names and values")]
     try:
@@ -846,6 +847,12 @@ def option_problems(
             out += special[name](value, path)
             continue
         types = _allowed_types(param)
+        if name.endswith("seed") and value is not None and (types is None or int in types):
+            # a seed: its range says what is allowed (an integer in the seed range)
+            problem = number_problem(path, value, BOUNDS["seed"])
+            if problem is not None:
+                out.append(problem)
+            continue
         if types is not None and (
             not isinstance(value, types) or (isinstance(value, bool) and bool not in types)
         ):
@@ -854,9 +861,7 @@ def option_problems(
             )
             out.append(Problem(path, f"{show(value)} must be of type {wanted}"))
             continue
-        if name.endswith("seed") and value is not None:
-            problem = number_problem(path, value, BOUNDS["seed"])
-        elif is_number(value):
+        if is_number(value):
             problem = magnitude_problem(path, value)
         else:
             problem = _nested_number_problem(path, value)
@@ -898,6 +903,7 @@ def _profile_problems(backend: str, profile, path: str) -> list[Problem]:
         return [Problem(path, f"backend {backend!r} has no chip profile")]
     defaults = profile_class()
     figures = {f.name: getattr(defaults, f.name) for f in fields(profile_class)}
+    ranges = {f.name: f.metadata["range"] for f in fields(profile_class) if "range" in f.metadata}
     out = []
     for name, value in profile.items():
         if name not in figures:
@@ -916,6 +922,10 @@ def _profile_problems(backend: str, profile, path: str) -> list[Problem]:
             if not ok or isinstance(value, bool) != isinstance(default, bool):
                 kind = "an integer" if is_int(default) else "a number"
                 out.append(Problem(f"{path}.{name}", f"{show(value)} must be {kind}"))
+            elif name in ranges:  # a figure with its own range (a sigma: >= 0)
+                problem = number_problem(f"{path}.{name}", value, Bound(*ranges[name]))
+                if problem is not None:
+                    out.append(problem)
             elif (problem := magnitude_problem(f"{path}.{name}", value)) is not None:
                 out.append(problem)
         elif isinstance(default, (bool, str)) and type(value) is not type(default):
