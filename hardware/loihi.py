@@ -80,6 +80,19 @@ chip's observed input spikes with straight-through quantised weights, and every 
 (spikes, ``v``, ``u``) is the chip's value in the forward pass and the float model's in the
 backward pass, so ``loss.backward()`` reaches the float weights (quantisation-aware training).
 
+Variation, with the options of BrainScaleS-2 (``profile``, ``chip_seed``, ``noise_seed``), so a
+sweep can vary it.  Temporal noise as the chip has it (NxSDK's ``enableNoise`` with
+``randomizeCurrent``/``randomizeVoltage``, ``noiseMantAtCompartment``/``noiseExpAtCompartment``,
+documented as ``(lfsr() - 2**7 + noiseMantOffset0 * 2**6) * 2**(noiseExp0 - 7)``): with
+``LoihiProfile(noise_at="u" or "v")`` each compartment adds ``floor((r + 64 noise_mantissa) *
+2**(noise_exponent - 7))`` to ``u``'s synaptic input or to ``v``'s input every step, ``r``
+uniform in -128..127 from a generator seeded by ``noise_seed`` (:func:`noise_draws`; the LFSR's
+own sequence is not public, so the figures are marked assumptions).  Fixed-pattern mismatch is
+a stress test only (Loihi is digital and has no analog mismatch): ``mismatch_tau_mem``,
+``mismatch_tau_syn`` and ``mismatch_threshold`` draw each compartment's ``decay_v``, ``decay_u``
+and threshold mantissa once per ``chip_seed`` with :func:`workbench.variation.draw_neurons`,
+rounded to the integer fields.  Every figure at its default is the plain chip, bit for bit.
+
 On-chip learning (:class:`LearningRule`, :meth:`Loihi.learn`): integer pre/post traces and a
 sum-of-products rule such as ``"2^-2*x1*y0 - 2^-2*y1*x0"`` (pair STDP) applied every
 ``learning_epoch`` steps with the chip's weight format.
@@ -105,6 +118,7 @@ from workbench.backends import RunResult, _shift, projection_key
 from workbench.energy import energy_table, priced
 from workbench.neurons import propagators
 from workbench.spec import INPUT, NetworkSpec, Projection
+from workbench.variation import RELATIVE, VariationProfile, draw_neurons, noise_generator
 
 from .base import (
     EmulatedNetwork,
@@ -139,6 +153,18 @@ NXSDK_LSNN = (
     "(apps/relnet/RecurrentLsnn.py, src/lsnn.py: auxCxProto decayAuxU 4096, stackOut PUSH; "
     "mainCxProto joinOp ADD, stackIn POP_A; main -> aux inhibitory synapse)"
 )
+NXSDK_NOISE = (
+    "Intel NxSDK tutorial (n2Core dendriteSharedCfg: noiseExp0, noiseMantOffset0, "
+    "noiseAtDendOrVm; 'the noise term is (lfsr() - 2**7 + noiseMantOffset0 * 2**6) * "
+    "2**(noiseExp0 - 7)'); NxSDK CompartmentPrototype enableNoise, randomizeCurrent, "
+    "randomizeVoltage, noiseMantAtCompartment, noiseExpAtCompartment; NengoLoihi "
+    "nengo_loihi/emulator/interface.py NoiseState (noise into u's input, or into v's)"
+)
+STRESS = (
+    "a stress test, not a measured device: Loihi is digital and has no analog mismatch; 0 is "
+    "the plain chip"
+)
+NOISE_AT = ("off", "u", "v")
 
 
 @dataclass(frozen=True)
@@ -225,6 +251,45 @@ class LoihiProfile(HardwareProfile):
         f"{RAO_AHP}; {NXSDK_LSNN}",
         assumption=True,
     )
+    noise_at: str = figure(
+        "off",
+        "where each compartment's temporal noise enters: 'off'; 'u' (randomizeCurrent, "
+        "noiseAtDendOrVm 0: added to u's synaptic input) or 'v' (randomizeVoltage, "
+        "noiseAtDendOrVm 1: added to v's input, with u and the bias); an alif's auxiliary "
+        "compartment gets none",
+        NXSDK_NOISE,
+    )
+    noise_mantissa: int = figure(
+        0,
+        "noiseMantOffset0: offset of the random integer, in units of 64 (the study's range; "
+        "the field's width is not published)",
+        NXSDK_NOISE,
+        True,
+        (-15, 15),
+    )
+    noise_exponent: int = figure(
+        7,
+        "noiseExp0: each step's noise is floor((r + 64 mantissa) 2**(exponent - 7)), r uniform "
+        "in -128..127 (an 8-bit LFSR less 2**7); the LFSR's sequence, r's exact range and the "
+        "flooring shift for exponents below 7 are assumed (a seeded generator stands in for "
+        "the LFSR; NengoLoihi's emulator draws -127..127 and rounds toward zero)",
+        NXSDK_NOISE,
+        True,
+        (0, 23),
+    )
+    mismatch_tau_mem: float = figure(
+        0.0, "relative sigma per compartment of tau_mem (decay_v)", STRESS, True, RELATIVE
+    )
+    mismatch_tau_syn: float = figure(
+        0.0, "relative sigma per compartment of tau_syn (decay_u)", STRESS, True, RELATIVE
+    )
+    mismatch_threshold: float = figure(
+        0.0,
+        "relative sigma per compartment of the threshold (its mantissa, for v_reset 0)",
+        STRESS,
+        True,
+        RELATIVE,
+    )
     energy_synaptic_op: float = figure(
         23.6e-12, "J per synaptic spike operation (the table's minimum)", DAVIES_ENERGY
     )
@@ -257,9 +322,10 @@ class LoihiProfile(HardwareProfile):
 class CompartmentConfig:
     """One population's compartments on the chip (integers), plus how they map to float."""
 
-    decay_u: int
-    decay_v: int
-    threshold_mantissa: int | None  # None: a non-spiking compartment (LI readout)
+    # Per compartment (long tensors [n]) where a mismatch stress test draws them.
+    decay_u: int | torch.Tensor
+    decay_v: int | torch.Tensor
+    threshold_mantissa: int | torch.Tensor | None  # None: a non-spiking compartment (LI readout)
     bias_mantissa: int = 0
     bias_exponent: int = 0
     refractory_steps: int = 0
@@ -484,18 +550,50 @@ def _ahp_step(comp, ahp, fired, profile: LoihiProfile):
     return total.clamp(-edge, edge)
 
 
-def _compartment_step(comp, u, v, refractory, activation, profile: LoihiProfile, ahp=None):
+def _noise(draws: torch.Tensor, profile: LoihiProfile) -> torch.Tensor:
+    """A step's compartment noise from its random integers ``draws`` (-128..127):
+    ``(r + 64 mantissa) * 2**(exponent - 7)``, the right shift flooring."""
+    return _exp_shift(draws + (profile.noise_mantissa << 6), profile.noise_exponent - 7)
+
+
+def noise_draws(
+    spec: NetworkSpec, profile: LoihiProfile, noise_seed: int, n_steps: int, batch: int
+) -> dict[str, torch.Tensor]:
+    """The random integers (-128..127, long ``[T, B, n]``) of every population's compartment
+    noise for a run seeded ``noise_seed`` (empty when ``profile.noise_at`` is 'off'): the
+    population ``k`` of ``spec.populations`` draws from stream ``k`` of
+    :func:`workbench.variation.noise_generator`, so the same seed gives the same noise."""
+    if profile.noise_at == "off":
+        return {}
+    out = {}
+    for k, pop in enumerate(spec.populations):
+        generator = noise_generator(None, noise_seed, False, stream=k)
+        shape = (n_steps, batch, pop.size)
+        out[pop.name] = torch.randint(-128, 128, shape, generator=generator, dtype=torch.long)
+    return out
+
+
+def _compartment_step(
+    comp, u, v, refractory, activation, profile: LoihiProfile, ahp=None, draws=None
+):
     """One step of the chip's CUBA compartments: ``(u, v, refractory, spikes or None)``;
-    ``ahp``: an alif's auxiliary ``v`` of this step, joined (ADD) into the input to ``v``."""
+    ``ahp``: an alif's auxiliary ``v`` of this step, joined (ADD) into the input to ``v``;
+    ``draws``: this step's noise integers (``profile.noise_at`` says where they enter)."""
     state_max = profile.state_max
-    total = _int32(_decay(u, comp.decay_u) + (activation << profile.weight_shift))
+    noise_u = noise_v = 0
+    if draws is not None and profile.noise_at != "off":
+        if profile.noise_at == "u":
+            noise_u = _noise(draws, profile)
+        else:
+            noise_v = _noise(draws, profile)
+    total = _int32(_decay(u, comp.decay_u) + (activation << profile.weight_shift) + noise_u)
     if profile.u_wraps_modulo:
         new_u = _wrap(total, profile.state_bits)
     else:  # Lava: one wrap; 2**23 itself passes, -2**23 becomes 2**23
         new_u = torch.where(total > state_max, total - 2 * state_max, total)
         new_u = _int32(torch.where(new_u <= -state_max, total + 2 * state_max, new_u))
     joined = new_u if ahp is None else new_u + ahp
-    new_v = _int32(_decay(v, comp.decay_v) + joined + comp.bias)
+    new_v = _int32(_decay(v, comp.decay_v) + joined + comp.bias + noise_v)
     new_v = new_v.clamp(-(state_max - 1), state_max - 1)
     if comp.threshold_mantissa is None:
         return new_u, new_v, refractory, None
@@ -527,6 +625,12 @@ def _shift_int(x, exponent):
 
 
 @njit(cache=True, inline="always")
+def _noise_int(r, offset, exponent):
+    """:func:`_noise` for one compartment: ``(r + offset) * 2**(exponent - 7)``, flooring."""
+    return _shift_int(r + offset, exponent - 7)
+
+
+@njit(cache=True, inline="always")
 def _add_slots(out, source, b, t, w_t, delays, exponent, slot):
     """``out += sum_g shift(source[t - 1 - delays[g], b] @ w_t[g], exponent)``: the input of
     step ``t`` through one projection, each delay slot's sum shifted on its own (Lava's
@@ -543,13 +647,16 @@ def _add_slots(out, source, b, t, w_t, delays, exponent, slot):
 @njit(parallel=True, cache=True)
 def _compartment_loop(external, rec_w_t, rec_delays, rec_exponent, decay_u, decay_v, bias,
                       threshold, spiking, refractory_steps, v_init, weight_shift, state_bits,
-                      wraps_modulo, ahp_decay, ahp_increment, spikes, u_out, v_out,
-                      ahp_out):  # fmt: skip
+                      wraps_modulo, ahp_decay, ahp_increment, noise, noise_at, noise_offset,
+                      noise_exponent, spikes, u_out, v_out, ahp_out):  # fmt: skip
     """:func:`_compartment_step` over time for one population, one sample per thread.
     ``external``: the accumulated, exponent-shifted input from other populations ``[T, B, n]``;
     ``rec_w_t``: the self-projection's weights per delay group ``[G, source, target]`` (G = 0:
     none) with their ``rec_delays`` and one ``rec_exponent``; ``ahp_decay`` (< 0: no auxiliary
-    compartment) and ``ahp_increment``: an alif's AHP compartment (:func:`_ahp_step`); writes
+    compartment) and ``ahp_increment``: an alif's AHP compartment (:func:`_ahp_step`);
+    ``decay_u``, ``decay_v`` and ``threshold`` are per compartment ``[n]``; ``noise``: the
+    noise integers ``[T, B, n]`` (:func:`noise_draws`) entering u (``noise_at`` 1) or v (2),
+    with ``noise_offset`` (64 times the mantissa) and ``noise_exponent``; writes
     ``spikes``, ``u_out``, ``v_out`` and ``ahp_out`` ``[T, B, n]`` (int64; with no rows: not
     recorded).  Integer arithmetic throughout, as the torch loop."""
     n_steps, batch, n = external.shape
@@ -568,8 +675,15 @@ def _compartment_loop(external, rec_w_t, rec_delays, rec_exponent, decay_u, deca
             acc[:] = 0
             _add_slots(acc, spikes, b, t, rec_w_t, rec_delays, rec_exponent, slot)
             for j in range(n):
+                noise_u = noise_v = 0
+                if noise_at == 1:
+                    noise_u = _noise_int(noise[t, b, j], noise_offset, noise_exponent)
+                elif noise_at == 2:
+                    noise_v = _noise_int(noise[t, b, j], noise_offset, noise_exponent)
                 total = _int32_int(
-                    _decay_int(u[j], decay_u) + ((external[t, b, j] + acc[j]) << weight_shift)
+                    _decay_int(u[j], decay_u[j])
+                    + ((external[t, b, j] + acc[j]) << weight_shift)
+                    + noise_u
                 )
                 if wraps_modulo:  # modulo 2 * state_max, a power of two: a mask
                     new_u = ((total + state_max) & (2 * state_max - 1)) - state_max
@@ -584,13 +698,13 @@ def _compartment_loop(external, rec_w_t, rec_delays, rec_exponent, decay_u, deca
                         h = _int32_int(h + ahp_increment)
                     ahp[j] = min(max(h, -(state_max - 1)), state_max - 1)
                     joined = new_u + ahp[j]
-                new_v = _int32_int(_decay_int(v[j], decay_v) + joined + bias)
+                new_v = _int32_int(_decay_int(v[j], decay_v[j]) + joined + bias + noise_v)
                 new_v = min(max(new_v, -(state_max - 1)), state_max - 1)
                 if spiking:
                     held = refractory[j] > 0
                     if held:
                         new_v = 0
-                    fired = new_v > threshold and not held
+                    fired = new_v > threshold[j] and not held
                     if fired:
                         new_v = 0
                         refractory[j] = refractory_steps
@@ -627,8 +741,17 @@ def _delay_groups(groups) -> tuple[np.ndarray, np.ndarray]:
     return delays, w_t
 
 
-def _run_compartments(comp, external, own, profile, spikes, rec_u, rec_v, rec_ahp) -> None:
-    """The compiled loop for one population (``own``: its self-projection, or None)."""
+def _per_compartment(value, n: int) -> np.ndarray:
+    """An integer setting (one for all, or a tensor per compartment) as an int64 array [n]."""
+    value = value.tolist() if torch.is_tensor(value) else value
+    return np.ascontiguousarray(np.broadcast_to(np.asarray(value, np.int64), (n,)))
+
+
+def _run_compartments(
+    comp, external, own, profile, spikes, rec_u, rec_v, rec_ahp, draws=None
+) -> None:
+    """The compiled loop for one population (``own``: its self-projection, or None;
+    ``draws``: its noise integers, or None)."""
     kernels._threads()
     n = external.shape[2]
     if own is None:
@@ -637,14 +760,19 @@ def _run_compartments(comp, external, own, profile, spikes, rec_u, rec_v, rec_ah
         groups, exponent = own
         delays, w_t = _delay_groups(groups)
     spiking = comp.threshold_mantissa is not None
-    threshold = comp.threshold_mantissa << profile.threshold_shift if spiking else 0
+    threshold = _per_compartment(comp.threshold_mantissa if spiking else 0, n)
+    threshold = threshold << profile.threshold_shift
     ahp_decay = -1 if comp.ahp_decay is None else comp.ahp_decay
     increment = comp.ahp_increment(profile.weight_shift)
+    noise_at = NOISE_AT.index(profile.noise_at) if draws is not None else 0
+    noise = draws.numpy() if noise_at else np.zeros((0, 0, 0), np.int64)
     outputs = (spikes.numpy(), rec_u.numpy(), rec_v.numpy(), rec_ahp.numpy())
-    _compartment_loop(external.contiguous().numpy(), w_t, delays, exponent, comp.decay_u,
-                      comp.decay_v, comp.bias, threshold, spiking, comp.refractory_steps,
-                      comp.v_init, profile.weight_shift, profile.state_bits,
-                      profile.u_wraps_modulo, ahp_decay, increment, *outputs)  # fmt: skip
+    _compartment_loop(external.contiguous().numpy(), w_t, delays, exponent,
+                      _per_compartment(comp.decay_u, n), _per_compartment(comp.decay_v, n),
+                      comp.bias, threshold, spiking, comp.refractory_steps, comp.v_init,
+                      profile.weight_shift, profile.state_bits, profile.u_wraps_modulo,
+                      ahp_decay, increment, noise, noise_at, profile.noise_mantissa << 6,
+                      profile.noise_exponent, *outputs)  # fmt: skip
 
 
 def simulate(
@@ -655,6 +783,7 @@ def simulate(
     profile: LoihiProfile | None = None,
     kernel: str = "compiled",
     record=None,
+    noise_seed: int = 0,
 ) -> ChipRun:
     """Run ``spec`` on the emulated chip with integer ``config``; ``x`` is ``[T, B, inputs]``
     of 0/1.  ``learning`` maps projection keys to rules (batch size 1).  ``record``: the
@@ -668,8 +797,12 @@ def simulate(
     ``kernel``: ``"compiled"`` runs each population's time loop in :func:`_compartment_loop`
     (on the CPU, layer by layer, at most one self-projection); ``"torch"`` is the reference
     loop of :func:`_compartment_step`.  The two give the same integers (tested).
+    ``noise_seed``: the seed of the compartments' noise (:func:`noise_draws`), where
+    ``profile.noise_at`` turns it on.
     """
     profile = profile or LoihiProfile()
+    if profile.noise_at not in NOISE_AT:
+        raise ValueError(f"profile.noise_at: {profile.noise_at!r} must be one of {list(NOISE_AT)}")
     if ((x != 0) & (x != 1)).any():
         raise ValueError("input: Loihi spikes are binary; the input must hold only 0 and 1")
     learning = {k: r for k, r in (learning or {}).items() if r is not None}
@@ -693,6 +826,8 @@ def simulate(
     }
     delays = {k: s.delays.to(device) for k, s in config.synapses.items()}
     position = {name: k for k, name in enumerate(order)}
+    draws = noise_draws(spec, profile, noise_seed, n_steps, batch)
+    draws = {k: d.to(device) for k, d in draws.items()}
     layerwise = not learning and all(
         p.source == INPUT or p.source == p.target or position[p.source] < position[p.target]
         for p in spec.projections
@@ -727,8 +862,9 @@ def simulate(
             last = spikes[name][t - 1] if t > 0 else torch.zeros_like(ahp)
             ahp = _ahp_step(comp, ahp, last, profile)
             rec_ahp[name][t] = ahp
+        noise = draws[name][t] if name in draws else None
         u, v, refractory, fired = _compartment_step(
-            comp, u, v, refractory, activation, profile, ahp
+            comp, u, v, refractory, activation, profile, ahp, noise
         )
         if fired is not None:
             spikes[name][t] = fired
@@ -768,7 +904,15 @@ def simulate(
                         rec_ahp[name] = external.new_empty(0, 0, 0)
                 ahp_out = rec_ahp.get(name, external.new_empty(0, 0, 0))
                 _run_compartments(
-                    comp, external, mine, profile, spikes[name], rec_u[name], rec_v[name], ahp_out
+                    comp,
+                    external,
+                    mine,
+                    profile,
+                    spikes[name],
+                    rec_u[name],
+                    rec_v[name],
+                    ahp_out,
+                    draws.get(name),
                 )
                 continue
             state = initial(name)
@@ -862,7 +1006,9 @@ SUPPORTED_MODELS = ("lif", "alif", "li")
 class Loihi(EmulatedNetwork):
     """A spec on an emulated Loihi chip.  Options: ``threshold_mantissa`` (LIF threshold, in
     units of 64; default 8192), ``readout_range`` (float units an LI readout spans before its
-    24-bit membrane saturates; default 64)."""
+    24-bit membrane saturates; default 64), ``chip_seed`` (the chip the profile's
+    ``mismatch_*`` stress test draws) and ``noise_seed`` (the compartments' noise in
+    evaluation, where ``profile.noise_at`` turns it on; default ``seed + 1``)."""
 
     profile_class = LoihiProfile
     backend_name = "loihi"
@@ -874,9 +1020,18 @@ class Loihi(EmulatedNetwork):
         seed: int = 0,
         threshold_mantissa: int = 8192,
         readout_range: float = 64.0,
+        chip_seed: int = 0,
+        noise_seed: int | None = None,
         **options,
     ):
         super().__init__(spec, profile, seed=seed, **options)
+        if self.profile.noise_at not in NOISE_AT:
+            raise ValueError(
+                f"profile.noise_at: {self.profile.noise_at!r} must be one of {list(NOISE_AT)}"
+            )
+        self.chip_seed = chip_seed
+        self.noise_seed = seed + 1 if noise_seed is None else noise_seed
+        self._noise = torch.Generator().manual_seed(self.noise_seed)
         if not (isinstance(threshold_mantissa, int) and 1 <= threshold_mantissa < 2**17):
             raise ValueError(
                 f"threshold_mantissa: {threshold_mantissa!r} must be an integer from 1 to "
@@ -1133,6 +1288,35 @@ class Loihi(EmulatedNetwork):
                 )
             self.compartments[pop.name] = comp
             self.neuron_params[pop.name] = self.neuron_params[pop.name]._replace(**shadow)
+        self._draw_mismatch()
+
+    def _draw_mismatch(self) -> None:
+        """The ``mismatch_*`` stress test: each compartment's decays and threshold mantissa
+        drawn once for the chip ``chip_seed`` by the float simulator's variation model
+        (:func:`workbench.variation.draw_neurons`, so the same seed gives the float backend's
+        relative deviations) and rounded to the chip's integer fields; the bias and the float
+        shadow (gradients) keep the nominal values.  All sigmas 0: nothing is drawn."""
+        prof = self.profile
+        sigmas = {
+            name: getattr(prof, name)
+            for name in ("mismatch_tau_mem", "mismatch_tau_syn", "mismatch_threshold")
+        }
+        if not any(sigmas.values()):
+            return
+        drawn, _ = draw_neurons(
+            self.spec, VariationProfile(**sigmas), self.chip_seed, torch.float64
+        )
+        top = 2**prof.threshold_mantissa_bits - 1
+        for pop in self.spec.populations:
+            comp, q, p = self.compartments[pop.name], drawn[pop.name], pop.params
+            if prof.mismatch_tau_syn:
+                comp.decay_u = torch.round(4096 * (1 - q.alpha)).clamp(1, 4096).long()
+            if prof.mismatch_tau_mem:
+                comp.decay_v = torch.round(4096 * (1 - q.beta)).clamp(0, 4096).long()
+            if prof.mismatch_threshold and comp.threshold_mantissa is not None:
+                ratio = (q.threshold - p["v_reset"]) / (p["threshold"] - p["v_reset"])
+                mantissa = torch.round(comp.threshold_mantissa * ratio)
+                comp.threshold_mantissa = mantissa.clamp(1, top).long()
 
     def _quantize(self, proj: Projection, w: torch.Tensor) -> tuple[torch.Tensor, int, float]:
         """``(stored weights, weight exponent, chip units per float weight unit)``."""
@@ -1223,7 +1407,22 @@ class Loihi(EmulatedNetwork):
                 names = [p.name for p in self.spec.projections]
                 raise ValueError(f"learning: {name!r} is not a projection; choose from {names}")
             rules[projection_key(proj)] = rule
-        return simulate(self.spec, config, x.detach(), rules, self.profile, self.kernel)
+        return simulate(
+            self.spec,
+            config,
+            x.detach(),
+            rules,
+            self.profile,
+            self.kernel,
+            noise_seed=self._run_noise_seed(),
+        )
+
+    def _run_noise_seed(self) -> int:
+        """The noise seed of a run: ``noise_seed`` in evaluation (repeatable); in training a
+        fresh one from the network's running generator each run."""
+        if not self.training:
+            return self.noise_seed
+        return int(torch.randint(2**31, (1,), generator=self._noise))
 
     def learn(
         self, x: torch.Tensor, learning: dict[str, LearningRule], write_back: bool = True
@@ -1248,7 +1447,16 @@ class Loihi(EmulatedNetwork):
         wanted = self.wanted(record)
         config = self.chip_config()
         keep = wanted | {self.spec.output_name}  # others' membranes are neither read nor copied
-        run = simulate(self.spec, config, x.detach(), None, self.profile, self.kernel, keep)
+        run = simulate(
+            self.spec,
+            config,
+            x.detach(),
+            None,
+            self.profile,
+            self.kernel,
+            keep,
+            noise_seed=self._run_noise_seed(),
+        )
         traces = {}
         for name in self.order:
             comp = config.compartments[name]
@@ -1410,6 +1618,7 @@ __all__ = [
     "SynapseConfig",
     "Term",
     "apply_rule",
+    "noise_draws",
     "parse_rule",
     "simulate",
 ]
