@@ -21,7 +21,7 @@ from __future__ import annotations
 import functools
 from importlib.metadata import EntryPoint, entry_points
 
-ALGORITHM_NAMES = ("eventprop", "proxy", "ssnn_bp", "stdp", "surrogate", "vdsp")
+ALGORITHM_NAMES = ("desire", "eventprop", "proxy", "ssnn_bp", "stdp", "surrogate", "vdsp")
 DATASET_NAMES = ("digits", "equalizer", "shd", "spoken_digits", "ssc", "yinyang")
 # The delta encoder needs time series, so static datasets do not offer it.
 STATIC_ENCODERS = ("latency", "rate", "ternary", "log_scale")

@@ -39,6 +39,7 @@ def get_algorithm(name: str) -> Algorithm:
 
 # Each module registers its algorithms when imported.
 from workbench.algorithms import (  # noqa: E402
+    desire,  # noqa: F401
     eventprop,  # noqa: F401
     local,  # noqa: F401  (stdp and vdsp)
     proxy,  # noqa: F401
