@@ -218,7 +218,7 @@ def test_memory_of_the_adjoint_does_not_grow_with_time_steps():
 
 
 def test_specs_the_event_backend_cannot_run_are_refused_by_field():
-    spec = feedforward([3, 4, 2], "alif", "li")
+    spec = feedforward([3, 4, 2], "if", "li")
     with pytest.raises(SpecError, match=r"populations\[0\]\.model"):
         EventNetwork(spec)
     spec = feedforward([3, 4, 2], "lif", "li", params={"refractory_steps": 2})

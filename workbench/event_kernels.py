@@ -140,9 +140,10 @@ def _add(target, row):
 
 # ------------------------------------------------------------------------------ feed-forward
 @njit(cache=True, error_model="numpy")
-def _interval(v, i, count, t0, t1, tau_mem, tau_syn, c, threshold, times, currents):
+def _interval(v, i, count, t0, t1, tau_mem, tau_syn, c, threshold, adapt, times, currents):
     """Advance every neuron from ``t0`` to ``t1`` (no input in between), placing its spikes
-    (possibly several) in ``times``/``currents`` ``[n, K]`` of this sample."""
+    (possibly several) in ``times``/``currents`` ``[n, K]`` of this sample; at each spike
+    ``V`` resets to 0 and ``I`` jumps by ``-adapt`` (an alif's AHP, 0 for a lif)."""
     max_spikes = times.shape[1]
     h = t1 - t0
     em = math.exp(-h / tau_mem)
@@ -177,12 +178,14 @@ def _interval(v, i, count, t0, t1, tau_mem, tau_syn, c, threshold, times, curren
             currents[j, k] = ij
             count[j] = k + 1
             vj = 0.0  # the reset
+            ij = ij - adapt  # the AHP
         v[j] = vj
         i[j] = ij
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _feedforward_spikes(event_time, jumps, t_end, tau_mem, tau_syn, threshold, times, currents):
+def _feedforward_spikes(event_time, jumps, t_end, tau_mem, tau_syn, threshold, adapt, times,
+                        currents):  # fmt: skip
     batch, width, n = jumps.shape
     c = tau_syn / (tau_mem - tau_syn)
     for b in prange(batch):
@@ -192,7 +195,8 @@ def _feedforward_spikes(event_time, jumps, t_end, tau_mem, tau_syn, threshold, t
         now = 0.0
         for e in range(width + 1):
             end = event_time[b, e] if e < width else t_end
-            _interval(v, i, count, now, end, tau_mem, tau_syn, c, threshold, times[b], currents[b])
+            _interval(v, i, count, now, end, tau_mem, tau_syn, c, threshold, adapt, times[b],
+                      currents[b])  # fmt: skip
             now = end
             if e < width:
                 _add(i, jumps[b, e])
@@ -200,6 +204,14 @@ def _feedforward_spikes(event_time, jumps, t_end, tau_mem, tau_syn, threshold, t
 
 def _constants(kernel):
     return float(kernel.tau_mem), float(kernel.tau_syn), float(kernel.threshold)
+
+
+def with_ahp(w_rec, kernel):
+    """The recurrent weights ``[n, n]`` with an alif's AHP on the diagonal: a fixed synapse
+    of weight ``-kernel.adapt`` from each neuron onto itself (``w_rec`` itself for a lif)."""
+    if not kernel.adapt:
+        return w_rec
+    return w_rec - kernel.adapt * torch.eye(len(w_rec), dtype=w_rec.dtype, device=w_rec.device)
 
 
 def feedforward_spikes(events, jumps, kernel, t_end: float, max_spikes: int):
@@ -210,12 +222,13 @@ def feedforward_spikes(events, jumps, kernel, t_end: float, max_spikes: int):
     times = jumps.new_full((batch, n, max_spikes), math.inf)
     currents = jumps.new_zeros(batch, n, max_spikes)
     _feedforward_spikes(_array(events.time), _array(jumps), float(t_end), *_constants(kernel),
-                        times.numpy(), currents.numpy())  # fmt: skip
+                        float(kernel.adapt), times.numpy(), currents.numpy())  # fmt: skip
     return times, currents
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _feedforward_adjoint(times, currents, g, event_time, tau_mem, tau_syn, threshold, mu_i, mu_v):
+def _feedforward_adjoint(times, currents, g, event_time, tau_mem, tau_syn, threshold, adapt, mu_i,
+                         mu_v):  # fmt: skip
     batch, n, max_spikes = times.shape
     width = event_time.shape[1]
     c = tau_syn / (tau_mem - tau_syn)
@@ -229,13 +242,19 @@ def _feedforward_adjoint(times, currents, g, event_time, tau_mem, tau_syn, thres
                 spikes += 1
             count[j] = spikes
             after = 0.0  # mu_V just after spike k
+            after_i = 0.0  # mu_I just after spike k
             for k in range(spikes - 1, -1, -1):
                 vdot = (currents[b, j, k] - threshold) / tau_mem
-                jk = (threshold / tau_mem) * after / vdot - g[b, j, k] / vdot
+                # the AHP: a fixed self-synapse of weight -adapt, moved with the spike
+                g_k = g[b, j, k] - adapt * (after_i / tau_syn - after / tau_mem)
+                jk = (threshold / tau_mem) * after / vdot - g_k / vdot
                 jump[j, k] = jk
                 if k > 0:
                     gap = times[b, j, k] - times[b, j, k - 1]
-                    after = math.exp(-gap / tau_mem) * (after + jk)
+                    em = math.exp(-gap / tau_mem)
+                    es = math.exp(-gap / tau_syn)
+                    after_i = es * after_i + c * (em - es) * (after + jk)
+                    after = em * (after + jk)
         # mu_V and mu_I at each input event: the jumps of the spikes after it, propagated back
         for e in range(width):
             s = event_time[b, e]
@@ -262,8 +281,8 @@ def feedforward_adjoint(times, currents, g, events, jumps, kernel):
     mu_i = torch.zeros_like(jumps)
     mu_v = torch.zeros_like(jumps)
     _feedforward_adjoint(_array(times), _array(currents), _array(g.to(times.dtype)),
-                         _array(events.time), *_constants(kernel), mu_i.numpy(),
-                         mu_v.numpy())  # fmt: skip
+                         _array(events.time), *_constants(kernel), float(kernel.adapt),
+                         mu_i.numpy(), mu_v.numpy())  # fmt: skip
     return mu_i, mu_v
 
 
@@ -331,9 +350,11 @@ class RecurrentLog:
 
 def recurrent_spikes(events, jumps, w_rec, kernel, t_end: float, max_spikes: int):
     """Spike times, currents at the spikes and the event log of a population with recurrent
-    synapses ``w_rec`` ``[n, n]`` (target, source): ``events.recurrent_forward``."""
+    synapses ``w_rec`` ``[n, n]`` (target, source): ``events.recurrent_forward``; an alif's
+    AHP is one more fixed synapse of each neuron onto itself (:func:`with_ahp`)."""
     _threads()
     batch, width, n = jumps.shape
+    w_rec = with_ahp(w_rec, kernel)
     n_real = events.n_real if events.n_real is not None else torch.full((batch,), width)
     times = jumps.new_full((batch, n, max_spikes), math.inf)
     currents = jumps.new_zeros(batch, n, max_spikes)
@@ -387,9 +408,11 @@ def _recurrent_adjoint(log_time, log_who, log_index, log_len, currents, g, w_rec
 
 def recurrent_adjoint(log: RecurrentLog, currents, g, events, jumps, w_rec, kernel, t_end):
     """EventProp through a recurrent population (``events.recurrent_adjoint`` before its time
-    sensitivity): ``(mu_I, mu_V)`` at each input event ``[B, E, n]`` and dL/dw_rec."""
+    sensitivity): ``(mu_I, mu_V)`` at each input event ``[B, E, n]`` and dL/dw_rec (an alif's
+    AHP is a fixed diagonal, :func:`with_ahp`, not trained)."""
     _threads()
     batch, width, n = jumps.shape
+    w_rec = with_ahp(w_rec, kernel)
     mu_i = torch.zeros_like(jumps)
     mu_v = torch.zeros_like(jumps)
     grad_rec_t = np.zeros((batch, n, n))  # per sample (samples run in parallel), summed below
@@ -481,31 +504,36 @@ def leaky_adjoint(grad_v, events, jumps, kernel, grid):
 
 
 @njit(parallel=True, cache=True, error_model="numpy")
-def _subtract_resets(v, times, grid, tau_mem, threshold):
+def _subtract_resets(v, times, grid, tau_mem, tau_syn, threshold, adapt):
     n_grid, batch, n = v.shape
     max_spikes = times.shape[2]
+    c = tau_syn / (tau_mem - tau_syn)
     for b in prange(batch):
-        pull = np.zeros(n)  # sum of threshold * beta(t - t_k) over the spikes before t
+        pull = np.zeros(n)  # sum of beta(t - t_k) over the spikes before t
+        pull_s = np.zeros(n)  # sum of alpha(t - t_k) (the AHP's V is c adapt (beta - alpha))
         seen = np.zeros(n, np.int64)
         previous = grid[0]
         for g in range(n_grid):
             t = grid[g]
             decay = math.exp(-(t - previous) / tau_mem)
+            decay_s = math.exp(-(t - previous) / tau_syn)
             previous = t
             row = v[g, b]
             for j in range(n):
                 pull[j] *= decay
+                pull_s[j] *= decay_s
                 while seen[j] < max_spikes and times[b, j, seen[j]] < t:  # inf: never
-                    pull[j] += threshold * math.exp(-(t - times[b, j, seen[j]]) / tau_mem)
+                    pull[j] += math.exp(-(t - times[b, j, seen[j]]) / tau_mem)
+                    pull_s[j] += math.exp(-(t - times[b, j, seen[j]]) / tau_syn)
                     seen[j] += 1
-                row[j] -= pull[j]
+                row[j] -= threshold * pull[j] + adapt * c * (pull[j] - pull_s[j])
 
 
 def subtract_resets(v, times, kernel, grid) -> None:
     """Turn the free membrane ``v`` ``[G, B, n]`` (contiguous, in place) of a spiking
     population into its membrane with resets: each spike pulls ``V`` down by the threshold,
-    decaying with ``tau_mem`` (``events.lif_grid``)."""
+    decaying with ``tau_mem``, and an alif's AHP by ``adapt p(t - t_k)`` (``events.lif_grid``)."""
     _threads()
-    tau_mem, _, threshold = _constants(kernel)
-    _subtract_resets(v.numpy(), _array(times), _array(grid.to(torch.float64)), tau_mem,
-                     threshold)  # fmt: skip
+    tau_mem, tau_syn, threshold = _constants(kernel)
+    _subtract_resets(v.numpy(), _array(times), _array(grid.to(torch.float64)), tau_mem, tau_syn,
+                     threshold, float(kernel.adapt))  # fmt: skip

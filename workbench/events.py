@@ -14,6 +14,21 @@ closed form, and the crossing time is found by bracketed Newton iteration to mac
 Spike times are therefore exact, not rounded to a time step; ``dt`` only places the input
 spikes (the encoders' rasters) and the grid on which membranes are reported.
 
+**The alif's AHP.**  An ``alif``'s after-hyperpolarising current ``a`` (jumps by
+``adapt_strength`` at each spike, decays with ``tau_adapt``, enters ``V`` as ``-a``) is a third
+exponential, and with it ``V`` can turn twice between events: the crossing test above no longer
+holds, so :func:`event_problems` refuses ``tau_adapt != tau_syn``.  With ``tau_adapt ==
+tau_syn`` (exactly equal, as the spec gives them) ``I - a`` obeys the synaptic current's own
+equation, in ``neurons.lif_step``'s steps too (there ``adapt_decay = alpha`` and
+``adapt_gain = current_gain``, and the AHP acts from the step after the spike): the AHP is a
+fixed synapse of weight ``-adapt_strength`` from each neuron onto itself, without delay
+(``Kernel.adapt``).  A feed-forward population takes it
+with the reset (a spike steps ``I`` by ``-adapt`` as it steps ``V`` by ``-threshold``); a
+recurrent one adds it to the diagonal of its recurrent weights (``event_kernels.with_ahp``),
+where it moves the adjoint at spikes like any recurrent weight but is not trained.  A recorded
+``i`` stays the synaptic current, as the float simulator records it; ``v`` includes the AHP.
+An ``alif`` with ``adapt_strength = 0`` is a lif, whatever its ``tau_adapt``.
+
 **Forward pass.**  A population without recurrent synapses is simulated spike by spike: for its
 ``k``-th spike, every neuron's state is known in closed form at every input event (one matrix
 product per block of events), the first inter-event interval in which it crosses the threshold
@@ -88,6 +103,9 @@ class Kernel:
     tau_mem: float
     tau_syn: float
     threshold: float
+    # An ``alif``'s AHP with ``tau_adapt == tau_syn``: each spike of a neuron makes its own
+    # current jump by ``-adapt`` (a fixed self-inhibitory synapse, no delay); 0 for a lif.
+    adapt: float = 0.0
 
     @property
     def c(self) -> float:
@@ -299,12 +317,15 @@ def lif_forward(events: Events, jumps, kernel: Kernel, t_end: float, max_spikes:
     s = events.time[:, :, None]  # [B, E, 1]
     ends = torch.cat([events.time[:, 1:], events.time.new_full((batch, 1), t_end)], 1)[..., None]
     last = jumps.new_full((batch, 1, n), -math.inf)  # time of the previous spike
-    debt = jumps.new_zeros(batch, 1, n)  # the resets' pull on V at that time (>= 0)
+    # the pull of the resets (and of the AHP's jumps in I) on V and I at that time
+    debt_v = jumps.new_zeros(batch, 1, n)
+    debt_i = jumps.new_zeros(batch, 1, n)
     active = torch.ones(batch, n, dtype=torch.bool)
     for k in range(max_spikes):
         start = torch.maximum(s, last)
         v0, i0 = kernel.advance(v_ev, i_ev, start - s)
-        v0 = v0 - debt * kernel.beta(start - last)
+        pull_v, pull_i = kernel.advance(debt_v, debt_i, start - last)
+        v0, i0 = v0 - pull_v, i0 - pull_i
         crosses, u_peak, v_peak = kernel.peak(v0, i0, ends - start)
         crosses &= active[:, None, :]
         fires = crosses.any(1)
@@ -321,7 +342,10 @@ def lif_forward(events: Events, jumps, kernel: Kernel, t_end: float, max_spikes:
         fired = fires[:, None, :]
         times[:, :, k] = torch.where(fires, t_k[:, 0], times[:, :, k])
         currents[:, :, k] = torch.where(fires, i_k[:, 0], currents[:, :, k])
-        debt = torch.where(fired, kernel.threshold + debt * kernel.beta(t_k - last), debt)
+        # V falls from the threshold to 0 (the reset) and I by the AHP's jump
+        pull_v, pull_i = kernel.advance(debt_v, debt_i, t_k - last)
+        debt_v = torch.where(fired, pull_v + kernel.threshold, debt_v)
+        debt_i = torch.where(fired, pull_i + kernel.adapt, debt_i)
         last = torch.where(fired, t_k, last)
         active &= fires
     return times, currents
@@ -338,17 +362,24 @@ def lif_adjoint(times, currents, g, events: Events, jumps, kernel: Kernel):
     vdot = torch.where(finite, vdot, torch.ones_like(vdot))
     jump = torch.zeros_like(times)
     mu_after = torch.zeros_like(times[:, :, 0])  # mu_V just after spike k
+    mu_i_after = torch.zeros_like(mu_after)  # mu_I just after spike k (needed for the AHP)
     for k in reversed(range(max_spikes)):
         if not finite[:, :, k].any():
             continue
-        j = (kernel.threshold / kernel.tau_mem) * mu_after / vdot[:, :, k] - g[:, :, k] / vdot[
-            :, :, k
-        ]
+        # the AHP is a fixed self-synapse of weight -adapt: moving the spike moves its jump
+        g_k = g[:, :, k] - kernel.adapt * (mu_i_after / kernel.tau_syn - mu_after / kernel.tau_mem)
+        j = (kernel.threshold / kernel.tau_mem) * mu_after / vdot[:, :, k] - g_k / vdot[:, :, k]
         j = torch.where(finite[:, :, k], j, torch.zeros_like(j))
         jump[:, :, k] = j
         if k > 0:
             gap = torch.where(finite[:, :, k], t[:, :, k] - t[:, :, k - 1], torch.zeros_like(j))
-            mu_after = torch.where(finite[:, :, k], kernel.beta(gap) * (mu_after + j), mu_after)
+            before = mu_after + j
+            mu_i_after = torch.where(
+                finite[:, :, k],
+                kernel.alpha(gap) * mu_i_after + kernel.p(gap) * before,
+                mu_i_after,
+            )
+            mu_after = torch.where(finite[:, :, k], kernel.beta(gap) * before, mu_after)
     s = events.time[:, :, None]  # [B, E, 1]
     mu_v = jumps.new_zeros(jumps.shape)
     mu_i = jumps.new_zeros(jumps.shape)
@@ -372,8 +403,10 @@ def _time_sensitivity(jumps, mu_v, mu_i, kernel: Kernel):
 
 def recurrent_forward(events: Events, jumps, w_rec, kernel: Kernel, t_end: float, max_spikes):
     """Spike times of a population with recurrent synapses ``w_rec`` ``[n, n]`` (target,
-    source), simulated event by event; also the log of events for the adjoint pass."""
+    source), simulated event by event; also the log of events for the adjoint pass.  An
+    alif's AHP (``kernel.adapt``) is one more fixed synapse of each neuron onto itself."""
     batch, width, n = jumps.shape
+    w_rec = event_kernels.with_ahp(w_rec, kernel)
     rows = torch.arange(batch)
     v = jumps.new_zeros(batch, n)
     i = jumps.new_zeros(batch, n)
@@ -421,8 +454,10 @@ def recurrent_forward(events: Events, jumps, w_rec, kernel: Kernel, t_end: float
 
 def recurrent_adjoint(log, currents, g, events: Events, jumps, w_rec, kernel: Kernel, t_end):
     """EventProp through a recurrent population: the event log of :func:`recurrent_forward`
-    replayed backward.  Returns ``(mu_I at input events, dL/d event time, dL/dw_rec)``."""
+    replayed backward.  Returns ``(mu_I at input events, dL/d event time, dL/dw_rec)``; the
+    AHP's fixed diagonal (``kernel.adapt``) moves the adjoint at spikes but is not trained."""
     batch, width, n = jumps.shape
+    w_rec = event_kernels.with_ahp(w_rec, kernel)
     mu_v = jumps.new_zeros(batch, n)
     mu_i = jumps.new_zeros(batch, n)
     now = jumps.new_full((batch,), t_end)
@@ -500,14 +535,18 @@ def averages_adjoint(grad, events: Events, kernel: Kernel, t_end: float):
 
 def lif_grid(events: Events, jumps, times, kernel: Kernel, grid: torch.Tensor, free=None):
     """``V`` and ``I`` of a spiking population at the grid times (resets included); ``free``:
-    its ``(V, I)`` without resets if already computed (:func:`li_forward`)."""
+    its ``(V, I)`` without resets if already computed (:func:`li_forward`).  An ``alif``'s AHP
+    (``kernel.adapt``) pulls ``V`` down too; ``I`` stays the synaptic current, as the float
+    simulator records it (the AHP is its own state there)."""
     v, i = free if free is not None else li_forward(events, jumps, kernel, grid)
     for k in range(times.shape[2]):
         t = times[:, :, k]  # [B, n]
         if not torch.isfinite(t).any():
             break
         gap = grid[:, None, None] - torch.where(torch.isfinite(t), t, math.inf)
-        v = v - torch.where(gap > 0, kernel.threshold * kernel.beta(gap.clamp(min=0)), 0.0)
+        after = gap.clamp(min=0)
+        pull = kernel.threshold * kernel.beta(after) + kernel.adapt * kernel.p(after)
+        v = v - torch.where(gap > 0, pull, 0.0)
     return v, i
 
 
@@ -554,12 +593,29 @@ def event_problems(spec: NetworkSpec) -> list[Problem]:
     out = []
     for k, pop in enumerate(spec.populations):
         path = f"populations[{k}]"
-        if pop.model not in ("lif", "li"):
+        if pop.model not in ("lif", "alif", "li"):
             out.append(
-                Problem(f"{path}.model", f"{pop.model!r} must be 'lif' or 'li' (event backend)")
+                Problem(
+                    f"{path}.model", f"{pop.model!r} must be 'lif', 'alif' or 'li' (event backend)"
+                )
             )
             continue
         params = pop.params  # the model's defaults filled in by Population
+        if (
+            pop.model == "alif"
+            and params["adapt_strength"] != 0
+            and params["tau_adapt"] != params["tau_syn"]
+        ):
+            out.append(
+                Problem(
+                    f"{path}.params.tau_adapt",
+                    f"{params['tau_adapt']!r} must equal tau_syn ({params['tau_syn']!r}) on the "
+                    "event backend: exact spike times need V to be a sum of two exponentials "
+                    "between events, and a third time constant (the AHP's) breaks the "
+                    "closed-form crossing test; with tau_adapt == tau_syn the AHP is a fixed "
+                    "self-inhibitory synapse.  The float backend runs any tau_adapt",
+                )
+            )
         if params["tau_syn"] == 0:
             out.append(
                 Problem(
@@ -653,15 +709,23 @@ class _Simulation:
         return recurrent_adjoint(log, currents, grad_t, events, jumps, w_rec, kernel, self.t_end)
 
     def grid_states(self, state, kernel):
-        """``V`` and ``I`` of a spiking population on the grid, resets included."""
-        if not self.compiled:
-            args = (state["events"], state["jumps"], state["times"], kernel, self.grid)
-            return lif_grid(*args, state.get("free"))
+        """``V`` and ``I`` of a spiking population on the grid, resets (and an alif's AHP)
+        included, and the jumps of its recurrent synapses if it has any."""
         free = state.get("free")
         if free is None:
-            v, i = self.leaky(state["events"], state["jumps"], kernel)
-        else:
-            v, i = free[0].clone(), free[1]  # the free membrane stays as the adjoint's
+            free = self.leaky(state["events"], state["jumps"], kernel)
+        if state["rec"] is not None:
+            # the population's own spikes through its recurrent weights, on top of its input
+            times, w_rec = state["times"], state["w_rec"]
+            n = times.shape[1]
+            own = merge_spike_times([times], [0], n, self.t_end)
+            w_t = torch.cat([w_rec.T, w_rec.new_zeros(1, n)], 0)
+            v_rec, i_rec = self.leaky(own, event_weights(own, w_t), kernel)
+            free = (free[0] + v_rec, free[1] + i_rec)
+        if not self.compiled:
+            args = (state["events"], state["jumps"], state["times"], kernel, self.grid)
+            return lif_grid(*args, free)
+        v, i = free[0].clone(), free[1]  # the free membrane stays as the adjoint's
         event_kernels.subtract_resets(v, state["times"], kernel, self.grid)
         return v, i
 
@@ -763,26 +827,27 @@ class _Simulation:
                     mu_i2, mu_v2 = averages_adjoint(extra, events, kernel, self.t_end)
                     mu_i = mu_i + mu_i2
                     dtime = dtime + _time_sensitivity(jumps, mu_v2, mu_i2, kernel)
-            elif state["rec"] is None:
+            else:
                 times = state["times"]
                 grad_t = torch.where(torch.isfinite(times), g[name], torch.zeros_like(times))
-                mu_i, dtime = self.spiking_adjoint(
-                    times, state["currents"], grad_t, events, jumps, kernel
-                )
+                if state["rec"] is None:
+                    mu_i, dtime = self.spiking_adjoint(
+                        times, state["currents"], grad_t, events, jumps, kernel
+                    )
+                else:
+                    mu_i, dtime, grad_rec = self.recurrent_adjoint(
+                        state["log"], state["currents"], grad_t, events, jumps, state["w_rec"],
+                        kernel,
+                    )  # fmt: skip
+                    dw[net.index[state["rec"].name]] += grad_rec
                 if name == spec.output_name and extra is not None:
-                    # the adjoint of the free membrane jumps at each neuron's peak grid time
-                    # (superposed: it equals the membrane where no spike came before the peak)
+                    # the adjoint of the free membrane (its input's jumps alone) jumps at each
+                    # neuron's peak grid time (superposed: it equals the membrane where no
+                    # spike came before the peak)
                     grad_v = jumps.new_zeros(len(self.grid), *extra.shape)
                     grad_v.scatter_(0, state["peak_at"][None], extra[None])
                     mu_i2, dtime2 = self.leaky_adjoint(grad_v, events, jumps, kernel)
                     mu_i, dtime = mu_i + mu_i2, dtime + dtime2
-            else:
-                times = state["times"]
-                grad_t = torch.where(torch.isfinite(times), g[name], torch.zeros_like(times))
-                mu_i, dtime, grad_rec = self.recurrent_adjoint(
-                    state["log"], state["currents"], grad_t, events, jumps, state["w_rec"], kernel
-                )
-                dw[net.index[state["rec"].name]] += grad_rec
             # weights: dL/dw_mn = sum over the events from n of mu_I,m
             rows = sum(spec.size_of(p.source) for p in state["feed"])
             grad_stack = weight_gradient(events, mu_i, rows)
@@ -848,6 +913,7 @@ class EventNetwork(FloatNetwork):
                 float(params["tau_mem"]),
                 float(params["tau_syn"]),
                 float(params.get("threshold", 1.0)),
+                float(params["adapt_strength"]) if pop.model == "alif" else 0.0,
             )
 
     def simulate(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
