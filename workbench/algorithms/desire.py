@@ -112,6 +112,7 @@ from workbench.algorithms.loop import (
     restored_progress,
 )
 from workbench.data import make_loaders
+from workbench.limits import is_finite, is_int
 from workbench.spec import INPUT, NetworkSpec, Problem, Projection, SpecError
 from workbench.store import like, load_random_state, random_schema, random_state
 from workbench.training import (
@@ -133,14 +134,6 @@ READOUTS = ("spike_count",)  # the output's spike counts are what the desire com
 MODELS = ("lif", "if")  # the populations the rule trains
 LATENCY = {"lif": 1, "if": 0}  # steps from an input spike to its effect on the membrane
 AUTHORS_TAU_TRACE = 1.0 / math.log(4.0 / 3.0)  # ms at dt = 1 ms: their trace decay of 0.75
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # ------------------------------------------------------------------------------------ config
@@ -173,20 +166,20 @@ class DesireConfig:
         out = []
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
-            if not (_is_int(value) and value >= 1):
+            if not (is_int(value) and value >= 1):
                 out.append(Problem(name, f"{value!r} must be an integer >= 1"))
         for name in ("patience", "sample_every", "error_margin"):
             value = getattr(self, name)
-            if not (_is_int(value) and value >= 0):
+            if not (is_int(value) and value >= 0):
                 out.append(Problem(name, f"{value!r} must be an integer >= 0"))
         for name in ("lr", "hidden_threshold", "tau_trace"):
             value = getattr(self, name)
-            if not (_is_number(value) and value > 0):
+            if not (is_finite(value) and value > 0):
                 out.append(Problem(name, f"{value!r} must be a finite number > 0"))
-        if not (_is_number(self.lr_decay) and self.lr_decay >= 0):
+        if not (is_finite(self.lr_decay) and self.lr_decay >= 0):
             out.append(Problem("lr_decay", f"{self.lr_decay!r} must be a finite number >= 0"))
         value = self.output_threshold
-        if not (_is_number(value) and 0 <= value < 1):
+        if not (is_finite(value) and 0 <= value < 1):
             out.append(Problem("output_threshold", f"{value!r} must be a number in [0, 1)"))
         rates = self.layer_lr
         if rates is not None:
@@ -196,7 +189,7 @@ class DesireConfig:
                 )
             else:
                 for k, value in enumerate(rates):
-                    if not (_is_number(value) and value >= 0):
+                    if not (is_finite(value) and value >= 0):
                         out.append(
                             Problem(f"layer_lr[{k}]", f"{value!r} must be a finite number >= 0")
                         )
@@ -208,7 +201,7 @@ class DesireConfig:
         """What does not fit the network: the error margin within the run, one ``layer_lr``
         per projection."""
         out = []
-        if _is_int(self.error_margin) and self.error_margin >= spec.n_steps:
+        if is_int(self.error_margin) and self.error_margin >= spec.n_steps:
             out.append(
                 Problem(
                     "error_margin",

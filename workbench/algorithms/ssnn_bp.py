@@ -137,6 +137,7 @@ import torch.nn.functional as F
 from workbench.algorithms import Algorithm, register_algorithm
 from workbench.algorithms.loop import first_epoch, progress, progress_schema, restored_progress
 from workbench.data import make_loaders
+from workbench.limits import is_finite, is_int
 from workbench.recording import to_dataset
 from workbench.spec import INPUT, NetworkSpec, Problem, Projection, SpecError
 from workbench.store import like, load_random_state, random_schema, random_state
@@ -156,14 +157,6 @@ from workbench.training import (
 
 READOUTS = ("max_membrane",)  # the deterministic network's output: its final membranes
 MIN_TAU_RATIO = 100.0  # the output's tau_mem must be this many times the run (decay <= 1 %)
-
-
-def _is_int(value) -> bool:
-    return isinstance(value, int) and not isinstance(value, bool)
-
-
-def _is_number(value) -> bool:
-    return isinstance(value, (int, float)) and not isinstance(value, bool) and math.isfinite(value)
 
 
 # ------------------------------------------------------------------------------------ config
@@ -190,20 +183,20 @@ class SSNNBPConfig:
         out = []
         for name in ("epochs", "batch_size"):
             value = getattr(self, name)
-            if not (_is_int(value) and value >= 1):
+            if not (is_int(value) and value >= 1):
                 out.append(Problem(name, f"{value!r} must be an integer >= 1"))
         for name in ("patience", "sample_every"):
             value = getattr(self, name)
-            if not (_is_int(value) and value >= 0):
+            if not (is_int(value) and value >= 0):
                 out.append(Problem(name, f"{value!r} must be an integer >= 0"))
         for name in ("lr", "gradient_gain"):
             value = getattr(self, name)
-            if not (_is_number(value) and value > 0):
+            if not (is_finite(value) and value > 0):
                 out.append(Problem(name, f"{value!r} must be a finite number > 0"))
-        if not (_is_number(self.lr_decay) and self.lr_decay >= 0):
+        if not (is_finite(self.lr_decay) and self.lr_decay >= 0):
             out.append(Problem("lr_decay", f"{self.lr_decay!r} must be a finite number >= 0"))
         noise = self.threshold_noise
-        if not (_is_number(noise) and 0 <= noise < 2):
+        if not (is_finite(noise) and 0 <= noise < 2):
             out.append(Problem("threshold_noise", f"{noise!r} must be a number in [0, 2)"))
         if self.readout not in READOUTS:
             out.append(Problem("readout", f"{self.readout!r} must be one of {list(READOUTS)}"))
