@@ -106,8 +106,8 @@ import torch
 from workbench.algorithms import Algorithm, register_algorithm
 from workbench.algorithms.loop import (
     _first_sample,
+    close_epoch,
     first_epoch,
-    progress,
     progress_schema,
     restored_progress,
 )
@@ -118,7 +118,6 @@ from workbench.store import like, load_random_state, random_schema, random_state
 from workbench.training import (
     EVAL_BATCH_SIZE,
     BatchEnd,
-    EpochEnd,
     History,
     Interrupted,
     RunEnd,
@@ -483,25 +482,25 @@ def fit(network, data, config: DesireConfig | None = None, callbacks=(), stop=No
             "output_desire_fraction": desired["output"] / max(counted["output"], 1),
             "hidden_desire_fraction": desired["hidden"] / max(counted["hidden"], 1),
         }
-        history.append(row)
-        emit(callbacks, EpochEnd(epoch, row))
-        if val["accuracy"] > best:
-            best, stale, history.best_epoch = val["accuracy"], 0, epoch
-            best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
-        else:
-            stale += 1
-        if interrupted or (stop is not None and stop.is_set()):
-            history.stopped = True
-            break
-        if checkpoint is not None and checkpoint.due(epoch):
-            checkpoint.save(
-                {
-                    **progress(epoch, history, best, best_state, stale),
-                    "network": network.state_dict(),
-                    "random": random_state(network, data.encoder, loaders["train"]),
-                }
-            )
-        if config.patience and stale >= config.patience:
+        best, best_state, stale, done = close_epoch(
+            epoch,
+            row,
+            network,
+            history,
+            callbacks,
+            best,
+            best_state,
+            stale,
+            interrupted,
+            stop,
+            checkpoint,
+            config.patience,
+            lambda: {
+                "network": network.state_dict(),
+                "random": random_state(network, data.encoder, loaders["train"]),
+            },
+        )
+        if done:
             break
     if best_state is not None:
         network.load_state_dict(best_state)

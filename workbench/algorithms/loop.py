@@ -201,32 +201,68 @@ def fit_epochs(
             "skipped_steps": skipped,  # batches whose gradient was not finite (no update)
             "seconds": time.perf_counter() - started,
         }
-        history.append(row)
-        emit(callbacks, EpochEnd(epoch, row))
-        if val["accuracy"] > best:
-            best, stale, history.best_epoch = val["accuracy"], 0, epoch
-            best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
-        else:
-            stale += 1
-        if interrupted or (stop is not None and stop.is_set()):
-            history.stopped = True
-            break
-        if checkpoint is not None and checkpoint.due(epoch):
-            checkpoint.save(
-                {
-                    **progress(epoch, history, best, best_state, stale),
-                    "network": network.state_dict(),
-                    "optimiser": optimiser.state_dict(),
-                    "schedule": schedule.state_dict(),
-                    "random": random_state(network, data.encoder, loaders["train"]),
-                }
-            )
-        if config.patience and stale >= config.patience:
+        best, best_state, stale, done = close_epoch(
+            epoch,
+            row,
+            network,
+            history,
+            callbacks,
+            best,
+            best_state,
+            stale,
+            interrupted,
+            stop,
+            checkpoint,
+            config.patience,
+            lambda: {
+                "network": network.state_dict(),
+                "optimiser": optimiser.state_dict(),
+                "schedule": schedule.state_dict(),
+                "random": random_state(network, data.encoder, loaders["train"]),
+            },
+        )
+        if done:
             break
     if best_state is not None:
         network.load_state_dict(best_state)
     emit(callbacks, RunEnd(history, history.stopped))
     return history
+
+
+def close_epoch(
+    epoch: int,
+    row: dict,
+    network,
+    history: History,
+    callbacks,
+    best: float,
+    best_state,
+    stale: int,
+    interrupted: bool,
+    stop,
+    checkpoint,
+    patience: int,
+    own_state: Callable[[], dict],
+) -> tuple[float, object, int, bool]:
+    """What every epoch loop does once an epoch's ``row`` is measured: record it (an
+    :class:`EpochEnd`), keep the best validation epoch's weights, end a run that was
+    interrupted or whose ``stop`` is set (a callback may set it on this epoch's end), write a
+    checkpoint when due (:func:`progress` and ``own_state()``: the loop's own state) and
+    stop after ``patience`` epochs without improvement.  Returns ``(best, best_state, stale,
+    done)``; ``done`` ends the loop."""
+    history.append(row)
+    emit(callbacks, EpochEnd(epoch, row))
+    if row["val_accuracy"] > best:
+        best, stale, history.best_epoch = row["val_accuracy"], 0, epoch
+        best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
+    else:
+        stale += 1
+    if interrupted or (stop is not None and stop.is_set()):
+        history.stopped = True
+        return best, best_state, stale, True
+    if checkpoint is not None and checkpoint.due(epoch):
+        checkpoint.save({**progress(epoch, history, best, best_state, stale), **own_state()})
+    return best, best_state, stale, bool(patience and stale >= patience)
 
 
 def progress(epoch: int, history: History, best: float, best_state, stale: int) -> dict:

@@ -135,7 +135,12 @@ import torch
 import torch.nn.functional as F
 
 from workbench.algorithms import Algorithm, register_algorithm
-from workbench.algorithms.loop import first_epoch, progress, progress_schema, restored_progress
+from workbench.algorithms.loop import (
+    close_epoch,
+    first_epoch,
+    progress_schema,
+    restored_progress,
+)
 from workbench.data import make_loaders
 from workbench.limits import is_finite, is_int
 from workbench.recording import to_dataset
@@ -144,7 +149,6 @@ from workbench.store import like, load_random_state, random_schema, random_state
 from workbench.training import (
     EVAL_BATCH_SIZE,
     BatchEnd,
-    EpochEnd,
     History,
     Interrupted,
     RunEnd,
@@ -536,26 +540,26 @@ def fit(network, data, config: SSNNBPConfig | None = None, callbacks=(), stop=No
             ),
             "gradient_saturation": saturated / max(draws, 1),
         }
-        history.append(row)
-        emit(callbacks, EpochEnd(epoch, row))
-        if val["accuracy"] > best:
-            best, stale, history.best_epoch = val["accuracy"], 0, epoch
-            best_state = {k: v.detach().clone() for k, v in network.state_dict().items()}
-        else:
-            stale += 1
-        if interrupted or (stop is not None and stop.is_set()):
-            history.stopped = True
-            break
-        if checkpoint is not None and checkpoint.due(epoch):
-            checkpoint.save(
-                {
-                    **progress(epoch, history, best, best_state, stale),
-                    "network": network.state_dict(),
-                    "generator": generator.get_state(),
-                    "random": random_state(network, data.encoder, loaders["train"]),
-                }
-            )
-        if config.patience and stale >= config.patience:
+        best, best_state, stale, done = close_epoch(
+            epoch,
+            row,
+            network,
+            history,
+            callbacks,
+            best,
+            best_state,
+            stale,
+            interrupted,
+            stop,
+            checkpoint,
+            config.patience,
+            lambda: {
+                "network": network.state_dict(),
+                "generator": generator.get_state(),
+                "random": random_state(network, data.encoder, loaders["train"]),
+            },
+        )
+        if done:
             break
     if best_state is not None:
         network.load_state_dict(best_state)
