@@ -16,6 +16,9 @@ So ``fit()`` trains on the emulated chip unchanged.
 
 ``saturation`` (option) models the transfer non-linearity of the analog neuron: the synaptic
 input circuit saturates, so the current reaching the membrane is ``I_sat tanh(I / I_sat)``.
+The profile's ``integration_nonlinearity`` (and ``mirror_*``) figures give the membrane's own
+non-linearity, a current mirror's headroom (:mod:`workbench.nonlinearity`), as on every analog
+backend.
 """
 
 from __future__ import annotations
@@ -27,6 +30,7 @@ import torch
 
 from workbench.energy import energy_table, priced
 from workbench.fused import lif_scan
+from workbench.nonlinearity import MirrorFigures, with_mirror
 from workbench.spec import INPUT, NetworkSpec
 from workbench.variation import ABSOLUTE, RELATIVE, draw_neurons, membrane_noise, noise_generator
 
@@ -48,7 +52,7 @@ ASSUMED = "assumption: residual after calibration is not published; set it to st
 
 
 @dataclass(frozen=True)
-class BrainScaleS2Profile(HardwareProfile):
+class BrainScaleS2Profile(HardwareProfile, MirrorFigures):
     name: str = "BrainScaleS-2"
     speedup: float = figure(1000.0, "x biological time", PEHLE)
     neurons: int = figure(512, "neurons", PEHLE)
@@ -144,6 +148,7 @@ class BrainScaleS2(EmulatedNetwork):
         self.neuron_params, self.synaptic_gain = draw_neurons(
             self.spec, self.profile, self.chip_seed, self.dtype
         )
+        self.neuron_params = with_mirror(self.neuron_params, self.profile)
 
     def weight(self, proj) -> torch.Tensor:
         """6-bit signed weights (one scale per projection: the calibrated synaptic gain) times

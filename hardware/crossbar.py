@@ -83,6 +83,7 @@ from workbench.hardware.base import (
     resource_table,
     straight_through,
 )
+from workbench.nonlinearity import MirrorFigures, with_mirror
 from workbench.spec import NetworkSpec, Projection
 
 # Programming-noise polynomial of PCM devices (Nandakumar et al., ICECS 2019), in uS, as a
@@ -111,8 +112,11 @@ IDEAL = dict(
 
 
 @dataclass(frozen=True)
-class CrossbarProfile(HardwareProfile):
-    """A PCM-like memristive crossbar chip.  Change a figure with ``dataclasses.replace``."""
+class CrossbarProfile(HardwareProfile, MirrorFigures):
+    """A PCM-like memristive crossbar chip.  Change a figure with ``dataclasses.replace``.
+    The neurons are ideal by default; ``integration_nonlinearity`` > 0 makes them analog
+    integrate-and-fire neurons charged through current mirrors (:mod:`workbench.nonlinearity`),
+    as a column's current would be integrated on a mixed-signal crossbar."""
 
     name: str = "PCM crossbar (HERMES-like, 64 tiles of 256x256)"
     tile_rows: int = figure(256, "rows (inputs) per tile", _SOURCE_HERMES)
@@ -399,6 +403,7 @@ class Crossbar(EmulatedNetwork):
         self.drift_compensation = bool(drift_compensation)
         self.ir_drop = bool(ir_drop)
         self.resample_in_training = bool(resample_in_training)
+        self.neuron_params = with_mirror(self.neuron_params, self.profile)
         self.programmings = 0  # how often the chip has been (re-)programmed after the first
         self._faults = self._draw_faults()
         self._programming = self._draw_programming()

@@ -21,6 +21,7 @@ from torch import nn
 from workbench.catalog import BUILTIN_BACKEND, backend_entry_points
 from workbench.fused import default_kernel, lif_scan, project
 from workbench.neurons import STEPS, Surrogate, initial_state, lif_parameters
+from workbench.nonlinearity import with_mirror
 from workbench.spec import INPUT, NetworkSpec, Projection, SpecError
 from workbench.variation import (
     VariationProfile,
@@ -183,6 +184,7 @@ class FloatNetwork(nn.Module):
             if self.profile.mismatch_synaptic_gain:
                 self.synaptic_gain = gains
             self._noise = torch.Generator().manual_seed(self.noise_seed)
+        self.neuron_params = with_mirror(self.neuron_params, self.profile)
         position = {name: k for k, name in enumerate(self.order)}
         # Layer by layer (whole time axis per population, one matrix product per projection)
         # works unless a recurrent projection comes from a population computed later.

@@ -34,6 +34,7 @@ import torch
 
 from workbench import kernels
 from workbench.neurons import LIFParameters
+from workbench.nonlinearity import mirror_gain, mirror_gain_and_slope
 
 KERNELS = ("compiled", "torch")
 # Below this fraction of non-zeros, the input projection works from the non-zeros.  On the
@@ -139,6 +140,12 @@ def _add_scaled(base, scale, other, out):
         torch.add(base, other, alpha=scale, out=out)
 
 
+def _states(p, vs, is_) -> tuple:
+    """What the adjoint keeps of the forward's states: the membranes and currents where the
+    mirror's gain depends on them, else nothing."""
+    return (vs, is_) if p.mirror is not None else ()
+
+
 def _first(*tensors):
     return next((t for t in tensors if t is not None), None)
 
@@ -150,30 +157,43 @@ class _LIFScan(torch.autograd.Function):
         ctx.surrogate, ctx.compiled = surrogate, compiled
         # An output the loss does not use gets None, not a tensor of zeros, in backward.
         ctx.set_materialize_grads(False)
+        # The mirror's adjoint needs the membrane and current of every step.
+        record = record or p.mirror is not None
         if compiled:
             zs, vs, is_, distance = kernels.lif_forward(external, w_rec, p, spiking, noise, record)
-            ctx.save_for_backward(zs, distance, w_rec)
+            ctx.save_for_backward(zs, distance, w_rec, *_states(p, vs, is_))
             return (zs, vs, is_) if spiking else (vs.clone(), vs, is_)
-        ctx.filtered = w_rec is None and external.shape[0] > 0
+        # The filters are linear; the mirror's gain depends on the membrane.
+        ctx.filtered = w_rec is None and external.shape[0] > 0 and p.mirror is None
         if ctx.filtered:
             zs, vs, is_, distance = _filtered_forward(external, p, spiking, noise)
         else:
             zs, vs, is_, distance = _loop_forward(external, w_rec, p, spiking, noise)
-        ctx.save_for_backward(zs, distance, w_rec)
+        ctx.save_for_backward(zs, distance, w_rec, *_states(p, vs, is_))
         if not spiking:
             return vs.clone(), vs, is_
         return zs, vs, is_
 
     @staticmethod
     def backward(ctx, grad_z, grad_v, grad_i):
-        zs, distance, w_rec = ctx.saved_tensors
+        zs, distance, w_rec, *states = ctx.saved_tensors
         p, spiking, has_rec = ctx.p, ctx.spiking, ctx.has_rec
         like = _first(grad_z, grad_v, grad_i)
         if like is None:  # no output has a gradient
             return None, None, None, None, None, None, None, None
         if ctx.compiled:
             grad_external = kernels.lif_backward(
-                grad_z, grad_v, grad_i, zs, distance, ctx.surrogate, w_rec, p, spiking, like
+                grad_z,
+                grad_v,
+                grad_i,
+                zs,
+                distance,
+                ctx.surrogate,
+                w_rec,
+                p,
+                spiking,
+                like,
+                *states,
             )
             grad_w = None
             if has_rec and not spiking:  # a leaky integrator sends no spikes to itself
@@ -188,7 +208,7 @@ class _LIFScan(torch.autograd.Function):
             )
             return grad_external, None, None, None, None, None, None, None
         grad_external, grad_w = _loop_backward(
-            grad_z, grad_v, grad_i, zs, distance, w_rec, p, spiking, ctx.surrogate
+            grad_z, grad_v, grad_i, zs, distance, w_rec, p, spiking, ctx.surrogate, *states
         )
         return grad_external, grad_w, None, None, None, None, None, None
 
@@ -206,7 +226,11 @@ def _loop_forward(external, w_rec, p, spiking, noise):
     distance = torch.empty_like(external) if spiking else None
     leak = (1.0 - p.beta) * p.v_leak
     for t in range(n_steps):
-        v = p.beta * v + p.current_gain * i + leak
+        if p.mirror is None:
+            v = p.beta * v + p.current_gain * i + leak
+        else:
+            charge = p.current_gain * i
+            v = p.beta * v + mirror_gain(v, charge, p.mirror) * charge + leak
         if noise is not None:
             v = v + noise[t]
         i = p.alpha * i + external[t]
@@ -224,8 +248,13 @@ def _loop_forward(external, w_rec, p, spiking, noise):
     return zs, vs, is_, distance
 
 
-def _loop_backward(grad_z, grad_v, grad_i, zs, distance, w_rec, p, spiking, surrogate):
-    """The adjoint of :func:`_loop_forward`, one step at a time: ``(grad_external, grad_w)``."""
+def _loop_backward(
+    grad_z, grad_v, grad_i, zs, distance, w_rec, p, spiking, surrogate, vs=None, is_=None
+):
+    """The adjoint of :func:`_loop_forward`, one step at a time: ``(grad_external, grad_w)``.
+    With the mirror, ``vs`` and ``is_`` are the forward's membranes and currents: the step
+    from ``(v, i)`` adds ``g(v) gain i``, so ``d/dv = beta + g'(v) gain i`` and
+    ``d/di = g(v) gain``."""
     has_rec = w_rec is not None
     derivs = surrogate.derivative(distance) if spiking else None
     like = _first(grad_z, grad_v, grad_i)
@@ -253,8 +282,14 @@ def _loop_backward(grad_z, grad_v, grad_i, zs, distance, w_rec, p, spiking, surr
         if has_rec and spiking and t > 0:  # an LI population sends no spikes to itself
             grad_w += d_i.T @ zs[t - 1]
         adj_input_next = d_i
-        adj_v = p.beta * d_pre
-        adj_i = p.current_gain * d_pre + p.alpha * d_i
+        if p.mirror is None or t == 0:  # (at t = 0 the carried adjoints are not used)
+            adj_v = p.beta * d_pre
+            adj_i = p.current_gain * d_pre + p.alpha * d_i
+        else:
+            charge = p.current_gain * is_[t - 1]
+            g, slope = mirror_gain_and_slope(vs[t - 1], charge, p.mirror)
+            adj_v = (p.beta + slope * charge) * d_pre
+            adj_i = g * p.current_gain * d_pre + p.alpha * d_i
     return grad_external, grad_w
 
 

@@ -99,9 +99,48 @@ def add_outer(rows, weights, vec):
 
 
 # --------------------------------------------------------------------------------- LIF loop
+@njit(cache=True, inline="always")
+def mirror(v, c, m):
+    """``(g_s, dg_s/dv)`` of the current mirror at membrane ``v`` for charge ``c``; ``m``
+    holds the figures of ``workbench.nonlinearity.Mirror`` in the loop's dtype.  The same
+    operations, in the same order, as ``nonlinearity.mirror_gain_and_slope``."""
+    zero = m.dtype.type(0.0)
+    one = m.dtype.type(1.0)
+    two = m.dtype.type(2.0)
+    strength, vdd, v_rest, per_unit, overdrive, lam, v_ref = (
+        m[0],
+        m[1],
+        m[2],
+        m[3],
+        m[4],
+        m[5],
+        m[6],
+    )
+    volts = v_rest + v * per_unit
+    if c >= zero:
+        v_ds = vdd - volts
+        d_volts = -per_unit
+    else:
+        v_ds = volts
+        d_volts = per_unit
+    x = min(max(v_ds / overdrive, zero), one)
+    on = v_ds > zero
+    headroom = one + lam * max(v_ds, zero)
+    scale = one + lam * v_ref
+    shape = two * x - x * x
+    g = shape * headroom / scale
+    gain = one + strength * (g - one)
+    if gain <= zero:
+        return zero, zero
+    d_shape = (two - two * x) / overdrive if on and v_ds < overdrive else zero
+    d_headroom = lam if on else zero
+    d_g = (d_shape * headroom + shape * d_headroom) / scale
+    return gain, strength * d_g * d_volts
+
+
 @njit(parallel=True, cache=True)
 def _lif_forward(ext, w_rec_t, noise, alpha, beta, gain, leak, threshold, v_reset, v0,
-                 spiking, subtract, zs, vs, is_, distance):  # fmt: skip
+                 spiking, subtract, m, zs, vs, is_, distance):  # fmt: skip
     """One sample per thread, sequential in time.  ``vs``/``is_`` with no rows are not
     written (a population nobody records); the order of every float operation is the one of
     the torch reference, so float64 results agree to the last bits.  The inner loops run over
@@ -110,6 +149,7 @@ def _lif_forward(ext, w_rec_t, noise, alpha, beta, gain, leak, threshold, v_rese
     recurrent = w_rec_t.shape[0] > 0 and spiking
     noisy = noise.shape[0] > 0
     keep = vs.shape[0] > 0
+    mirrored = m.shape[0] > 0
     one = ext.dtype.type(1.0)
     zero = ext.dtype.type(0.0)
     for b in prange(batch):
@@ -122,7 +162,11 @@ def _lif_forward(ext, w_rec_t, noise, alpha, beta, gain, leak, threshold, v_rese
                 add_weighted_rows(arriving, zs[t - 1, b], w_rec_t)
             e = ext[t, b]
             for j in range(n):
-                vj = beta[j] * v[j] + gain[j] * i[j] + leak[j]
+                if mirrored:
+                    c = gain[j] * i[j]
+                    vj = beta[j] * v[j] + mirror(v[j], c, m)[0] * c + leak[j]
+                else:
+                    vj = beta[j] * v[j] + gain[j] * i[j] + leak[j]
                 if noisy:
                     vj = vj + noise[t, b, j]
                 v[j] = vj
@@ -161,8 +205,9 @@ def _derivative(x, kind, scale, cutoff):
 
 @njit(parallel=True, cache=True)
 def _lif_backward(grad_z, grad_v, grad_i, zs, distance, kind, scale, cutoff, w_rec, alpha, beta,
-                  gain, spiking, subtract, grad_ext):  # fmt: skip
+                  gain, spiking, subtract, m, vs, is_, grad_ext):  # fmt: skip
     n_steps, batch, n = grad_ext.shape
+    mirrored = m.shape[0] > 0
     recurrent = w_rec.shape[0] > 0 and spiking
     has_z, has_v, has_i = grad_z.shape[0] > 0, grad_v.shape[0] > 0, grad_i.shape[0] > 0
     zero = grad_ext.dtype.type(0.0)
@@ -194,9 +239,16 @@ def _lif_backward(grad_z, grad_v, grad_i, zs, distance, kind, scale, cutoff, w_r
                 for j in range(n):
                     d_v[j] = d_v[j] + d_z[j]
             # d_v now holds the adjoint of the pre-reset membrane (d_pre)
-            for j in range(n):
-                adj_v[j] = beta[j] * d_v[j]
-                adj_i[j] = gain[j] * d_v[j] + alpha[j] * out[j]
+            if mirrored and t > 0:  # the step from (v, i) of t - 1 added g(v) gain i
+                for j in range(n):
+                    c = gain[j] * is_[t - 1, b, j]
+                    g, slope = mirror(vs[t - 1, b, j], c, m)
+                    adj_v[j] = (beta[j] + slope * c) * d_v[j]
+                    adj_i[j] = g * gain[j] * d_v[j] + alpha[j] * out[j]
+            else:
+                for j in range(n):
+                    adj_v[j] = beta[j] * d_v[j]
+                    adj_i[j] = gain[j] * d_v[j] + alpha[j] * out[j]
             if recurrent:
                 back[:] = zero
                 add_weighted_rows(back, out, w_rec)
@@ -224,14 +276,22 @@ def lif_forward(external, w_rec, p, spiking: bool, noise, record: bool = True):
     zs = torch.empty(external.shape, dtype=dtype) if spiking else none
     distance = torch.empty(external.shape, dtype=dtype) if spiking else none
     _lif_forward(ext, w_rec_t, noise_a, alpha, beta, gain, leak, threshold, v_reset,
-                 v_leak.copy(), spiking, bool(p.reset_subtract), zs.numpy(), vs.numpy(),
-                 is_.numpy(), distance.numpy())  # fmt: skip
+                 v_leak.copy(), spiking, bool(p.reset_subtract), _mirror(p, ext.dtype), zs.numpy(),
+                 vs.numpy(), is_.numpy(), distance.numpy())  # fmt: skip
     return zs, vs, is_, distance
 
 
-def lif_backward(grad_z, grad_v, grad_i, zs, distance, surrogate, w_rec, p, spiking, like):
+def _mirror(p, dtype) -> np.ndarray:
+    """The mirror's figures of ``p`` as an array of ``dtype`` (empty: no mirror)."""
+    return np.array(p.mirror if p.mirror is not None else (), dtype)
+
+
+def lif_backward(
+    grad_z, grad_v, grad_i, zs, distance, surrogate, w_rec, p, spiking, like, vs=None, is_=None
+):
     """The adjoint loop: the gradient of the loss w.r.t. the external input ``[T, B, n]``;
-    ``distance`` is ``V - threshold`` before the reset, ``surrogate`` a ``Surrogate``."""
+    ``distance`` is ``V - threshold`` before the reset, ``surrogate`` a ``Surrogate``;
+    ``vs``/``is_``: the forward's membranes and currents, which the mirror needs."""
     _threads()
     n = like.shape[2]
     dtype = like.dtype
@@ -250,7 +310,7 @@ def lif_backward(grad_z, grad_v, grad_i, zs, distance, surrogate, w_rec, p, spik
         kind, scale, cutoff = 0, 1.0, np.inf
     _lif_backward(arr(grad_z), arr(grad_v), arr(grad_i), arr(zs), arr(distance), kind, scale,
                   cutoff, w, alpha, beta, gain, spiking, bool(p.reset_subtract),
-                  grad_ext.numpy())  # fmt: skip
+                  _mirror(p, none.dtype), arr(vs), arr(is_), grad_ext.numpy())  # fmt: skip
     return grad_ext
 
 

@@ -893,6 +893,10 @@ def _nested_number_problem(path: str, value, depth: int = 0) -> Problem | None:
 def _profile_problems(backend: str, profile, path: str) -> list[Problem]:
     from dataclasses import fields
 
+    from workbench.nonlinearity import MirrorFigures
+
+    mirror_figures = {f.name for f in fields(MirrorFigures)}
+
     if profile is None:
         return []
     if not isinstance(profile, dict):
@@ -906,6 +910,24 @@ def _profile_problems(backend: str, profile, path: str) -> list[Problem]:
     ranges = {f.name: f.metadata["range"] for f in fields(profile_class) if "range" in f.metadata}
     out = []
     for name, value in profile.items():
+        if name not in figures and name in mirror_figures:
+            carriers = [
+                other
+                for other in backend_names()
+                if "profile" in backend_options(other)
+                and issubclass(
+                    getattr(_backend_class(other), "profile_class", object), MirrorFigures
+                )
+            ]
+            out.append(
+                Problem(
+                    f"{path}.{name}",
+                    f"backend {backend!r} has no analog neuron to carry the integration "
+                    "non-linearity (its neurons add their input exactly); the backends with "
+                    f"it: {', '.join(carriers)}",
+                )
+            )
+            continue
         if name not in figures:
             out.append(
                 Problem(

@@ -41,6 +41,7 @@ from typing import NamedTuple
 import torch
 
 from workbench.neuron_models import MODELS, SURROGATES, NeuronModel, Param  # noqa: F401 (re-exported)
+from workbench.nonlinearity import Mirror, mirror_gain
 
 # ---------------------------------------------------------------------------------------------
 # Surrogate spike functions
@@ -131,6 +132,7 @@ class LIFParameters(NamedTuple):
     adapt_decay: float | torch.Tensor = 0.0  # exp(-dt/tau_adapt), ALIF only
     adapt_gain: float | torch.Tensor = 0.0  # propagator from the AHP current to V, ALIF only
     adapt_strength: float | torch.Tensor = 0.0  # ALIF only
+    mirror: Mirror | None = None  # the analog integration non-linearity, workbench.nonlinearity
 
 
 class LIFState(NamedTuple):
@@ -208,7 +210,7 @@ def lif_step(
     plain Heaviside step.  The ALIF's AHP current ``a`` enters the membrane like an inhibitory
     synaptic current with time constant ``tau_adapt`` (its own exact propagator).
     """
-    v = p.v_leak + p.beta * (state.v - p.v_leak) + p.current_gain * state.i
+    v = p.v_leak + p.beta * (state.v - p.v_leak) + _charge(state.v, p.current_gain * state.i, p)
     if p.adapt_strength:
         v = v - p.adapt_gain * state.adaptation
     i = p.alpha * state.i + input_current
@@ -226,8 +228,18 @@ def if_step(
 
     The state's ``i`` holds this step's input (IF has no synaptic filter).
     """
-    v, z, refractory = _fire(state.v + input_current, state.refractory, p, spike_fn)
+    v, z, refractory = _fire(
+        state.v + _charge(state.v, input_current, p), state.refractory, p, spike_fn
+    )
     return LIFState(v, input_current, refractory, state.adaptation), z
+
+
+def _charge(v, charge, p: LIFParameters):
+    """What a step's ``charge`` adds to the membrane ``v``: all of it, or through the analog
+    neuron's current mirror where ``p.mirror`` is set (:mod:`workbench.nonlinearity`)."""
+    if p.mirror is None:
+        return charge
+    return mirror_gain(v, charge, p.mirror) * charge
 
 
 def _fire(v, refractory, p: LIFParameters, spike_fn):
@@ -248,7 +260,7 @@ def li_step(
     state: LIFState, input_current: torch.Tensor, p: LIFParameters, spike_fn=None
 ) -> tuple[LIFState, torch.Tensor]:
     """One step of a leaky integrator (non-spiking); the output is the membrane ``V``."""
-    v = p.v_leak + p.beta * (state.v - p.v_leak) + p.current_gain * state.i
+    v = p.v_leak + p.beta * (state.v - p.v_leak) + _charge(state.v, p.current_gain * state.i, p)
     i = p.alpha * state.i + input_current
     return LIFState(v, i, state.refractory, state.adaptation), v
 

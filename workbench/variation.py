@@ -29,6 +29,7 @@ import torch
 
 from workbench.figures import Figures, figure
 from workbench.neurons import LIFParameters, propagators
+from workbench.nonlinearity import MirrorFigures
 from workbench.spec import NetworkSpec, Problem
 
 ASSUMED = "a setting of the study, not a measured device: 0 is the ideal float network"
@@ -41,9 +42,10 @@ MODELS = ("lif", "li")  # the models whose time loop takes per-neuron parameters
 
 
 @dataclass(frozen=True)
-class VariationProfile(Figures):
+class VariationProfile(MirrorFigures, Figures):
     """Mismatch and membrane noise of the float simulator (``build(spec, "float",
-    profile={...}, chip_seed=..., noise_seed=...)``); every figure 0 is the ideal network."""
+    profile={...}, chip_seed=..., noise_seed=...)``), and the analog neuron's integration
+    non-linearity (:mod:`workbench.nonlinearity`); every figure 0 is the ideal network."""
 
     name: str = "float variation"
     mismatch_tau_mem: float = figure(0.0, "relative sigma per neuron", ASSUMED, True, RELATIVE)
