@@ -8,6 +8,7 @@ training samples (memory does not grow with epochs; the epoch's time is what the
 predicts).  Prints a table; ``--json FILE`` writes every row.
 
     nice .venv/bin/python benchmarks/memory_planner.py --json benchmarks/results/memory_planner.json
+    nice .venv/bin/python benchmarks/memory_planner.py --cells proxy:50:64 eventprop:50:512
 """
 
 from __future__ import annotations
@@ -79,6 +80,12 @@ def run_in_process(mode: str, cell: dict) -> dict:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--json", help="write the rows to this file")
+    parser.add_argument(
+        "--cells",
+        nargs="+",
+        metavar="ALGORITHM:T:HIDDEN",
+        help="only these cells of the grid (e.g. proxy:50:64), each planned and run as above",
+    )
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -91,8 +98,13 @@ def main() -> None:
         "| measured s/epoch | calibration s |"
     )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
-    for values in itertools.product(*GRID.values()):
-        cell = dict(zip(GRID, values))
+    grid = [dict(zip(GRID, values)) for values in itertools.product(*GRID.values())]
+    if args.cells:
+        grid = []
+        for text in args.cells:
+            algorithm, n_steps, hidden = text.split(":")
+            grid.append({"algorithm": algorithm, "n_steps": int(n_steps), "hidden": int(hidden)})
+    for cell in grid:
         row = {**cell, **run_in_process("plan", cell), **run_in_process("run", cell)}
         row["error"] = row["predicted_mb"] / row["measured_mb"] - 1
         rows.append(row)

@@ -39,6 +39,7 @@ from workbench.data import Dataset, dataset_options, load_dataset, make_encoder,
 from workbench.energy import energy_per_sample_uj
 from workbench.limits import key_name, show
 from workbench.losses import MEMBRANE_READOUTS, readout_options
+from workbench.metrics import steady_heap
 from workbench.neurons import MODELS
 from workbench.recording import save_netcdf, to_dataset
 from workbench.spec import NetworkSpec, Problem, SpecError, feedforward
@@ -736,7 +737,10 @@ def warm_up(config: RunConfig, spec: NetworkSpec | None = None) -> None:
     torch's first optimiser step, and loading the compiled kernels of its backend and algorithm
     (~90 MiB and a few seconds the first time in a process).  One epoch of one sample on the
     run's own network, then a forward pass; nothing is kept.  Once per algorithm and backend
-    in a process; the configuration is checked (and its data set loaded) in any case."""
+    in a process; the configuration is checked (and its data set loaded) in any case.  The
+    process's heap is made steady first (:func:`workbench.metrics.steady_heap`), so what is
+    measured next repeats."""
+    steady_heap()
     if (config.algorithm, config.backend) in _warmed_up:
         check_config(config, spec)  # what prepare would refuse, and the data set loaded
         return

@@ -17,7 +17,9 @@ blocks are supported (an inner block's reset does not hide an outer block's peak
 ``/proc`` is missing or not writable (macOS, Windows, some sandboxes) the figures are ``nan``.
 The first use of torch's training machinery in a process costs memory once (the first optimiser
 step alone loads ~65 MiB); call :func:`warm_up_torch` before the first measurement so that it
-does not land in it.  GPU memory is not in the resident set: ``peak.gpu_megabytes`` gives the
+does not land in it.  The first block (and :func:`workbench.experiment.warm_up`) also fixes
+glibc's mmap threshold for the process (:func:`steady_heap`), so that the same run measures
+the same peak.  GPU memory is not in the resident set: ``peak.gpu_megabytes`` gives the
 CUDA caching allocator's peak above its start where CUDA was used (``nan`` otherwise).
 
 ``synaptic_operations()`` counts the synaptic events of one forward pass, an energy proxy: every
@@ -61,6 +63,32 @@ def _trim_heap() -> None:
         pass
 
 
+# Allocations of this size and more get their own mapping, returned to the OS when freed.
+MMAP_THRESHOLD = 4 * 2**20
+_M_MMAP_THRESHOLD = -3  # mallopt's parameter number (glibc malloc.h)
+_steady = False
+
+
+def steady_heap() -> None:
+    """Fix glibc's mmap threshold at :data:`MMAP_THRESHOLD` for this process (once).
+
+    By default glibc raises the threshold whenever a large mapped block is freed (up to 32
+    MiB); from then on large tensors come from the heap, and how high the heap grows depends on
+    the order of earlier frees.  The same one-epoch run then peaked at 99, 105 and 124 MiB in
+    three fresh processes (Yin-Yang, surrogate, T 200, 64 hidden), its plan at 91 and 107; with
+    the threshold fixed at 4 MiB, 88.5-89.6 MiB and 86 (``benchmarks/memory_planner.py``).
+    Tensors of 4 MiB and more then cost a fresh mapping each (page faults); smaller ones, most
+    of a small run's, still come from the heap."""
+    global _steady
+    if _steady:
+        return
+    try:
+        ctypes.CDLL("libc.so.6").mallopt(_M_MMAP_THRESHOLD, MMAP_THRESHOLD)
+    except (OSError, AttributeError):
+        pass
+    _steady = True
+
+
 def _reset_high_water_mark() -> bool:
     try:
         _CLEAR_REFS.write_text("5")
@@ -99,6 +127,7 @@ _lock = threading.Lock()
 @contextmanager
 def peak_memory():
     """Measure the peak resident memory of the process inside the block (see module doc)."""
+    steady_heap()
     peak = PeakMemory()
     with _lock:
         high_water = _status_bytes("VmHWM")
