@@ -107,14 +107,14 @@ from workbench.algorithms import Algorithm, register_algorithm
 from workbench.algorithms.loop import (
     _first_sample,
     close_epoch,
+    epoch_row,
     first_epoch,
-    progress_schema,
-    restored_progress,
+    resume,
 )
 from workbench.data import make_loaders
 from workbench.limits import is_finite, is_int
 from workbench.spec import INPUT, NetworkSpec, Problem, Projection, SpecError
-from workbench.store import like, load_random_state, random_schema, random_state
+from workbench.store import random_state
 from workbench.training import (
     EVAL_BATCH_SIZE,
     BatchEnd,
@@ -404,24 +404,16 @@ def fit(network, data, config: DesireConfig | None = None, callbacks=(), stop=No
     validation = make_loaders(data.dataset, EVAL_BATCH_SIZE, data.seed)["validation"]
     n_batches = len(loaders["train"])
     emit(callbacks, RunStart("desire", config.epochs, n_batches, asdict(config)))
-    history = History()
-    best, best_state, stale = -1.0, None, 0
     checkpoint = getattr(data, "checkpoint", None)
-    saved = None
-    if checkpoint is not None:  # refused unless it has the form of what this loop saves
-        weights = like(network.state_dict())
-        saved = checkpoint.load(
-            expected={
-                **progress_schema(config.epochs, weights),
-                "network": weights,
-                "random": random_schema(network, data.encoder, loaders["train"]),
-            }
-        )
-    if saved is not None:
-        with checkpoint.restoring():
-            network.load_state_dict(saved["network"])
-            history, best, best_state, stale = restored_progress(saved)
-            load_random_state(saved["random"], network, data.encoder, loaders["train"])
+    saved, history, best, best_state, stale = resume(
+        checkpoint,
+        network,
+        data,
+        loaders["train"],
+        config.epochs,
+        {},  # no state of its own beyond the network's and the random state
+        lambda saved: None,
+    )
     for epoch in range(first_epoch(saved, config), config.epochs + 1):
         started = time.perf_counter()
         scale = math.exp(-config.lr_decay * (epoch - 1))
@@ -471,12 +463,7 @@ def fit(network, data, config: DesireConfig | None = None, callbacks=(), stop=No
             del spikes, result, trains, changes, desires
         val = evaluate(network, validation, data.encoder, config.readout)
         row = {
-            "epoch": epoch,
-            "train_loss": total_loss / max(total, 1),
-            "train_accuracy": total_correct / max(total, 1),
-            "val_loss": val["loss"],
-            "val_accuracy": val["accuracy"],
-            "val_spikes_per_sample": val["spikes_per_sample"],
+            **epoch_row(epoch, total_loss, total_correct, total, val),
             "lr": rates[0],
             "seconds": time.perf_counter() - started,
             "output_desire_fraction": desired["output"] / max(counted["output"], 1),

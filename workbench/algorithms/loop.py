@@ -128,28 +128,21 @@ def fit_epochs(
     else:
         schedule = torch.optim.lr_scheduler.LambdaLR(optimiser, lambda _: 1.0)
     emit(callbacks, RunStart(algorithm, config.epochs, n_batches, asdict(config)))
-    history = History()
-    best, best_state, stale = -1.0, None, 0
     checkpoint = getattr(data, "checkpoint", None)
-    saved = None
-    if checkpoint is not None:  # refused unless it has the form of what this loop saves
-        weights = like(network.state_dict())
-        saved = checkpoint.load(
-            expected={
-                **progress_schema(config.epochs, weights),
-                "network": weights,
-                "optimiser": adam_schema(optimiser),
-                "schedule": like(schedule.state_dict()),
-                "random": random_schema(network, data.encoder, loaders["train"]),
-            }
-        )
-    if saved is not None:
-        with checkpoint.restoring():
-            network.load_state_dict(saved["network"])
-            optimiser.load_state_dict(saved["optimiser"])
-            schedule.load_state_dict(saved["schedule"])
-            history, best, best_state, stale = restored_progress(saved)
-            load_random_state(saved["random"], network, data.encoder, loaders["train"])
+
+    def restore_own(saved):
+        optimiser.load_state_dict(saved["optimiser"])
+        schedule.load_state_dict(saved["schedule"])
+
+    saved, history, best, best_state, stale = resume(
+        checkpoint,
+        network,
+        data,
+        loaders["train"],
+        config.epochs,
+        {"optimiser": adam_schema(optimiser), "schedule": like(schedule.state_dict())},
+        restore_own,
+    )
     for epoch in range(first_epoch(saved, config), config.epochs + 1):
         started = time.perf_counter()
         total_loss = total_correct = total = skipped = 0
@@ -191,12 +184,7 @@ def fit_epochs(
             del spikes, loss, scores, result
         val = evaluate(network, validation, data.encoder, config.readout, readout_options(config))
         row = {
-            "epoch": epoch,
-            "train_loss": total_loss / max(total, 1),
-            "train_accuracy": total_correct / max(total, 1),
-            "val_loss": val["loss"],
-            "val_accuracy": val["accuracy"],
-            "val_spikes_per_sample": val["spikes_per_sample"],
+            **epoch_row(epoch, total_loss, total_correct, total, val),
             "lr": optimiser.param_groups[0]["lr"],
             "skipped_steps": skipped,  # batches whose gradient was not finite (no update)
             "seconds": time.perf_counter() - started,
@@ -308,6 +296,49 @@ def adam_schema(optimiser: torch.optim.Adam) -> dict:
     return {
         "state": SomeOf(state),
         "param_groups": [{**like(g), "params": Exactly(g["params"])} for g in groups],
+    }
+
+
+def resume(
+    checkpoint, network, data, train_loader, epochs: int, own_schema: dict, restore_own
+) -> tuple[dict | None, History, float, object, int]:
+    """Where every epoch loop starts: fresh, or from ``checkpoint`` (None: no checkpoint),
+    which is refused unless it has the form of what the loop saves (:func:`progress`, the
+    network, the loop's own state of form ``own_schema``, the random state).  A checkpoint is
+    restored in that order, ``restore_own(saved)`` restoring the loop's own state.  Returns
+    ``(saved, history, best, best_state, stale)``; ``saved`` is None for a fresh start."""
+    fresh = None, History(), -1.0, None, 0
+    if checkpoint is None:
+        return fresh
+    weights = like(network.state_dict())
+    saved = checkpoint.load(
+        expected={
+            **progress_schema(epochs, weights),
+            "network": weights,
+            **own_schema,
+            "random": random_schema(network, data.encoder, train_loader),
+        }
+    )
+    if saved is None:
+        return fresh
+    with checkpoint.restoring():
+        network.load_state_dict(saved["network"])
+        restore_own(saved)
+        history, best, best_state, stale = restored_progress(saved)
+        load_random_state(saved["random"], network, data.encoder, train_loader)
+    return saved, history, best, best_state, stale
+
+
+def epoch_row(epoch: int, loss_sum: float, correct: int, total: int, val: dict) -> dict:
+    """The fields every epoch loop's history row starts with: the epoch, the training loss
+    and accuracy over its ``total`` samples, and the validation pass ``val``'s figures."""
+    return {
+        "epoch": epoch,
+        "train_loss": loss_sum / max(total, 1),
+        "train_accuracy": correct / max(total, 1),
+        "val_loss": val["loss"],
+        "val_accuracy": val["accuracy"],
+        "val_spikes_per_sample": val["spikes_per_sample"],
     }
 
 
