@@ -26,6 +26,7 @@ import torch
 from workbench.backends import FloatNetwork, projection_key
 from workbench.figures import Figures, figure
 from workbench.neurons import Surrogate
+from workbench.nonlinearity import with_mirror
 from workbench.spec import INPUT, NetworkSpec, Problem, SpecError
 
 
@@ -114,6 +115,8 @@ class EmulatedNetwork(FloatNetwork):
         refuse(self.check(spec, profile))
         super().__init__(spec, surrogate=surrogate, seed=seed, dtype=dtype)
         self.profile = profile
+        # an analog chip's neurons carry its profile's integration non-linearity, if any
+        self.neuron_params = with_mirror(self.neuron_params, profile)
 
     @classmethod
     def check(cls, spec: NetworkSpec, profile: HardwareProfile | None = None) -> list[Violation]:

@@ -83,7 +83,7 @@ from workbench.hardware.base import (
     resource_table,
     straight_through,
 )
-from workbench.nonlinearity import MirrorFigures, with_mirror
+from workbench.nonlinearity import MirrorFigures
 from workbench.spec import NetworkSpec, Projection
 
 # Programming-noise polynomial of PCM devices (Nandakumar et al., ICECS 2019), in uS, as a
@@ -403,7 +403,6 @@ class Crossbar(EmulatedNetwork):
         self.drift_compensation = bool(drift_compensation)
         self.ir_drop = bool(ir_drop)
         self.resample_in_training = bool(resample_in_training)
-        self.neuron_params = with_mirror(self.neuron_params, self.profile)
         self.programmings = 0  # how often the chip has been (re-)programmed after the first
         self._faults = self._draw_faults()
         self._programming = self._draw_programming()
