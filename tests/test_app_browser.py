@@ -9,6 +9,7 @@ import pytest
 
 from workbench.widgets.browser import (
     chromium_path,
+    log_tail,
     open_session,
     running_app,
     status,
@@ -77,7 +78,12 @@ def test_build_choose_backend_train_stop_with_isolated_sessions(app_url, browser
     assert "running" not in status(page2)
 
     page.locator(".wb-stop button").first.click()
-    wait_for(lambda: "done" in status(page), 120, "the run to stop")
+    wait_for(
+        lambda: "done" in status(page),
+        120,
+        "the run to stop",
+        seen=lambda: f"status {status(page)!r}, the server's log:\n{log_tail(app_url)}",
+    )
     page.locator(".wb-test-accuracy").get_by_text("Test accuracy").wait_for(timeout=60_000)
     shot(page, "train-done.png")
     assert "running" not in status(page2)

@@ -90,12 +90,29 @@ def status(page) -> str:
     return line.first.inner_text() if line.count() else ""
 
 
-def wait_for(condition, timeout: float = 60.0, what: str = "condition") -> None:
-    """Poll ``condition()`` until it is true; fail naming ``what`` after ``timeout`` s."""
+def wait_for(condition, timeout: float = 60.0, what: str = "condition", seen=None) -> None:
+    """Poll ``condition()`` until it is true; fail naming ``what`` after ``timeout`` s, with
+    what ``seen()`` then returns (e.g. the status line and the server's log) when given."""
     deadline = time.monotonic() + timeout
     while not condition():
-        assert time.monotonic() < deadline, f"timed out waiting for {what}"
+        if time.monotonic() >= deadline:
+            detail = f"; seen: {seen()}" if seen is not None else ""
+            raise AssertionError(f"timed out waiting for {what}{detail}")
         time.sleep(0.2)
+
+
+def app_log(url: str) -> Path:
+    """The log file of the app :func:`running_app` serves at ``url``."""
+    port = urlparse(url).port
+    return Path(os.environ.get("TMPDIR", "/tmp")) / f"workbench-app-{port}.log"
+
+
+def log_tail(url: str, lines: int = 30) -> str:
+    """The last ``lines`` lines of that app's log (what a failed browser test shows)."""
+    try:
+        return "\n".join(app_log(url).read_text(errors="replace").splitlines()[-lines:])
+    except OSError as exc:
+        return f"(no log: {exc})"
 
 
 def free_port() -> int:
@@ -114,7 +131,7 @@ def running_app(
     does not come up."""
     port = port or free_port()
     url = f"http://localhost:{port}/"
-    log = Path(os.environ.get("TMPDIR", "/tmp")) / f"workbench-app-{port}.log"
+    log = app_log(url)
     env = {**os.environ, "OMP_NUM_THREADS": os.environ.get("OMP_NUM_THREADS", "1")}
     with open(log, "w") as out:
         command = [sys.executable, "-m", "workbench.cli", "app", "--port", str(port), *args]
