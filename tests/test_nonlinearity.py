@@ -96,7 +96,9 @@ def loss_of(output, v):
 @pytest.mark.parametrize("recurrent", [False, True])
 @pytest.mark.parametrize("spiking", [True, False])
 @pytest.mark.parametrize("subtract", [False, True])
-def test_the_compiled_loop_is_the_torch_loop_bit_for_bit_in_float64(recurrent, spiking, subtract):
+def test_the_compiled_loop_agrees_with_the_torch_loop_in_float64(recurrent, spiking, subtract):
+    """Within 1e-12 (bit for bit without recurrence): the torch loop's recurrent input is a
+    BLAS product, whose summation order depends on the CPU."""
     generator = torch.Generator().manual_seed(3)
     external = (0.6 * torch.randn(40, 3, 6, generator=generator, dtype=F64)).requires_grad_()
     w_rec = None
@@ -110,7 +112,11 @@ def test_the_compiled_loop_is_the_torch_loop_bit_for_bit_in_float64(recurrent, s
         grads = torch.autograd.grad(loss_of(output, v), inputs)
         results[kernel] = (output.detach(), v.detach(), grads)
     (o1, v1, g1), (o2, v2, g2) = results["compiled"], results["torch"]
-    assert torch.equal(o1, o2) and torch.equal(v1, v2)
+    if recurrent:
+        torch.testing.assert_close(o1, o2, rtol=0, atol=0 if spiking else 1e-12)
+        torch.testing.assert_close(v1, v2, rtol=0, atol=1e-12)
+    else:
+        assert torch.equal(o1, o2) and torch.equal(v1, v2)
     for a, b in zip(g1, g2):
         assert torch.allclose(a, b, rtol=1e-12, atol=1e-12)
     # the mirror changes the dynamics: without it the membranes differ
