@@ -19,7 +19,7 @@ import torch
 from torch import nn
 
 from workbench.catalog import BUILTIN_BACKEND, backend_entry_points
-from workbench.fused import default_kernel, lif_scan, project
+from workbench.fused import default_kernel, if_scan, lif_scan, project
 from workbench.neurons import STEPS, Surrogate, initial_state, lif_parameters
 from workbench.nonlinearity import with_mirror
 from workbench.spec import INPUT, NetworkSpec, Projection, SpecError
@@ -168,7 +168,7 @@ class FloatNetwork(nn.Module):
             for p in spec.projections
             if isinstance(p.delay, list)
         }
-        self.fused = True  # use the fused LIF/LI time loop where it applies
+        self.fused = True  # use the fused LIF/LI/IF time loop where it applies
         # "compiled" (Numba loops and sparse input on the CPU) or "torch" (the reference).
         self.kernel = default_kernel()
         self.neuron_params = {
@@ -295,10 +295,19 @@ class FloatNetwork(nn.Module):
         if self.varied:
             return self._run_varied(pop, p, external, recurrent, record)
         if self.fused and _fusable(pop, p, recurrent):
-            w_rec = self.weight(recurrent[0]) if recurrent else None
-            output, v, i = lif_scan(
-                external, w_rec, p, pop.spiking, self.surrogate, kernel=self.kernel, record=record
-            )
+            if pop.model == "if":
+                output, v, i = if_scan(external, p, self.surrogate, self.kernel, record)
+            else:
+                w_rec = self.weight(recurrent[0]) if recurrent else None
+                output, v, i = lif_scan(
+                    external,
+                    w_rec,
+                    p,
+                    pop.spiking,
+                    self.surrogate,
+                    kernel=self.kernel,
+                    record=record,
+                )
             if not pop.spiking:
                 return {"v": v, "i": i}
             return {"spikes": output, "v": v, "i": i} if record else {"spikes": output}
@@ -456,11 +465,14 @@ class StreamState(NamedTuple):
 
 
 def _fusable(pop, p, recurrent: list[Projection]) -> bool:
-    """Whether :func:`~workbench.fused.lif_scan` runs this population (else: the step loop)."""
-    return (
-        pop.model in ("lif", "li")
-        and p.refractory_steps == 0
-        and (not recurrent or (len(recurrent) == 1 and recurrent[0].delay == 0))
+    """Whether :func:`~workbench.fused.lif_scan` (or ``if_scan``) runs this population (else:
+    the step loop)."""
+    if p.refractory_steps != 0:
+        return False
+    if pop.model == "if":  # its input runs a step ahead, which a recurrent input cannot
+        return not recurrent
+    return pop.model in ("lif", "li") and (
+        not recurrent or (len(recurrent) == 1 and recurrent[0].delay == 0)
     )
 
 

@@ -1,4 +1,4 @@
-"""A fused time loop for LIF and LI populations: the float simulator's fast path.
+"""A fused time loop for LIF, LI and IF populations: the float simulator's fast path.
 
 ``lif_scan`` runs the same dynamics as :func:`workbench.neurons.lif_step` (and ``li_step``)
 over the whole time axis, with an optional self-recurrent weight matrix, and writes its own
@@ -432,6 +432,24 @@ def lif_scan(
     tensors = [external] + [t for t in (w_rec, noise) if t is not None]
     compiled = kernel == "compiled" and kernels.available(*tensors)
     return _LIFScan.apply(external, w_rec, p, spiking, surrogate, noise, compiled, record)
+
+
+def if_scan(external, p: LIFParameters, surrogate, kernel="compiled", record=True):
+    """Run a non-leaky integrate-and-fire population (:func:`workbench.neurons.if_step`, no
+    recurrence) over time through :func:`lif_scan`: ``(spikes, v, i)``, each ``[T, B, n]``
+    (``v`` and ``i`` empty when not ``record`` on the compiled kernel).
+
+    IF adds a step's input to the membrane in that same step; the LIF recursion with IF's
+    constants (``alpha = 0``, ``beta = 1``, gain 1) adds it one step later.  So the LIF runs
+    one step more, on the input followed by a zero step, and its steps ``1..T`` are IF's
+    (its step 0 only holds the resting membrane, below a threshold > 0, so it never fires);
+    its current at step ``t`` is IF's input of step ``t``.  Forward and gradient are IF's
+    exactly: the shift is a copy, through which autograd carries the gradient."""
+    ahead = torch.cat([external, external.new_zeros(1, *external.shape[1:])])
+    spikes, v, i = lif_scan(ahead, None, p, True, surrogate, kernel=kernel, record=record)
+    if v.shape[0] == ahead.shape[0]:  # recorded (else empty)
+        v, i = v[1:], i[:-1]
+    return spikes[1:], v, i
 
 
 class _SparseProject(torch.autograd.Function):
