@@ -734,9 +734,10 @@ _warmed_up: set[tuple[str, str]] = set()  # (algorithm, backend) pairs this proc
 
 def warm_up(config: RunConfig, spec: NetworkSpec | None = None) -> None:
     """Pay a process's one-time costs of a run like ``config`` before anything is measured:
-    torch's first optimiser step, and loading the compiled kernels of its backend and algorithm
-    (~90 MiB and a few seconds the first time in a process).  One epoch of one sample on the
-    run's own network, then a forward pass; nothing is kept.  Once per algorithm and backend
+    torch's first optimiser step, loading the compiled kernels of its backend and algorithm
+    (~90 MiB and a few seconds the first time in a process), and the final measurement's first
+    use of its code (the energy table).  One epoch of one sample on the run's own network, then
+    :func:`measure` on one sample; nothing is kept.  Once per algorithm and backend
     in a process; the configuration is checked (and its data set loaded) in any case.  The
     process's heap is made steady first (:func:`workbench.metrics.steady_heap`), so what is
     measured next repeats."""
@@ -749,6 +750,7 @@ def warm_up(config: RunConfig, spec: NetworkSpec | None = None) -> None:
     one = TrainingData(data.dataset.head(1, 1), data.encoder, config.seed)
     settings = dataclasses.replace(hyper, epochs=1, batch_size=1, patience=0, sample_every=0)
     get_algorithm(config.algorithm).fit(network, one, settings)
+    measure(network, one, hyper.readout, readout_options(hyper))
 
 
 def train(
