@@ -2,10 +2,14 @@
 and algorithm (issue 17, item 8).
 
 Each cell is planned in one fresh process (``plan_run``: a few seconds of calibration) and
-trained in another, as ``workbench compare`` trains it (``compare.run_cell``: the run's peak
-resident memory above its start, the data loaded before), for one epoch of Yin-Yang with 1,000
-training samples (memory does not grow with epochs; the epoch's time is what the planner
-predicts).  Prints a table; ``--json FILE`` writes every row.
+trained in ``--repeats`` others (default 3), as ``workbench compare`` trains it
+(``compare.run_cell``: the run's peak resident memory above its start, the data loaded
+before), for one epoch of Yin-Yang with 1,000 training samples (memory does not grow with
+epochs; the epoch's time is what the planner predicts).  The same run's peak differs from one
+process to the next (by up to a third in the smallest cells, where a pass's tensors come from
+glibc's heap and its fragmentation after training decides the peak), so the error is taken
+against the median of the repeats, and their range is shown.  Prints a table; ``--json FILE``
+writes every row.
 
     nice .venv/bin/python benchmarks/memory_planner.py --json benchmarks/results/memory_planner.json
     nice .venv/bin/python benchmarks/memory_planner.py --cells proxy:50:64 eventprop:50:512
@@ -16,6 +20,7 @@ from __future__ import annotations
 import argparse
 import itertools
 import json
+import statistics
 import subprocess
 import sys
 
@@ -86,6 +91,9 @@ def main() -> None:
         metavar="ALGORITHM:T:HIDDEN",
         help="only these cells of the grid (e.g. proxy:50:64), each planned and run as above",
     )
+    parser.add_argument(
+        "--repeats", type=int, default=3, help="runs of each cell, each in a fresh process"
+    )
     parser.add_argument("--worker", nargs=2, help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.worker:
@@ -94,8 +102,8 @@ def main() -> None:
         return
     rows = []
     print(
-        "| algorithm | T | hidden | predicted MiB | measured MiB | error | predicted s/epoch "
-        "| measured s/epoch | calibration s |"
+        "| algorithm | T | hidden | predicted MiB | measured MiB (median, range) | error "
+        "| predicted s/epoch | measured s/epoch | calibration s |"
     )
     print("| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |")
     grid = [dict(zip(GRID, values)) for values in itertools.product(*GRID.values())]
@@ -105,12 +113,21 @@ def main() -> None:
             algorithm, n_steps, hidden = text.split(":")
             grid.append({"algorithm": algorithm, "n_steps": int(n_steps), "hidden": int(hidden)})
     for cell in grid:
-        row = {**cell, **run_in_process("plan", cell), **run_in_process("run", cell)}
+        runs = [run_in_process("run", cell) for _ in range(max(args.repeats, 1))]
+        peaks = [r["measured_mb"] for r in runs]
+        row = {
+            **cell,
+            **run_in_process("plan", cell),
+            "measured_mb": statistics.median(peaks),
+            "measured_runs_mb": peaks,
+            "measured_epoch_s": statistics.median(r["measured_epoch_s"] for r in runs),
+        }
         row["error"] = row["predicted_mb"] / row["measured_mb"] - 1
         rows.append(row)
         print(
             f"| {row['algorithm']} | {row['n_steps']} | {row['hidden']} | "
-            f"{row['predicted_mb']:.0f} | {row['measured_mb']:.0f} | {100 * row['error']:+.0f} % | "
+            f"{row['predicted_mb']:.0f} | {row['measured_mb']:.0f} "
+            f"({min(peaks):.0f}-{max(peaks):.0f}) | {100 * row['error']:+.0f} % | "
             f"{row['predicted_epoch_s']:.1f} | {row['measured_epoch_s']:.1f} | "
             f"{row['calibration_s']:.1f} |",
             flush=True,
