@@ -309,6 +309,11 @@ def test_ternary_encoder_values_and_shapes():
     expected = [-1, -1, -1, 0, 0, 0, 1, 0, 1, 1]
     assert spikes[0, 0].tolist() == expected
     assert torch.equal(spikes[0], spikes[2])  # static input repeats over n_steps
+    # coded once and repeated: the same as coding the input repeated as a series, and a
+    # tensor of its own (writing one step changes no other)
+    repeated = features.unsqueeze(0).expand(3, *features.shape)
+    assert torch.equal(spikes, encoder(repeated)) and spikes.is_contiguous()
+    assert not torch.signbit(encoder(torch.tensor([[-0.0, -0.2]]))).any()  # no -0
     series = torch.randn(7, 2, 5, generator=torch.Generator().manual_seed(0))
     assert encoder(series).shape == (7, 2, 10)  # a series keeps its own length
     with pytest.raises(ValueError, match="thresholds"):
