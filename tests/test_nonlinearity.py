@@ -140,15 +140,21 @@ def test_gradients_pass_a_finite_difference_check_in_float64(kernel):
     )
 
 
-def test_the_step_loop_agrees_with_the_fused_loop_forward_and_backward():
-    """Two independent forms of one step: ``neurons.lif_step`` (autograd through the gain)
-    and the fused loop with its written-out adjoint."""
-    spec = feedforward([5, 30, 3], dt=0.5, n_steps=50)
+@pytest.mark.parametrize("model", ["lif", "if"])
+def test_the_step_loop_agrees_with_the_fused_loop_forward_and_backward(model):
+    """Two independent forms of one step: ``neurons.lif_step`` / ``if_step`` (autograd
+    through the gain) and the fused loop with its written-out adjoint (IF: ``if_scan``)."""
+    if model == "if":  # IF hidden and output, as the proxy algorithm trains them
+        params = {"threshold": 0.5}
+        spec = feedforward([5, 30, 3], "if", "if", params, params, dt=0.5, n_steps=50)
+    else:
+        spec = feedforward([5, 30, 3], dt=0.5, n_steps=50)
     generator = torch.Generator().manual_seed(1)
     x = (torch.rand(50, 4, 5, generator=generator) < 0.3).to(F64)
     outputs, grads = [], []
     for fused in (True, False):
         net = build(spec, "float", seed=2, dtype=F64, profile={"integration_nonlinearity": 1.5})
+        assert all(p.mirror is not None for p in net.neuron_params.values())
         net.fused = fused
         result = net(x, record=True)
         loss = result.output.sum() + result.recordings["hidden"]["v"].pow(2).sum()
