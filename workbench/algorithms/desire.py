@@ -107,16 +107,15 @@ from workbench.algorithms import Algorithm, register_algorithm
 from workbench.algorithms.loop import (
     _first_sample,
     close_epoch,
+    epoch_loaders,
     epoch_row,
     first_epoch,
     resume,
 )
-from workbench.data import make_loaders
 from workbench.limits import is_finite, is_int
 from workbench.spec import INPUT, NetworkSpec, Problem, Projection, SpecError
 from workbench.store import random_state
 from workbench.training import (
-    EVAL_BATCH_SIZE,
     BatchEnd,
     History,
     Interrupted,
@@ -399,17 +398,15 @@ def fit(network, data, config: DesireConfig | None = None, callbacks=(), stop=No
     latencies = [layer.latency for layer in layers]
     decay = math.exp(-spec.dt / config.tau_trace)
     base_rates = config.rates(len(layers))
-    augment = getattr(data.encoder, "augment", None)  # event data: training batches only
-    loaders = make_loaders(data.dataset, config.batch_size, data.seed, augment)
-    validation = make_loaders(data.dataset, EVAL_BATCH_SIZE, data.seed)["validation"]
-    n_batches = len(loaders["train"])
+    train, validation = epoch_loaders(data, config.batch_size)
+    n_batches = len(train)
     emit(callbacks, RunStart("desire", config.epochs, n_batches, asdict(config)))
     checkpoint = getattr(data, "checkpoint", None)
     saved, history, best, best_state, stale = resume(
         checkpoint,
         network,
         data,
-        loaders["train"],
+        train,
         config.epochs,
         {},  # no state of its own beyond the network's and the random state
         lambda saved: None,
@@ -422,7 +419,7 @@ def fit(network, data, config: DesireConfig | None = None, callbacks=(), stop=No
         desired = {"output": 0.0, "hidden": 0.0}
         counted = {"output": 0, "hidden": 0}
         interrupted = False
-        for batch, (features, labels) in enumerate(loaders["train"], start=1):
+        for batch, (features, labels) in enumerate(train, start=1):
             if stop is not None and stop.is_set():  # set during the last batch (or before)
                 interrupted = True
                 break
@@ -484,7 +481,7 @@ def fit(network, data, config: DesireConfig | None = None, callbacks=(), stop=No
             config.patience,
             lambda: {
                 "network": network.state_dict(),
-                "random": random_state(network, data.encoder, loaders["train"]),
+                "random": random_state(network, data.encoder, train),
             },
         )
         if done:

@@ -106,6 +106,15 @@ def is_nonnegative(value) -> bool:
 Step = Callable[[torch.Tensor, torch.Tensor, bool], tuple]
 
 
+def epoch_loaders(data, batch_size: int) -> tuple:
+    """``(train, validation)``: the seeded training batches (augmented where the encoder
+    augments event data) and the validation set in evaluation batches, as every epoch loop
+    reads them."""
+    augment = getattr(data.encoder, "augment", None)  # event data: training batches only
+    train = make_loaders(data.dataset, batch_size, data.seed, augment)["train"]
+    return train, make_loaders(data.dataset, EVAL_BATCH_SIZE, data.seed)["validation"]
+
+
 def fit_epochs(
     network, data, config, algorithm: str, step: Step, callbacks=(), stop=None
 ) -> History:
@@ -114,13 +123,11 @@ def fit_epochs(
 
     Returns the :class:`History`; the network keeps the weights of the best validation epoch.
     """
-    augment = getattr(data.encoder, "augment", None)  # event data: training batches only
-    loaders = make_loaders(data.dataset, config.batch_size, data.seed, augment)
-    validation = make_loaders(data.dataset, EVAL_BATCH_SIZE, data.seed)["validation"]
+    train, validation = epoch_loaders(data, config.batch_size)
     optimiser = torch.optim.Adam(
         network.parameters(), lr=config.lr, weight_decay=config.weight_decay
     )
-    n_batches = len(loaders["train"])
+    n_batches = len(train)
     if config.schedule == "cosine":
         schedule = torch.optim.lr_scheduler.CosineAnnealingLR(
             optimiser, T_max=config.epochs * n_batches, eta_min=config.lr * 0.01
@@ -138,7 +145,7 @@ def fit_epochs(
         checkpoint,
         network,
         data,
-        loaders["train"],
+        train,
         config.epochs,
         {"optimiser": adam_schema(optimiser), "schedule": like(schedule.state_dict())},
         restore_own,
@@ -147,7 +154,7 @@ def fit_epochs(
         started = time.perf_counter()
         total_loss = total_correct = total = skipped = 0
         interrupted = False
-        for batch, (features, labels) in enumerate(loaders["train"], start=1):
+        for batch, (features, labels) in enumerate(train, start=1):
             if stop is not None and stop.is_set():  # set during the last batch (or before)
                 interrupted = True
                 break
@@ -206,7 +213,7 @@ def fit_epochs(
                 "network": network.state_dict(),
                 "optimiser": optimiser.state_dict(),
                 "schedule": schedule.state_dict(),
-                "random": random_state(network, data.encoder, loaders["train"]),
+                "random": random_state(network, data.encoder, train),
             },
         )
         if done:

@@ -137,6 +137,7 @@ import torch.nn.functional as F
 from workbench.algorithms import Algorithm, register_algorithm
 from workbench.algorithms.loop import (
     close_epoch,
+    epoch_loaders,
     epoch_row,
     first_epoch,
     resume,
@@ -465,17 +466,15 @@ def fit(network, data, config: SSNNBPConfig | None = None, callbacks=(), stop=No
     layers = network_layers(network.spec)
     thresholds = [float(network.neuron_params[p.target].threshold) for p in layers[:-1]]
     generator = torch.Generator().manual_seed(int(data.seed))
-    augment = getattr(data.encoder, "augment", None)  # event data: training batches only
-    loaders = make_loaders(data.dataset, config.batch_size, data.seed, augment)
-    validation = make_loaders(data.dataset, EVAL_BATCH_SIZE, data.seed)["validation"]
-    n_batches = len(loaders["train"])
+    train, validation = epoch_loaders(data, config.batch_size)
+    n_batches = len(train)
     emit(callbacks, RunStart("ssnn_bp", config.epochs, n_batches, asdict(config)))
     checkpoint = getattr(data, "checkpoint", None)
     saved, history, best, best_state, stale = resume(
         checkpoint,
         network,
         data,
-        loaders["train"],
+        train,
         config.epochs,
         {"generator": like(generator.get_state())},
         lambda saved: generator.set_state(saved["generator"]),
@@ -485,7 +484,7 @@ def fit(network, data, config: SSNNBPConfig | None = None, callbacks=(), stop=No
         total_loss = total_correct = total = 0
         saturated = draws = 0.0
         interrupted = False
-        for batch, (features, labels) in enumerate(loaders["train"], start=1):
+        for batch, (features, labels) in enumerate(train, start=1):
             if stop is not None and stop.is_set():  # set during the last batch (or before)
                 interrupted = True
                 break
@@ -541,7 +540,7 @@ def fit(network, data, config: SSNNBPConfig | None = None, callbacks=(), stop=No
             lambda: {
                 "network": network.state_dict(),
                 "generator": generator.get_state(),
-                "random": random_state(network, data.encoder, loaders["train"]),
+                "random": random_state(network, data.encoder, train),
             },
         )
         if done:
