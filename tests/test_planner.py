@@ -34,8 +34,10 @@ def test_a_plan_predicts_memory_and_time_from_the_runs_own_pieces():
     assert plan.epochs == 2 and plan.seconds == pytest.approx(2 * plan.seconds_per_epoch)
     assert plan.batches_per_epoch == 200 // 32 + 1
     runs = [row for row in plan.calibration if row["pass"] == "run"]
-    # the memory at the run's own batch sizes (32 and 100 validation samples) and a quarter
-    assert {(r["batch"], r["validation"]) for r in runs} >= {(32, 100), (8, 25)}
+    # the memory at the run's own batch sizes (32, and its 100 validation samples at once), the
+    # only memory pass where those fit; then the time passes (one and three batches)
+    sizes = [(r["batch"], r["batches"], r["validation"], r["evaluation_batch"]) for r in runs]
+    assert sizes == [(32, 1, 100, 100), (32, 1, 1, 1), (32, 3, 1, 1)]
     assert plan.limit_mb == pytest.approx(limits.memory_limit() / 2**20, rel=0.1)  # available
     assert set(plan.to_dict()) >= {"peak_memory_mb", "seconds_per_epoch", "fits", "calibration"}
     assert "MiB" in plan.describe() and "per epoch" in plan.describe()
@@ -50,8 +52,8 @@ def test_the_line_through_two_points_never_falls():
 
 
 def test_the_calibration_shrinks_where_the_run_would_not_fit():
-    # room for everything: the run's own sizes and a quarter of them
-    assert planner._scales(288, 1e3, 0.0, 1e9) == (0.25, 1.0)
+    # room for everything: the run's own sizes, where the plan is the measured peak
+    assert planner._scales(288, 1e3, 0.0, 1e9) == (1.0,)
     # 288 samples of 1 MB with 40 MB of room: a fraction, and a quarter of it
     low, high = planner._scales(288, 2**20, 0.0, 160 * 2**20)
     assert high == pytest.approx(40 / 288) and low == pytest.approx(high / 4)

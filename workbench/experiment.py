@@ -824,11 +824,18 @@ def resume(checkpoint: str | os.PathLike, callbacks=(), stop=None) -> Run:
     return train(config, callbacks, stop, spec, checkpoint=state)
 
 
-def measure(network, data: TrainingData, readout: str, options: dict | None = None) -> dict:
+def measure(
+    network,
+    data: TrainingData,
+    readout: str,
+    options: dict | None = None,
+    batch_size: int = EVAL_BATCH_SIZE,
+) -> dict:
     """Validation and test metrics of ``network`` (deterministic for a seeded encoder), and
     those the dataset's ``extra_metrics`` hook measures (the equaliser's ``test_ber``,
-    ``linear_equalizer_ber`` and ``dfe_ber``)."""
-    loaders = make_loaders(data.dataset, EVAL_BATCH_SIZE, data.seed)
+    ``linear_equalizer_ber`` and ``dfe_ber``).  ``batch_size``: samples evaluated at a time
+    (the planner's calibration evaluates smaller batches)."""
+    loaders = make_loaders(data.dataset, batch_size, data.seed)
     out = {}
     for split in ("validation", "test"):
         result = evaluate(network, loaders[split], data.encoder, readout, options)

@@ -7,11 +7,13 @@ rough count of what a pass holds, not a prediction.  This module *predicts* what
 use, as :func:`workbench.compare.run_cell` measures it (``peak_memory_mb``: the resident memory
 the run adds at its peak, the data loaded and the process warmed up beforehand), by running
 the run itself on a few samples: the network built, the algorithm's own ``fit`` over one
-training batch and one validation pass, and the final measurement, as ``experiment.train`` goes
+training batch and its validation, and the final measurement, as ``experiment.train`` goes
 (the run validates and tests up to 256 samples at a time,
 :data:`workbench.training.EVAL_BATCH_SIZE`), inside :func:`workbench.metrics.peak_memory`.  The
-run repeats that pattern over more batches, so at the run's own batch sizes the calibration's
-peak is the run's.  Where the arithmetic estimate says those sizes would take more than a quarter
+validation and test splits are :data:`EVALUATION_BATCHES` such batches, since a pass made
+again on the heap that the last one freed can peak higher than the first.  The run repeats
+that pattern over more batches, so at the run's own batch sizes the calibration's peak is the
+run's.  Where the arithmetic estimate says those sizes would take more than a quarter
 of the limit, the calibration runs at a fraction ``s`` of both batches and at ``s / 4``:
 everything a pass holds per sample (the input spikes, every neuron's state over the time steps
 for BPTT, the spikes for EventProp) grows in proportion to its batch, what does not (weights,
@@ -62,6 +64,11 @@ _MIB = 2**20
 # estimate, so planning a run that will not fit cannot exhaust the machine (measured peaks were
 # 0.55-2.2 times the estimate over the grid of benchmarks/memory_planner.py).
 CALIBRATION_SHARE = 0.25
+# The calibration validates and tests on up to this many evaluation batches, as the run does on
+# its splits: a pass's transient freed and made again leaves the heap higher than one pass did.
+# EventProp, Yin-Yang, T 50, 64 hidden: one batch planned 15-16 MiB against runs of 19-20,
+# four batches 19 (with a 1 MiB mmap threshold, where both were steady).
+EVALUATION_BATCHES = 4
 
 
 @dataclass
@@ -141,12 +148,12 @@ def _line(points: list[tuple[float, float]], at: float) -> float:
 def _scales(samples: int, per_sample: float, fixed: float, limit: float) -> tuple[float, ...]:
     """The calibration's sizes, as fractions of the run's batch and evaluation batch: the run's
     own (1.0) where the arithmetic estimate of ``samples`` per-sample states stays within the
-    calibration's share of the limit, else the largest fraction that does; and a quarter of it,
-    for the line's second point."""
+    calibration's share of the limit (the plan is then that pass's peak), else the largest
+    fraction that does and a quarter of it, the line's two points."""
     room = CALIBRATION_SHARE * limit - fixed
     top = 1.0 if per_sample <= 0 else min(1.0, max(room, 0) / (per_sample * samples))
     top = max(top, 1.0 / samples)
-    return (top / 4, top) if top * samples >= 4 else (top,)
+    return (top / 4, top) if top < 1 and top * samples >= 4 else (top,)
 
 
 def plan_run(config: RunConfig, spec: NetworkSpec | None = None) -> Plan:
@@ -167,12 +174,14 @@ def plan_run(config: RunConfig, spec: NetworkSpec | None = None) -> Plan:
     options = readout_options(hyper)
     rows = []
 
-    def fit_pass(batch: int, n_batches: int, n_validation: int) -> tuple[float, float]:
-        """The run on ``n_batches`` training batches and ``n_validation`` validation and test
-        samples (evaluated at once), as ``experiment.train`` goes: build, fit, measure.
-        Returns (peak MiB, seconds of the fit)."""
+    def fit_pass(
+        batch: int, n_batches: int, n_evaluation: int, evaluation_batch: int
+    ) -> tuple[float, float]:
+        """The run on ``n_batches`` training batches and ``n_evaluation`` validation and test
+        samples (evaluated ``evaluation_batch`` at a time), as ``experiment.train`` goes: build,
+        fit, measure.  Returns (peak MiB, seconds of the fit)."""
         small = TrainingData(
-            dataset.head(batch * n_batches, n_validation), data.encoder, config.seed
+            dataset.head(batch * n_batches, n_evaluation), data.encoder, config.seed
         )
         settings = dataclasses.replace(
             hyper, epochs=1, batch_size=batch, patience=0, sample_every=0
@@ -182,14 +191,15 @@ def plan_run(config: RunConfig, spec: NetworkSpec | None = None) -> Plan:
             begin = time.perf_counter()
             algorithm.fit(net, small, settings)
             seconds = time.perf_counter() - begin
-            measure(net, small, hyper.readout, options)
+            measure(net, small, hyper.readout, options, batch_size=evaluation_batch)
             del net
         rows.append(
             {
                 "pass": "run",
                 "batch": batch,
                 "batches": n_batches,
-                "validation": n_validation,
+                "validation": len(small.dataset.validation),
+                "evaluation_batch": evaluation_batch,
                 "mb": peak.megabytes,
                 "seconds": seconds,
             }
@@ -210,13 +220,14 @@ def plan_run(config: RunConfig, spec: NetworkSpec | None = None) -> Plan:
     for scale in scales:
         batch = max(1, round(hyper.batch_size * scale))
         n_validation = max(1, round(n_eval * scale))
-        points.append((scale, fit_pass(batch, 1, n_validation)[0]))
+        n_evaluation = n_validation * EVALUATION_BATCHES
+        points.append((scale, fit_pass(batch, 1, n_evaluation, n_validation)[0]))
     peak_mb = _line(points, 1.0)
     # Time: an epoch of three batches against one of one batch leaves two batches' seconds
     # (validation on one sample in both); a batch's time grows with its size, an evaluation's
     # with its samples.
-    _, one = fit_pass(batch, 1, 1)
-    _, three = fit_pass(batch, 3, 1)
+    _, one = fit_pass(batch, 1, 1, 1)
+    _, three = fit_pass(batch, 3, 1, 1)
     per_train_sample = max(three - one, 0.0) / (2 * batch)
     per_eval_sample = eval_seconds(n_validation) / n_validation
     n_train = len(dataset.train)
