@@ -12,6 +12,7 @@ import xarray as xr
 
 from workbench.experiment import config_problems
 from workbench.spec import feedforward
+from workbench.widgets import dashboard as dashboard_module
 from workbench.widgets import plots
 from workbench.widgets.dashboard import TrainingDashboard
 from workbench.widgets.scheduler import configure
@@ -131,6 +132,34 @@ def test_runs_beyond_the_servers_workers_wait_in_the_queue():
         first.stop()
         until(first, finished(first), timeout=60)
     finally:
+        configure(None)
+
+
+def test_a_queued_place_moved_by_others_is_sent_at_most_once_a_second(monkeypatch):
+    """Twenty students pressing Pause at once must not redraw every page twenty times: a
+    queued run's line follows others' moves within QUEUE_REFRESH_S; its own action at once."""
+    monkeypatch.setattr(dashboard_module, "QUEUE_REFRESH_S", 0.5)
+    configure(1)
+    try:
+        first, second, third = (
+            TrainingDashboard(workbench=small_workbench(), autopoll=False) for _ in range(3)
+        )
+        for dash in (first, second, third):
+            dash.set_setting("epochs", 50)
+            assert dash.start()
+        assert "2nd" in third._status.object
+        second.toggle_pause()  # its own action: shown at once
+        assert second._status.object.startswith("**paused**")
+        assert third.poll() == 0 and "2nd" in third._status.object  # others' move: held
+        time.sleep(0.6)
+        third.poll()
+        assert "1st" in third._status.object
+        third.toggle_pause()  # its own action again within the second: at once
+        assert third._status.object.startswith("**paused**")
+    finally:
+        for dash in (first, second, third):
+            dash.stop()
+            until(dash, lambda d=dash: d.session.state in ("done", "failed", "cancelled"), 60)
         configure(None)
 
 

@@ -75,6 +75,7 @@ from workbench.spec import Problem, SpecError
 
 from . import plots
 from .hardware import is_emulator
+from .parts import poll_every
 from .state import Workbench
 from .worker import ComparisonDone, Job, compare_in_process, session_folder, zip_folder
 
@@ -425,7 +426,7 @@ class CompareView(pn.viewable.Viewer):
             kind="compare",
         )
         if self._autopoll and self._callback is None:
-            self._callback = pn.state.add_periodic_callback(self.poll, period=500)
+            self._callback = poll_every(self.poll, 500)
         self._refresh()
         return True
 

@@ -45,10 +45,15 @@ from workbench.training import BatchEnd, EpochEnd, SampleRecorded
 
 from . import plots
 from .hardware import chip_problems
+from .parts import poll_every
 from .state import Workbench
 from .worker import Finished, Job, Planned, session_folder, train_in_process, zip_folder
 
 SAMPLE_EVERY = 5  # batches between recorded samples while the dashboard watches
+# A queued run's place and estimate, when only other sessions moved in the queue, are sent at
+# most this often (seconds): when a class's sessions act at once, every page's status line
+# would otherwise be redrawn once per action of every other student.
+QUEUE_REFRESH_S = 1.0
 
 
 class TrainingSession(param.Parameterized):
@@ -194,6 +199,7 @@ class TrainingDashboard(pn.viewable.Viewer):
         self._steps_per_epoch = 1
         self._last_batch: BatchEnd | None = None
         self._plan: str | None = None  # the plan the worker made before training, if any
+        self._status_at = 0.0  # monotonic time the status line last changed
 
         self._algorithm = pn.widgets.Select.from_param(
             self.param.algorithm, label="Algorithm", css_classes=["wb-algorithm"]
@@ -315,7 +321,7 @@ class TrainingDashboard(pn.viewable.Viewer):
         self._set_buttons()
         self._update_status()  # "queued · 2nd, about 1 min" when the workers are busy
         if self._autopoll and self._callback is None:
-            self._callback = pn.state.add_periodic_callback(self.poll, period=self.period_ms)
+            self._callback = poll_every(self.poll, self.period_ms)
         return True
 
     def toggle_pause(self) -> None:
@@ -467,18 +473,20 @@ class TrainingDashboard(pn.viewable.Viewer):
     def poll(self) -> int:
         """Drain the worker's events into the plots; returns how many events arrived.
 
-        The document is held while the plots change: one message to the browser, and Bokeh
-        walks the page's model graph once instead of after every changed property (that walk
-        over the whole app cost ~0.1 s per change).  When nothing arrived and nothing changed
-        (a run waiting in the queue, a paused one), nothing is held or sent: releasing a hold
-        walks the whole document even when nothing changed, and with a class's sessions each
-        polling ten times a second those walks alone kept the server busy."""
+        The document is held while the plots change, so the browser gets one message.  It is
+        not frozen: an update changes data and text, never which models the page holds, and
+        a frozen document is walked whole when it thaws (~45 ms for an app whose five tabs
+        are open, against ~5 ms for the whole update; with a class's sessions each polling
+        ten times a second, those walks kept the server busy).  When nothing arrived and
+        nothing changed (a run waiting in the queue, a paused one), nothing is held or sent."""
         before = self.session.state
         state = self.session.sync()  # the queue gave it a slot, or took a paused one's
         if state == before and self.session.events.empty():
             if self._status_text() == self._status.object:
                 return 0
-        with pn.io.hold(freeze=True):
+            if state == "queued" and time.monotonic() - self._status_at < QUEUE_REFRESH_S:
+                return 0  # only others moved in the queue: their place is sent in a moment
+        with pn.io.hold():
             if state != before:
                 self._set_buttons()
             return self._drain()
@@ -557,6 +565,7 @@ class TrainingDashboard(pn.viewable.Viewer):
         text = self._status_text()
         if text != self._status.object:  # an unchanged line is not sent again
             self._status.object = text
+            self._status_at = time.monotonic()
 
     def _status_text(self) -> str:
         state = self.session.state

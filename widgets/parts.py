@@ -8,6 +8,8 @@ that false for its children's own setting and never shows them again (the arrow 
 card stays ~37 px tall).  Here the section's own toggle sets its body's ``visible`` in Python, which
 every drawing of it follows.
 
+:func:`poll_every` runs a view's poll of its worker: a background callback of the session.
+
 Widgets for browser tests (``css_classes``, from the ``css_class`` given): ``{css_class}-card``
 the section, ``{css_class}-toggle`` its header, a toggle that opens and closes it.
 """
@@ -55,3 +57,18 @@ class Disclosure(pn.viewable.Viewer):
 
     def __panel__(self):
         return self.card
+
+
+def poll_every(callback, period_ms: int):
+    """``pn.state.add_periodic_callback`` for a poll that runs as long as a run goes: a
+    *background* callback.  Panel counts every other periodic callback in one busy list
+    shared by all sessions, a list rebuilt and its watchers run twice per call; with a
+    class's sessions each polling ten times a second that bookkeeping took a fifth of the
+    server's busy time.  Stopped by ``.stop()``, and with its session like any other."""
+    from panel.io.callbacks import PeriodicCallback
+
+    poll = PeriodicCallback(callback=callback, period=period_ms, background=True)
+    poll.start()
+    if pn.state.curdoc is not None:
+        pn.state._periodic.setdefault(pn.state.curdoc, []).append(poll)
+    return poll
