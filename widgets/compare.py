@@ -75,7 +75,7 @@ from workbench.spec import Problem, SpecError
 
 from . import plots
 from .hardware import is_emulator
-from .parts import poll_every
+from .parts import held, poll_every
 from .state import Workbench
 from .worker import ComparisonDone, Job, compare_in_process, session_folder, zip_folder
 
@@ -234,8 +234,8 @@ class CompareView(pn.viewable.Viewer):
             css_classes=["wb-compare-plots"],
             sizing_mode="stretch_width",
         )
-        self.run_button.on_click(lambda event: self.start())
-        self.stop_button.on_click(lambda event: self.cancel())
+        self.run_button.on_click(lambda event: held(self.start))
+        self.stop_button.on_click(lambda event: held(self.cancel))
 
         # ---------------------------------------------------------------- the traces
         emulators = emulator_backends()

@@ -45,7 +45,7 @@ from workbench.training import BatchEnd, EpochEnd, SampleRecorded
 
 from . import plots
 from .hardware import chip_problems
-from .parts import poll_every
+from .parts import held, poll_every
 from .state import Workbench
 from .worker import Finished, Job, Planned, session_folder, train_in_process, zip_folder
 
@@ -210,9 +210,9 @@ class TrainingDashboard(pn.viewable.Viewer):
         self._stop_button = pn.widgets.Button(
             label="Stop", color="danger", disabled=True, css_classes=["wb-stop"]
         )
-        self._start.on_click(lambda _: self.start())
-        self._pause.on_click(lambda _: self.toggle_pause())
-        self._stop_button.on_click(lambda _: self.stop())
+        self._start.on_click(lambda _: held(self.start))
+        self._pause.on_click(lambda _: held(self.toggle_pause))
+        self._stop_button.on_click(lambda _: held(self.stop))
         self._status = pn.pane.Markdown("Ready.", css_classes=["wb-status"])
         self._alerts = pn.Column()
         self._result = pn.pane.Markdown("", css_classes=["wb-test-accuracy"])

@@ -9,6 +9,7 @@ card stays ~37 px tall).  Here the section's own toggle sets its body's ``visibl
 every drawing of it follows.
 
 :func:`poll_every` runs a view's poll of its worker: a background callback of the session.
+:func:`held` runs a button's action so that the page gets its changes as one message.
 
 Widgets for browser tests (``css_classes``, from the ``css_class`` given): ``{css_class}-card``
 the section, ``{css_class}-toggle`` its header, a toggle that opens and closes it.
@@ -72,3 +73,11 @@ def poll_every(callback, period_ms: int):
     if pn.state.curdoc is not None:
         pn.state._periodic.setdefault(pn.state.curdoc, []).append(poll)
     return poll
+
+
+def held(action):
+    """Run ``action`` (a button's: Start, Pause, Stop) with the session's document held.
+    Panel holds the document for a changed property but not for a click, so the changes a
+    click makes (the buttons, the status line) would reach the page as one message each."""
+    with pn.io.hold():
+        return action()
