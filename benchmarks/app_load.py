@@ -5,32 +5,42 @@ Chromium (one browser context each, every request to a non-local host refused an
 ``offline()``).  Each session, as a student would:
 
 1. opens the app and builds from the template picker ("Yin-Yang 5-120-3");
-2. goes to Train, sets ``epochs`` (``--epochs``) and presses Start;
-3. waits for its first plot update, then watches the Train tab for ``--window-s`` seconds;
-4. pauses (waits until the batch counter has stood still for 3 s) and resumes;
-5. switches tabs ``--rounds`` times Build -> Data -> Train while the run goes on;
-6. stops, and waits for the run to end.
+2. looks at Data, goes to Train, sets ``epochs`` (``--epochs``) and presses Start.  These are
+   every tab's first visit (``first_visit_p95_s``; a tab's view enters the page then), made
+   by all N sessions at once;
+3. waits until every session has pressed Start: the class is in, the queue is full (with the
+   default one worker slot on two cores: one run going, N - 1 queued).  What follows is the
+   goal's situation, and the figures below are taken in it;
+4. if its run goes: waits for its first plot update, then watches the Train tab for
+   ``--window-s`` seconds;
+5. pauses and resumes (a running run: waits until the batch counter has stood still for 3 s
+   first; a queued one at once, where the app allows it: a disabled button is noted, not
+   clicked);
+6. switches tabs ``--rounds`` times Build -> Data -> Train;
+7. if it was queued: waits on Train for its run to start, and watches it as in 4;
+8. stops, and waits for the run to end.
 
-A session that is queued (``queued · 3rd, about 1 min``) pauses and resumes at once, while
-queued (where the app allows it: a disabled button is noted, not clicked), then waits on Train
-for its run to start.  After ``--budget-s`` seconds per N the sessions still going are
-stopped, queued ones included (their Stop is measured too, ``stop_ack_queued_p95_s`` for
-those stopped while queued), and what was measured is reported.
+After ``--budget-s`` seconds per N the sessions still going are stopped, queued ones included
+(their Stop is measured too, ``stop_ack_queued_p95_s`` for those stopped while queued), and
+what was measured is reported.
 
 How the clock works.  Playwright's sync API drives all pages from this one thread, round
 robin: each session is a generator that does one step (a click, a look at its page) and
 yields, so a slow session never blocks the others.  No latency is timed here, though: a probe
 script in every page (``PROBE``, installed before the app loads) stamps each click with
-``performance.now()`` in the capture phase, before the app sees it, and a 25 ms timer in the
-page stamps when the awaited result appears (an element of the new tab laid out, a word in the
-status line).  Both stamps come from the page's own clock, so a result is not inflated by the
-time this loop spends on the other sessions (they do load the same CPUs, as real students'
-pages would).  The timer's period is the resolution (~25 ms; a busy page fires it late, and
-``max_main_thread_delay_ms`` reports how late).
+``performance.now()`` in the capture phase, before the app sees it, and stamps when the awaited
+result appears: a word in the status line as the line changes (a ``MutationObserver``), an
+element of the new tab laid out by a timer that looks every 25 ms while it waits (every
+250 ms otherwise: twenty pages ticking every 25 ms took 0.2 cores of the shared CPUs).  Both
+stamps come from the page's own clock, so a result is not inflated by the time this loop
+spends on the other sessions (they do load the same CPUs, as real students' pages would).
+A busy page stamps late all the same (its main thread runs the probe), and
+``max_main_thread_delay_ms`` reports how late the timer fired at worst.
 
 What is measured (page-side times, seconds unless named otherwise):
 
-- tab switch: from the click on a tab to its content laid out and visible (Build:
+- tab switch (``tab_switch_*``, step 6) and first visit (``first_visit_p95_s``, step 2): from
+  the click on a tab to its content laid out and visible (Build:
   ``.react-flow__node``, Data: the preview plot ``.wb-preview``, Train: ``.wb-start``; a
   tab's content enters the page at its first visit and stays, hidden, when another tab is
   open, so a visible element is what is waited for);
@@ -39,7 +49,8 @@ What is measured (page-side times, seconds unless named otherwise):
   is in the page, drawn at the next animation frame).  The status line's first batch arrives in
   the same message from the server (the dashboard holds the document while it updates), so it
   is the fallback when no stream event was seen (plots rebuilt with their data in them).
-  The session stays on Train from Start to this update.  Includes any queue wait;
+  Train's plots stay in the page once visited, so the update is seen whichever tab is
+  open.  Includes any queue wait;
 - queue wait: from Start to the status line first saying ``running``, for sessions that were
   queued (0 for the others);
 - updates per second, over the window on Train after the first update: the rate the status
@@ -60,6 +71,8 @@ What is measured (page-side times, seconds unless named otherwise):
   counts those again; their USS (``peak_uss``) is what they add.  The fork server's own RSS
   is reported apart.  ``idle`` is before the sessions open, ``after`` once they are closed
   and the workers gone, ``peak`` the highest sample in between;
+- CPU seconds (``cpu_s``) over the whole N: the server, its workers, and the Chromium this
+  benchmark started, against the wall time;
 - page errors: ``pageerror`` events and console messages of type error, and every URL refused
   by ``offline()``, each listed with its session and the step it came after
   (``session 2, after tab-Train: https://...``).
@@ -95,19 +108,24 @@ TAB_CONTENT = {"Build": ".react-flow__node", "Data": ".wb-preview", "Train": ".w
 QUIET_S = 3.0  # the batch counter standing still this long after Pause: the run is held
 STEP_TIMEOUT_S = 120.0  # one step of a session (a tab, an acknowledgement) at most
 STOP_GRACE_S = 60.0  # after the budget: time given to stop the sessions still going
+# Every session takes one step per round, and each step asks its page something: a round
+# at most this often (seconds), so the students' hands do not load the pages more than
+# their eyes would.  Latencies are stamped in the page, so this sets no result's resolution.
+ROUND_S = 0.1
 
 # the page's side of the measurement (see the module's docstring)
 PROBE = r"""
 (() => {
-  const PERIOD = 25;
+  const FAST = 25, SLOW = 250;  // ms: the timer's period while a watch waits, and otherwise
   const wb = window.__wb = {
-    watches: {}, status: [], streamed: [], late: 0, last: performance.now(),
-    host: null, looked: 0, text: null, docs: new Set(),
+    watches: {}, status: [], streamed: [], late: 0,
+    host: null, looked: 0, text: null, docs: new Set(), observer: null,
   };
   // every click, stamped before the app handles it; it starts the watches armed for it
   window.addEventListener("click", () => {
     const t = performance.now();
     for (const w of Object.values(wb.watches)) if (w.t0 === null) w.t0 = t;
+    schedule(FAST);
   }, true);
   function deep(selector, root) {  // querySelector through Panel's shadow roots
     const found = root.querySelector(selector);
@@ -126,17 +144,33 @@ PROBE = r"""
     return el !== null && el.getClientRects().length > 0
       && el.checkVisibility({checkOpacity: true, checkVisibilityCSS: true});
   }
-  function statusText() {  // the status line's text, null while the Train tab is not shown
-    const now = performance.now();
-    if ((wb.host === null || !wb.host.isConnected) && now - wb.looked > 200) {
-      wb.looked = now;
-      wb.host = deep(".wb-status", document);
-    }
-    if (wb.host === null || !wb.host.isConnected) return null;
+  function statusText() {  // the status line's text (it stays in the page once Train is seen)
     const root = wb.host.shadowRoot || wb.host;
     const text = [...root.children].filter((c) => c.tagName !== "STYLE" && c.tagName !== "LINK")
-      .map((c) => c.innerText).join(" ").trim();
+      .map((c) => c.textContent).join(" ").trim();
     return text || null;  // null also while a new status line is being drawn
+  }
+  function seen(t) {  // the status line as it is now: recorded, and the watches for a word
+    const text = statusText();
+    if (text === null || text === wb.text) return;
+    wb.status.push([t, text]);
+    wb.text = text;
+    for (const w of Object.values(wb.watches)) {
+      if (w.kind === "status" && w.t0 !== null && w.t1 === null && new RegExp(w.arg).test(text))
+        w.t1 = t;
+    }
+  }
+  function attach(t) {  // find the status line and stamp each change of it as it happens
+    if (wb.host !== null && wb.host.isConnected) return;
+    if (t - wb.looked < 200) return;
+    wb.looked = t;
+    wb.host = deep(".wb-status", document);
+    if (wb.host === null) return;
+    if (wb.observer) wb.observer.disconnect();
+    wb.observer = new MutationObserver(() => seen(performance.now()));
+    wb.observer.observe(wb.host.shadowRoot || wb.host,
+      {childList: true, subtree: true, characterData: true});
+    seen(t);
   }
   function listen() {  // rows streamed into a plot (the loss curve) reach the page
     if (!window.Bokeh || !window.Bokeh.documents) return;
@@ -155,23 +189,35 @@ PROBE = r"""
   };
   // the page's own clock starts at navigation: opening the app is timed from there
   wb.watches.open = {kind: "visible", arg: ".react-flow__node", t0: 0, t1: null};
-  setInterval(() => {
+  // One timer: FAST while a tab's content is awaited, SLOW otherwise (twenty pages ticking
+  // every 25 ms cost the shared CPUs 0.2 cores).  How late it fires is the page's stall.
+  let timer = null, due = 0;
+  function schedule(period) {
+    const at = performance.now() + period;
+    if (timer !== null && due <= at) return;
+    if (timer !== null) clearTimeout(timer);
+    due = at;
+    timer = setTimeout(tick, period);
+  }
+  function tick() {
     const t = performance.now();
-    wb.late = Math.max(wb.late, t - wb.last - PERIOD);
-    wb.last = t;
+    wb.late = Math.max(wb.late, t - due);
+    timer = null;
     listen();
-    const text = statusText();
-    if (text !== null && text !== wb.text) {
-      wb.status.push([t, text]);
-      wb.text = text;
-    }
+    attach(t);
+    let waiting = false;
     for (const w of Object.values(wb.watches)) {
       if (w.t0 === null || w.t1 !== null) continue;
-      const hit = w.kind === "visible" ? visible(w.arg)
-        : text !== null && new RegExp(w.arg).test(text);
-      if (hit) w.t1 = t;
+      if (w.kind === "status") {  // stamped as the line changes; this is for a line that
+        if (wb.text !== null && new RegExp(w.arg).test(wb.text)) w.t1 = t;  // said it first
+        continue;
+      }
+      if (visible(w.arg)) w.t1 = t;
+      else waiting = true;
     }
-  }, PERIOD);
+    schedule(waiting ? FAST : SLOW);
+  }
+  schedule(FAST);
 })();
 """
 
@@ -196,6 +242,7 @@ class Session:
     blocked: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
     open_s: float | None = None
+    first_visits: list[float] = field(default_factory=list)  # Data, Train: their first draw
     tab_switches: list[float] = field(default_factory=list)
     start_ack_s: float | None = None  # Start -> the status line says queued/running
     start_to_first_plot_s: float | None = None
@@ -301,13 +348,14 @@ def measured(s: Session, name: str, timeout: float = STEP_TIMEOUT_S):
     return (w["t1"] - w["t0"]) / 1000
 
 
-def switch(s: Session, tab: str):
-    """Click tab ``tab``; records the time until its content is visible."""
+def switch(s: Session, tab: str, into: list | None = None):
+    """Click tab ``tab``; records the time until its content is visible (in ``into``, by
+    default the session's ``tab_switches``)."""
     if not s.click(f"tab-{tab}", "visible", TAB_CONTENT[tab], ".bk-tab", has_text=tab):
         return
     took = yield from measured(s, f"tab-{tab}")
     if took is not None:
-        s.tab_switches.append(took)
+        (s.tab_switches if into is None else into).append(took)
 
 
 def counter_moves(log, after_ms: float) -> float | None:
@@ -397,8 +445,32 @@ def watch_updates(s: Session, seconds: float):
     s.plot_frames_per_s = len(frames(streamed)) / ((end - begin) / 1000)
 
 
-def student(s: Session, url: str, epochs: int, window_s: float, rounds: int):
-    """One session's whole visit (see the module's docstring)."""
+def student(s: Session, url: str, args, setting_up: set):
+    """One session's whole visit (see the module's docstring).  ``setting_up``: the sessions
+    that have not pressed Start yet; the class's part begins once it is empty."""
+    try:
+        yield from set_up(s, url, args.epochs)
+    finally:
+        setting_up.discard(s)
+    if s.start_ack_s is None:
+        return
+    started = s.watch("start")["t0"]
+    s.queued = s.status().startswith("queued")
+    yield from until(lambda: not setting_up, float("inf"))  # the queue is full
+    if not s.queued and not (yield from watched(s, started, args.window_s)):
+        return
+    yield from pause_and_resume(s)  # a queued run's at once; a running one's held
+    for _ in range(args.rounds):
+        for tab in ("Build", "Data", "Train"):
+            yield from switch(s, tab)
+    if s.queued and not (yield from watched(s, started, args.window_s)):
+        return
+    yield from stop(s)
+
+
+def set_up(s: Session, url: str, epochs: int):
+    """Open the app, build from the template, look at the data, set the epochs and Start:
+    every tab is visited for the first time here (``first_visits``)."""
     s.page.goto(url, wait_until="commit")
     s.open_s = yield from measured(s, "open")  # from navigation to the builder drawn
     if s.open_s is None:
@@ -408,7 +480,8 @@ def student(s: Session, url: str, epochs: int, window_s: float, rounds: int):
     s.page.locator(".wb-template select").first.select_option(label=TEMPLATE)
     s.page.locator(".wb-use-template button").first.click()
     yield from wait(1.0)
-    yield from switch(s, "Train")
+    for tab in ("Data", "Train"):
+        yield from switch(s, tab, s.first_visits)
     s.mark("epochs")
     setting = s.page.get_by_label("epochs", exact=True).first
     setting.fill(str(epochs))
@@ -416,23 +489,19 @@ def student(s: Session, url: str, epochs: int, window_s: float, rounds: int):
     yield from wait(0.5)
     s.click("start", "status", r"^(queued|running|failed)", ".wb-start button")
     s.start_ack_s = yield from measured(s, "start")
-    if s.start_ack_s is None:
-        return
-    started = s.watch("start")["t0"]
-    if s.status().startswith("queued"):
-        s.queued = True
-        yield from pause_and_resume(s)  # of a queued run: at once
+
+
+def watched(s: Session, started: float, window_s: float):
+    """Wait for the run's first plot update, then watch Train's updates for ``window_s``;
+    False when the run ended first."""
     yield from first_update(s, started)
     if not GOING.match(s.status()):
         s.notes.append(f"the run ended before it was watched: {s.status()[:60]!r}")
-        return
+        return False
+    if not s.visible(".wb-start"):
+        yield from switch(s, "Train")
     yield from watch_updates(s, window_s)
-    if s.pause_ack_s is None and s.status().startswith("running"):
-        yield from pause_and_resume(s)
-    for _ in range(rounds):
-        for tab in ("Build", "Data", "Train"):
-            yield from switch(s, tab)
-    yield from stop(s)
+    return True
 
 
 def stop_remaining(s: Session):
@@ -473,12 +542,13 @@ def drive(steps: dict, deadline: float | None) -> None:
                 first_line = (str(exc).splitlines() or [""])[0]
                 s.notes.append(f"{type(exc).__name__}: {first_line[:200]}")
                 del steps[s]
-        time.sleep(max(0.0, 0.02 - (time.perf_counter() - begun)))
+        time.sleep(max(0.0, ROUND_S - (time.perf_counter() - begun)))
 
 
 def run_sessions(browser, url: str, n: int, args) -> list[Session]:
     sessions = [open_session(browser, k) for k in range(n)]
-    steps = {s: student(s, url, args.epochs, args.window_s, args.rounds) for s in sessions}
+    setting_up = set(sessions)
+    steps = {s: student(s, url, args, setting_up) for s in sessions}
     drive(steps, time.perf_counter() + args.budget_s)
     for s, step in steps.items():  # the budget is spent: stop what still goes
         step.close()
@@ -534,6 +604,36 @@ def rss(pid: int) -> dict:
     return out
 
 
+def cpu_seconds(pid: int | None) -> dict:
+    """CPU seconds used so far (user + system): the server, its workers (live ones, and those
+    the fork server has reaped), and the Chromium this benchmark started (the sessions' pages,
+    the browser and its helpers)."""
+
+    def used(times, children: bool = False) -> float:
+        own = times.user + times.system
+        return own + (times.children_user + times.children_system if children else 0.0)
+
+    out = {"server": 0.0, "workers": 0.0, "browsers": 0.0}
+    if pid is not None:
+        server = psutil.Process(pid)
+        out["server"] = used(server.cpu_times())
+        for child in server.children():
+            try:
+                if "forkserver" in " ".join(child.cmdline()):
+                    out["workers"] += used(child.cpu_times(), children=True)
+                    for worker in child.children(recursive=True):
+                        out["workers"] += used(worker.cpu_times())
+            except psutil.Error:
+                pass
+    for proc in psutil.Process().children(recursive=True):  # Playwright's driver, its Chromium
+        try:
+            if "chrom" in proc.name():
+                out["browsers"] += used(proc.cpu_times())
+        except psutil.Error:
+            pass
+    return out
+
+
 class MemorySampler(threading.Thread):
     """Samples :func:`rss` every ``period`` seconds until stopped."""
 
@@ -578,6 +678,7 @@ def summary(n: int, sessions: list[Session], memory: dict) -> dict:
         "tab_switch_p95_s": pct(switches, 95),
         "tab_switches": len(switches),
         "open_p95_s": pct([s.open_s for s in sessions], 95),
+        "first_visit_p95_s": pct([t for s in sessions for t in s.first_visits], 95),
         "start_to_first_plot_s": {"p50": pct(first, 50), "p95": pct(first, 95)},
         "start_to_first_plot_p95_s": pct(first, 95),
         "queued_sessions": sum(s.queued for s in sessions),
@@ -646,7 +747,8 @@ def table(rows: list[dict]) -> str:
         return "-" if v is None else format(v, spec)
 
     head = (
-        f"{'N':>3} {'tab p50':>7} {'tab p95':>7} {'1st p50':>7} {'1st p95':>7} {'queue95':>7} "
+        f"{'N':>3} {'open95':>6} {'visit95':>7} {'tab p50':>7} {'tab p95':>7} {'1st p50':>7} "
+        f"{'1st p95':>7} {'queue95':>7} "
         f"{'upd/s':>5} {'chg/s':>5} {'pause ack/eff':>13} {'stop ack/eff':>13} "
         f"{'server MB idle/peak':>19} {'workers MB':>10} {'errors':>6} {'blocked':>7}"
     )
@@ -654,7 +756,8 @@ def table(rows: list[dict]) -> str:
     for r in rows:
         server, workers = r["server_rss_mb"] or {}, r["worker_rss_mb"] or {}
         lines.append(
-            f"{r['sessions']:>3} {f(r['tab_switch_p50_s']):>7} {f(r['tab_switch_p95_s']):>7} "
+            f"{r['sessions']:>3} {f(r['open_p95_s']):>6} {f(r['first_visit_p95_s']):>7} "
+            f"{f(r['tab_switch_p50_s']):>7} {f(r['tab_switch_p95_s']):>7} "
             f"{f(r['start_to_first_plot_s']['p50']):>7} {f(r['start_to_first_plot_s']['p95']):>7} "
             f"{f(r['queue_wait_p95_s']):>7} {f(r['updates_per_s'], '.1f'):>5} "
             f"{f(r['status_changes_per_s'], '.1f'):>5} "
@@ -677,7 +780,10 @@ def measure(url: str, pid: int | None, args) -> list[dict]:
             sampler = MemorySampler(pid) if pid else None
             if sampler:
                 sampler.start()
+            cpu_before, started = cpu_seconds(pid), time.perf_counter()
             sessions = run_sessions(browser, url, n, args)
+            cpu = {k: v - cpu_before[k] for k, v in cpu_seconds(pid).items()}
+            cpu["wall"] = time.perf_counter() - started
             for s in sessions:
                 s.context.close()
             after = idle_rss(pid)
@@ -686,6 +792,7 @@ def measure(url: str, pid: int | None, args) -> list[dict]:
                 sampler.join()
             memory = memory_summary(before, sampler.samples if sampler else [], after)
             rows.append(summary(n, sessions, memory))
+            rows[-1]["cpu_s"] = {k: round(v, 1) for k, v in cpu.items()}
             brief = {k: v for k, v in rows[-1].items() if k != "per_session"}
             print(json.dumps(brief), flush=True)
         browser.close()
