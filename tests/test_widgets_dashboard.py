@@ -103,64 +103,66 @@ def test_stop_acts_inside_a_long_batch():
     assert len(dash._curves.data["batch"]) == 0  # the batch going on was dropped
 
 
-def test_runs_beyond_the_servers_workers_wait_in_the_queue():
+@pytest.fixture
+def three_on_one_worker():
+    """A server with one worker slot and three sessions' dashboards set to long runs; what
+    still goes at the end is stopped."""
     configure(1)
+    dashboards = [TrainingDashboard(workbench=small_workbench(), autopoll=False) for _ in "abc"]
     try:
-        first, second, third = (
-            TrainingDashboard(workbench=small_workbench(), autopoll=False) for _ in range(3)
-        )
-        for dash in (first, second, third):
+        for dash in dashboards:
             dash.set_setting("epochs", 50)
-        assert first.start() and second.start()
-        assert first.session.state == "running" and second.session.state == "queued"
-        assert "queued" in second._status.object and "1st" in second._status.object
-        second.toggle_pause()  # a queued run can be held too, out of the queue
-        assert second.session.state == "paused" and second._pause.label == "Resume"
-        second.toggle_pause()
-        assert second.session.state == "queued" and not second._stop_button.disabled
-        second.stop()  # leaves the queue at once; its worker never starts
-        assert second.session.state == "cancelled" and second.session.job.pid is None
-        assert not second._start.disabled
-        assert third.start() and third.session.state == "queued"
-        first.toggle_pause()  # a paused run gives its slot to the next
-        until(third, lambda: third.session.state == "running")
-        first.toggle_pause()  # and waits for one to resume
-        assert first.session.state == "queued" and "to resume" in first._status.object
-        third.stop()
-        until(third, finished(third), timeout=60)
-        until(first, lambda: first.session.state == "running")
-        first.stop()
-        until(first, finished(first), timeout=60)
+        yield dashboards
     finally:
+        going = ("queued", "running", "paused", "stopping")
+        for dash in dashboards:
+            dash.stop()
+            until(dash, lambda d=dash: d.session.state not in going, 60)
         configure(None)
 
 
-def test_a_queued_place_moved_by_others_is_sent_at_most_once_a_second(monkeypatch):
+def test_runs_beyond_the_servers_workers_wait_in_the_queue(three_on_one_worker):
+    first, second, third = three_on_one_worker
+    assert first.start() and second.start()
+    assert first.session.state == "running" and second.session.state == "queued"
+    assert "queued" in second._status.object and "1st" in second._status.object
+    second.toggle_pause()  # a queued run can be held too, out of the queue
+    assert second.session.state == "paused" and second._pause.label == "Resume"
+    second.toggle_pause()
+    assert second.session.state == "queued" and not second._stop_button.disabled
+    second.stop()  # leaves the queue at once; its worker never starts
+    assert second.session.state == "cancelled" and second.session.job.pid is None
+    assert not second._start.disabled
+    assert third.start() and third.session.state == "queued"
+    first.toggle_pause()  # a paused run gives its slot to the next
+    until(third, lambda: third.session.state == "running")
+    first.toggle_pause()  # and waits for one to resume
+    assert first.session.state == "queued" and "to resume" in first._status.object
+    third.stop()
+    until(third, finished(third), timeout=60)
+    until(first, lambda: first.session.state == "running")
+    first.stop()
+    until(first, finished(first), timeout=60)
+
+
+def test_a_queued_place_moved_by_others_is_sent_at_most_once_a_second(
+    three_on_one_worker, monkeypatch
+):
     """Twenty students pressing Pause at once must not redraw every page twenty times: a
     queued run's line follows others' moves within QUEUE_REFRESH_S; its own action at once."""
     monkeypatch.setattr(dashboard_module, "QUEUE_REFRESH_S", 0.5)
-    configure(1)
-    try:
-        first, second, third = (
-            TrainingDashboard(workbench=small_workbench(), autopoll=False) for _ in range(3)
-        )
-        for dash in (first, second, third):
-            dash.set_setting("epochs", 50)
-            assert dash.start()
-        assert "2nd" in third._status.object
-        second.toggle_pause()  # its own action: shown at once
-        assert second._status.object.startswith("**paused**")
-        assert third.poll() == 0 and "2nd" in third._status.object  # others' move: held
-        time.sleep(0.6)
-        third.poll()
-        assert "1st" in third._status.object
-        third.toggle_pause()  # its own action again within the second: at once
-        assert third._status.object.startswith("**paused**")
-    finally:
-        for dash in (first, second, third):
-            dash.stop()
-            until(dash, lambda d=dash: d.session.state in ("done", "failed", "cancelled"), 60)
-        configure(None)
+    first, second, third = three_on_one_worker
+    for dash in three_on_one_worker:
+        assert dash.start()
+    assert "2nd" in third._status.object
+    second.toggle_pause()  # its own action: shown at once
+    assert second._status.object.startswith("**paused**")
+    assert third.poll() == 0 and "2nd" in third._status.object  # others' move: held
+    time.sleep(0.6)
+    third.poll()
+    assert "1st" in third._status.object
+    third.toggle_pause()  # its own action again within the second: at once
+    assert third._status.object.startswith("**paused**")
 
 
 def test_pause_holds_the_worker_and_resume_continues():
