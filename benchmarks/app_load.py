@@ -584,6 +584,19 @@ def server_pid(url: str) -> int | None:
     return None
 
 
+def forkservers(server: psutil.Process) -> list[psutil.Process]:
+    """The server's multiprocessing fork server (its workers are the fork server's children;
+    their command line is the fork server's)."""
+    found = []
+    for child in server.children():
+        try:
+            if "forkserver" in " ".join(child.cmdline()):
+                found.append(child)
+        except psutil.Error:
+            pass
+    return found
+
+
 def rss(pid: int) -> dict:
     """Memory in MiB: RSS of the server and of the fork server, and of each worker its RSS
     and its USS (the pages only it holds: what it adds beyond those it shares with the fork
@@ -591,10 +604,8 @@ def rss(pid: int) -> dict:
     mib = 2**-20
     server = psutil.Process(pid)
     out = {"server": server.memory_info().rss * mib, "forkserver": 0.0, "workers": []}
-    for child in server.children():
+    for child in forkservers(server):
         try:
-            if "forkserver" not in " ".join(child.cmdline()):
-                continue
             out["forkserver"] = child.memory_info().rss * mib
             for worker in child.children(recursive=True):
                 info = worker.memory_full_info()
@@ -617,12 +628,11 @@ def cpu_seconds(pid: int | None) -> dict:
     if pid is not None:
         server = psutil.Process(pid)
         out["server"] = used(server.cpu_times())
-        for child in server.children():
+        for child in forkservers(server):
             try:
-                if "forkserver" in " ".join(child.cmdline()):
-                    out["workers"] += used(child.cpu_times(), children=True)
-                    for worker in child.children(recursive=True):
-                        out["workers"] += used(worker.cpu_times())
+                out["workers"] += used(child.cpu_times(), children=True)
+                for worker in child.children(recursive=True):
+                    out["workers"] += used(worker.cpu_times())
             except psutil.Error:
                 pass
     for proc in psutil.Process().children(recursive=True):  # Playwright's driver, its Chromium
